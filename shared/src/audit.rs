@@ -1,0 +1,45 @@
+//! The decision record: what every node writes for every allow and deny.
+//!
+//! One record names who asked (user and identity source), what (action and resource), the
+//! outcome and the policies that determined it, and exactly which state decided it (snapshot
+//! version, identity revision, policy version), so the decision can be explained and replayed.
+
+use serde::{Deserialize, Serialize};
+
+/// Who made the request, as far as the node could tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalRef {
+    /// SCIM id (the Cedar `User` id).
+    pub id: String,
+    pub user_name: String,
+    pub source: String,
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Unix milliseconds when the decision was made.
+    pub at_ms: u64,
+    pub node: String,
+    pub request_id: String,
+    /// `None` when the request never reached a principal (bad token, unknown user).
+    pub principal: Option<PrincipalRef>,
+    /// Cedar action id (`chat`, `mcp:tools/call`, …); empty if the request was refused before
+    /// classification.
+    pub action: String,
+    /// Cedar entity (`Model::"gpt-4o-mini"`); empty if unclassified.
+    pub resource: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Low-cardinality reason label (`permitted`, `forbidden`, `no_matching_permit`,
+    /// `principal_inactive`, `unknown_principal`, `invalid_token`, …).
+    pub reason: String,
+    /// Ids of the policies that determined the decision.
+    pub policies: Vec<String>,
+    pub snapshot_version: u64,
+    pub identity_revision: u64,
+    /// `counter:hash12`.
+    pub policy_version: String,
+    /// Time spent deciding (authentication excluded), microseconds.
+    pub decision_us: u64,
+}

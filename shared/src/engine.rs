@@ -1,0 +1,448 @@
+//! The decision engine: one immutable value per snapshot, deciding requests with Cedar.
+//!
+//! Built once when a snapshot arrives ([`Engine::new`] parses and validates the policies and
+//! indexes the directory); then [`Engine::decide`] is a pure function of the engine and the
+//! request. Semantics are Cedar's: default deny, `forbid` overrides `permit`, a policy whose
+//! evaluation errors is skipped. An inactive principal is denied before any policy runs.
+//!
+//! Each decision builds only the entities it needs (the principal, its groups, the resource and
+//! its parents, the action and its groups), so its cost does not grow with the directory.
+
+use crate::policy::{self, CompiledPolicies, PolicyError, PolicyInfo};
+use crate::request::{Request, Resource};
+use crate::schema::entity;
+use crate::snapshot::{Issuer, PrincipalClaim, Snapshot, User};
+use cedar_policy::{
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    RestrictedExpression,
+};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+/// Why a snapshot could not become an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("policies: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("snapshot is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// One or more `permit` policies matched and no `forbid` did.
+    Permitted,
+    /// One or more `forbid` policies matched.
+    Forbidden,
+    /// No `permit` policy matched (Cedar's default deny).
+    NoMatchingPermit,
+    /// The principal is deactivated in its IdP.
+    PrincipalInactive,
+    /// The request does not conform to the schema (a classification bug, never a client's).
+    InvalidRequest(String),
+}
+
+impl Reason {
+    /// A stable, low-cardinality label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Permitted => "permitted",
+            Self::Forbidden => "forbidden",
+            Self::NoMatchingPermit => "no_matching_permit",
+            Self::PrincipalInactive => "principal_inactive",
+            Self::InvalidRequest(_) => "invalid_request",
+        }
+    }
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub effect: Effect,
+    pub reason: Reason,
+    /// Ids of the policies that determined the outcome: the matching `permit`s on allow, the
+    /// matching `forbid`s on a forbid; empty for a default deny.
+    pub policies: Vec<String>,
+    /// Policies skipped because their evaluation errored, with the error.
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+
+    fn deny(reason: Reason) -> Self {
+        Self {
+            effect: Effect::Deny,
+            reason,
+            policies: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// Index of a user within the engine's snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserIndex(pub u32);
+
+/// A snapshot made ready for deciding.
+#[derive(Debug)]
+pub struct Engine {
+    snapshot: Snapshot,
+    policies: CompiledPolicies,
+    authorizer: Authorizer,
+    group_uids: Vec<EntityUid>,
+    /// Action id → the action entity with every action group it belongs to as parents.
+    actions: HashMap<String, Entity>,
+    by_user_name: HashMap<(String, String), u32>,
+    by_external_id: HashMap<(String, String), u32>,
+    by_issuer: HashMap<String, usize>,
+}
+
+impl Engine {
+    /// Validates the snapshot's policies against its schema and indexes its directory.
+    pub fn new(snapshot: Snapshot) -> Result<Self, EngineError> {
+        let policies = policy::compile(&snapshot.schema, &snapshot.policies)?;
+        if policies.content_hash != snapshot.policy_version.hash
+            && snapshot.policy_version.counter != 0
+        {
+            return Err(EngineError::Inconsistent(format!(
+                "policy content hash {} does not match policy version {}",
+                policies.content_hash.short(),
+                snapshot.policy_version
+            )));
+        }
+
+        let group_uids = snapshot
+            .groups
+            .iter()
+            .map(|g| uid(entity::GROUP, &g.display_name))
+            .collect::<Vec<_>>();
+        let n_groups = snapshot.groups.len() as u32;
+        for g in &snapshot.groups {
+            if g.ancestors.iter().any(|&a| a >= n_groups) {
+                return Err(EngineError::Inconsistent(format!(
+                    "group {} names an ancestor out of range",
+                    g.id
+                )));
+            }
+        }
+
+        let mut by_user_name = HashMap::with_capacity(snapshot.users.len());
+        let mut by_external_id = HashMap::new();
+        for (i, u) in snapshot.users.iter().enumerate() {
+            if u.groups.iter().any(|&g| g >= n_groups) {
+                return Err(EngineError::Inconsistent(format!(
+                    "user {} names a group out of range",
+                    u.id
+                )));
+            }
+            by_user_name.insert((u.source.clone(), u.user_name.to_lowercase()), i as u32);
+            if let Some(x) = &u.external_id {
+                by_external_id.insert((u.source.clone(), x.clone()), i as u32);
+            }
+        }
+
+        let by_issuer = snapshot
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(i, iss)| (iss.issuer.clone(), i))
+            .collect();
+
+        let schema_actions = policies
+            .schema
+            .action_entities()
+            .map_err(|e| EngineError::Inconsistent(format!("schema actions: {e}")))?;
+        let mut actions = HashMap::new();
+        for a in schema_actions.iter() {
+            let ancestors: HashSet<EntityUid> = schema_actions
+                .ancestors(&a.uid())
+                .map(|it| it.cloned().collect())
+                .unwrap_or_default();
+            actions.insert(
+                a.uid().id().unescaped().to_owned(),
+                Entity::new_no_attrs(a.uid(), ancestors),
+            );
+        }
+
+        Ok(Self {
+            snapshot,
+            policies,
+            authorizer: Authorizer::new(),
+            group_uids,
+            actions,
+            by_user_name,
+            by_external_id,
+            by_issuer,
+        })
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Every policy with its id, file and line.
+    pub fn policies(&self) -> &[PolicyInfo] {
+        &self.policies.policies
+    }
+
+    pub fn user(&self, index: UserIndex) -> &User {
+        &self.snapshot.users[index.0 as usize]
+    }
+
+    /// The issuer whose `iss` is exactly `iss`.
+    pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
+        self.by_issuer.get(iss).map(|&i| &self.snapshot.issuers[i])
+    }
+
+    /// Finds the user a verified token names, by the issuer's claim mapping.
+    pub fn find_user(&self, source: &str, claim: PrincipalClaim, value: &str) -> Option<UserIndex> {
+        let key = match claim {
+            PrincipalClaim::EmailToUserName => (source.to_owned(), value.to_lowercase()),
+            PrincipalClaim::SubToExternalId => (source.to_owned(), value.to_owned()),
+        };
+        let map = match claim {
+            PrincipalClaim::EmailToUserName => &self.by_user_name,
+            PrincipalClaim::SubToExternalId => &self.by_external_id,
+        };
+        map.get(&key).copied().map(UserIndex)
+    }
+
+    /// Decides `request` for the user at `index`.
+    pub fn decide(&self, index: UserIndex, request: &Request) -> Decision {
+        let user = self.user(index);
+        if !user.active {
+            return Decision::deny(Reason::PrincipalInactive);
+        }
+        match self.authorize(user, request) {
+            Ok(d) => d,
+            Err(e) => Decision::deny(Reason::InvalidRequest(e)),
+        }
+    }
+
+    fn authorize(&self, user: &User, request: &Request) -> Result<Decision, String> {
+        let principal = uid(entity::USER, &user.id);
+        let action_id = request.action.cedar_id();
+        let action = self
+            .actions
+            .get(action_id)
+            .ok_or_else(|| format!("action {action_id} is not in the schema"))?;
+        let (rtype, rid) = request.resource.cedar_uid();
+        let resource = uid(rtype, &rid);
+
+        let mut entities = Vec::with_capacity(user.groups.len() + 6);
+        entities.push(self.user_entity(user, principal.clone())?);
+        entities.push(Entity::new_no_attrs(
+            uid(entity::SOURCE, &user.source),
+            HashSet::new(),
+        ));
+        for &g in &user.groups {
+            let group = &self.snapshot.groups[g as usize];
+            let parents = group
+                .ancestors
+                .iter()
+                .map(|&a| self.group_uids[a as usize].clone())
+                .collect();
+            entities.push(Entity::new_no_attrs(
+                self.group_uids[g as usize].clone(),
+                parents,
+            ));
+        }
+        resource_entities(&request.resource, resource.clone(), &mut entities)?;
+        entities.push(action.clone());
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+
+        let context = Context::from_pairs([
+            (
+                "route".to_owned(),
+                RestrictedExpression::new_string(request.context.route.clone()),
+            ),
+            (
+                "stream".to_owned(),
+                RestrictedExpression::new_bool(request.context.stream),
+            ),
+        ])
+        .map_err(|e| e.to_string())?;
+        let cedar_request = cedar_policy::Request::new(
+            principal,
+            action.uid(),
+            resource,
+            context,
+            Some(&self.policies.schema),
+        )
+        .map_err(|e| e.to_string())?;
+
+        let response = self
+            .authorizer
+            .is_authorized(&cedar_request, &self.policies.set, &entities);
+        let mut policies: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(PolicyId::to_string)
+            .collect();
+        policies.sort();
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        let (effect, reason) = match response.decision() {
+            cedar_policy::Decision::Allow => (Effect::Allow, Reason::Permitted),
+            cedar_policy::Decision::Deny if policies.is_empty() => {
+                (Effect::Deny, Reason::NoMatchingPermit)
+            }
+            cedar_policy::Decision::Deny => (Effect::Deny, Reason::Forbidden),
+        };
+        Ok(Decision {
+            effect,
+            reason,
+            policies,
+            errors,
+        })
+    }
+
+    fn user_entity(&self, user: &User, principal: EntityUid) -> Result<Entity, String> {
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let attrs = HashMap::from([
+            ("userName".to_owned(), s(&user.user_name)),
+            ("displayName".to_owned(), s(&user.display_name)),
+            ("email".to_owned(), s(user.email.as_deref().unwrap_or(""))),
+            (
+                "externalId".to_owned(),
+                s(user.external_id.as_deref().unwrap_or("")),
+            ),
+            (
+                "department".to_owned(),
+                s(user.department.as_deref().unwrap_or("")),
+            ),
+            ("source".to_owned(), s(&user.source)),
+            (
+                "active".to_owned(),
+                RestrictedExpression::new_bool(user.active),
+            ),
+        ]);
+        let mut parents: HashSet<EntityUid> = user
+            .groups
+            .iter()
+            .map(|&g| self.group_uids[g as usize].clone())
+            .collect();
+        parents.insert(uid(entity::SOURCE, &user.source));
+        Entity::new(principal, attrs, parents).map_err(|e| e.to_string())
+    }
+}
+
+fn resource_entities(
+    r: &Resource,
+    resource: EntityUid,
+    out: &mut Vec<Entity>,
+) -> Result<(), String> {
+    let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+    let one = |parent: EntityUid| HashSet::from([parent]);
+    let entity = |attrs: HashMap<String, RestrictedExpression>, parents| {
+        Entity::new(resource.clone(), attrs, parents).map_err(|e| e.to_string())
+    };
+    match r {
+        Resource::Model {
+            provider,
+            kind,
+            name,
+        } => {
+            let p = uid(entity::PROVIDER, provider);
+            out.push(entity(
+                HashMap::from([
+                    ("name".to_owned(), s(name)),
+                    ("provider".to_owned(), s(provider)),
+                ]),
+                one(p.clone()),
+            )?);
+            out.push(provider_entity(p, kind)?);
+        }
+        Resource::Provider { kind, .. } => out.push(provider_entity(resource.clone(), kind)?),
+        Resource::McpServer { .. } => {
+            out.push(Entity::new_no_attrs(resource.clone(), HashSet::new()))
+        }
+        Resource::McpTool { server, tool } => {
+            let srv = uid(entity::MCP_SERVER, server);
+            out.push(entity(
+                HashMap::from([
+                    ("name".to_owned(), s(tool)),
+                    ("server".to_owned(), s(server)),
+                ]),
+                one(srv.clone()),
+            )?);
+            out.push(Entity::new_no_attrs(srv, HashSet::new()));
+        }
+        Resource::McpResource { server, uri } => {
+            let srv = uid(entity::MCP_SERVER, server);
+            out.push(entity(
+                HashMap::from([("uri".to_owned(), s(uri)), ("server".to_owned(), s(server))]),
+                one(srv.clone()),
+            )?);
+            out.push(Entity::new_no_attrs(srv, HashSet::new()));
+        }
+        Resource::McpPrompt { server, name } => {
+            let srv = uid(entity::MCP_SERVER, server);
+            out.push(entity(
+                HashMap::from([
+                    ("name".to_owned(), s(name)),
+                    ("server".to_owned(), s(server)),
+                ]),
+                one(srv.clone()),
+            )?);
+            out.push(Entity::new_no_attrs(srv, HashSet::new()));
+        }
+    }
+    Ok(())
+}
+
+fn provider_entity(uid: EntityUid, kind: &str) -> Result<Entity, String> {
+    Entity::new(
+        uid,
+        HashMap::from([(
+            "kind".to_owned(),
+            RestrictedExpression::new_string(kind.to_owned()),
+        )]),
+        HashSet::new(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Builds `Type::"id"`. Entity type names here are fixed identifiers, so parsing cannot fail.
+fn uid(ty: &str, id: &str) -> EntityUid {
+    let ty = EntityTypeName::from_str(ty).unwrap_or_else(|_| unreachable_type(ty));
+    EntityUid::from_type_name_and_id(ty, EntityId::new(id))
+}
+
+#[cold]
+fn unreachable_type(ty: &str) -> ! {
+    panic!("entity type {ty:?} is a compile-time constant and must parse")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+use super::*;
+use crate::request::{Action, RequestContext};
+use crate::snapshot::{Group, PolicyFile, PolicyVersion};
+
+const POLICIES: &str = r#"
+@id("sales-chat")
+permit(principal in Group::"Sales", action == Action::"chat", resource == Model::"gpt-4o-mini");
+
+@id("rnd-anthropic")
+permit(principal in Group::"R&D", action in Action::"llm", resource in Provider::"anthropic");
+
+@id("sales-crm")
+permit(principal in Group::"Sales", action == Action::"mcp:tools/call", resource == McpTool::"crm/search_accounts");
+
+@id("sales-crm-session")
+permit(principal in Group::"Sales", action in [Action::"mcp:session", Action::"mcp:discover"], resource == McpServer::"crm");
+
+@id("engineers-tools")
+permit(principal in Group::"Engineering", action == Action::"mcp:tools/call", resource in McpServer::"dev");
+
+@id("no-bash-outside-platform")
+forbid(principal, action == Action::"mcp:tools/call", resource == McpTool::"dev/bash")
+  unless { principal.department == "Platform" };
+
+// Evaluation overflows: Cedar skips this policy, so it never forbids anything.
+@id("broken-forbid")
+forbid(principal, action == Action::"chat", resource)
+  when { 9223372036854775807 + 1 > 0 };
+"#;
+
+fn group(id: &str, name: &str, ancestors: Vec<u32>) -> Group {
+    Group {
+        id: id.into(),
+        source: "okta".into(),
+        display_name: name.into(),
+        ancestors,
+    }
+}
+
+fn user(id: &str, name: &str, active: bool, dept: Option<&str>, groups: Vec<u32>) -> User {
+    User {
+        id: id.into(),
+        source: "okta".into(),
+        user_name: name.into(),
+        external_id: Some(format!("ext-{id}")),
+        display_name: name.into(),
+        email: Some(name.into()),
+        active,
+        department: dept.map(Into::into),
+        groups,
+    }
+}
+
+fn engine_with(policies: &str) -> Engine {
+    let mut s = Snapshot::empty(1);
+    // 0 R&D, 1 Engineering (in R&D), 2 Senior Engineers (in Engineering, R&D), 3 Sales, 4 Legal
+    s.groups = vec![
+        group("g-rnd", "R&D", vec![]),
+        group("g-eng", "Engineering", vec![0]),
+        group("g-sen", "Senior Engineers", vec![0, 1]),
+        group("g-sales", "Sales", vec![]),
+        group("g-legal", "Legal", vec![]),
+    ];
+    s.users = vec![
+        user("u-ana", "Ana@Example.com", true, Some("Sales"), vec![3]),
+        user(
+            "u-ben",
+            "ben@example.com",
+            true,
+            Some("Apps"),
+            vec![0, 1, 2],
+        ),
+        user("u-cy", "cy@example.com", false, None, vec![3]),
+        user(
+            "u-dee",
+            "dee@example.com",
+            true,
+            Some("Platform"),
+            vec![0, 1],
+        ),
+    ];
+    s.policies = vec![PolicyFile {
+        name: "test.cedar".into(),
+        text: policies.into(),
+    }];
+    s.policy_version = PolicyVersion {
+        counter: 1,
+        hash: policy::content_hash(&s.schema, &s.policies),
+    };
+    Engine::new(s).expect("engine builds")
+}
+
+fn engine() -> Engine {
+    engine_with(POLICIES)
+}
+
+fn chat(provider: &str, model: &str) -> Request {
+    Request {
+        action: Action::Chat,
+        resource: Resource::Model {
+            provider: provider.into(),
+            kind: provider.into(),
+            name: model.into(),
+        },
+        context: RequestContext {
+            route: "/openai".into(),
+            stream: false,
+        },
+    }
+}
+
+fn tool(server: &str, name: &str) -> Request {
+    Request {
+        action: Action::McpToolsCall,
+        resource: Resource::McpTool {
+            server: server.into(),
+            tool: name.into(),
+        },
+        context: RequestContext::default(),
+    }
+}
+
+fn who(e: &Engine, name: &str) -> UserIndex {
+    e.find_user("okta", PrincipalClaim::EmailToUserName, name)
+        .expect("user exists")
+}
+
+#[test]
+fn group_member_is_permitted_and_the_policy_is_named() {
+    let e = engine();
+    let d = e.decide(who(&e, "ana@example.com"), &chat("openai", "gpt-4o-mini"));
+    assert_eq!(d.effect, Effect::Allow);
+    assert_eq!(d.reason, Reason::Permitted);
+    assert_eq!(d.policies, ["sales-chat"]);
+}
+
+#[test]
+fn default_deny_names_no_policy() {
+    let e = engine();
+    let d = e.decide(who(&e, "ana@example.com"), &chat("openai", "gpt-4o"));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.reason, Reason::NoMatchingPermit);
+    assert!(d.policies.is_empty());
+}
+
+#[test]
+fn nested_groups_carry_every_ancestor() {
+    let e = engine();
+    let d = e.decide(
+        who(&e, "ben@example.com"),
+        &chat("anthropic", "claude-sonnet"),
+    );
+    assert_eq!(d.policies, ["rnd-anthropic"], "{d:?}");
+}
+
+#[test]
+fn inactive_principals_are_denied_before_policies() {
+    let e = engine();
+    let d = e.decide(who(&e, "cy@example.com"), &chat("openai", "gpt-4o-mini"));
+    assert_eq!(d.reason, Reason::PrincipalInactive);
+}
+
+#[test]
+fn forbid_overrides_permit_and_unless_exempts() {
+    let e = engine();
+    let ben = who(&e, "ben@example.com");
+    let d = e.decide(ben, &tool("dev", "bash"));
+    assert_eq!(d.reason, Reason::Forbidden);
+    assert_eq!(d.policies, ["no-bash-outside-platform"]);
+    assert!(e.decide(ben, &tool("dev", "grep")).is_allowed());
+    let dee = who(&e, "dee@example.com");
+    let d = e.decide(dee, &tool("dev", "bash"));
+    assert_eq!(d.policies, ["engineers-tools"], "{d:?}");
+}
+
+#[test]
+fn an_erroring_policy_is_skipped_as_cedar_skips_it() {
+    let e = engine();
+    let d = e.decide(who(&e, "ana@example.com"), &chat("openai", "gpt-4o-mini"));
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(d.errors.len(), 1, "{d:?}");
+    assert!(d.errors[0].contains("broken-forbid"), "{:?}", d.errors);
+}
+
+#[test]
+fn action_groups_apply() {
+    let e = engine();
+    let ana = who(&e, "ana@example.com");
+    let init = Request {
+        action: Action::McpInitialize,
+        resource: Resource::McpServer {
+            server: "crm".into(),
+        },
+        context: RequestContext::default(),
+    };
+    assert_eq!(e.decide(ana, &init).policies, ["sales-crm-session"]);
+    let list = Request {
+        action: Action::McpToolsList,
+        ..init.clone()
+    };
+    assert!(e.decide(ana, &list).is_allowed());
+    let other = Request {
+        action: Action::McpOther,
+        ..init
+    };
+    assert!(!e.decide(ana, &other).is_allowed());
+}
+
+#[test]
+fn user_lookup_follows_the_claim_mapping() {
+    let e = engine();
+    assert!(
+        e.find_user("okta", PrincipalClaim::EmailToUserName, "ANA@example.COM")
+            .is_some()
+    );
+    assert!(
+        e.find_user("entra", PrincipalClaim::EmailToUserName, "ana@example.com")
+            .is_none()
+    );
+    assert!(
+        e.find_user("okta", PrincipalClaim::SubToExternalId, "ext-u-ana")
+            .is_some()
+    );
+    assert!(
+        e.find_user("okta", PrincipalClaim::SubToExternalId, "EXT-U-ANA")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_snapshot_whose_policies_do_not_match_their_version_is_refused() {
+    let mut s = engine().snapshot().clone();
+    s.policy_version.hash = crate::Hash32::of(b"something else");
+    assert!(matches!(Engine::new(s), Err(EngineError::Inconsistent(_))));
+}
+
+#[test]
+fn invalid_policies_refuse_the_engine() {
+    let mut s = engine().snapshot().clone();
+    s.policies[0]
+        .text
+        .push_str("\npermit(principal, action == Action::\"fly\", resource);");
+    s.policy_version.hash = policy::content_hash(&s.schema, &s.policies);
+    assert!(matches!(Engine::new(s), Err(EngineError::Policy(_))));
+}

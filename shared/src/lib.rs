@@ -1,0 +1,17 @@
+//! The contract between Portcullis's control plane and its data-plane nodes.
+//!
+//! Everything here is pure: no I/O, no async, no clock reads. The control plane builds a
+//! [`snapshot::Snapshot`] and frames it with [`codec`]; a node decodes it, builds an
+//! [`engine::Engine`] once, and decides every request against it with [`engine::Engine::decide`].
+
+pub mod audit;
+pub mod codec;
+pub mod engine;
+pub mod hash;
+pub mod policy;
+pub mod proto;
+pub mod request;
+pub mod schema;
+pub mod snapshot;
+
+pub use hash::Hash32;

@@ -1,0 +1,192 @@
+//! The request model: what a principal asks to do, on what, in which context.
+//!
+//! The data plane classifies raw traffic into these values; the engine decides them. Each
+//! action maps to one Cedar action id from the schema, each resource to one Cedar entity.
+
+use std::fmt;
+
+/// An operation, named as the Cedar schema names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Chat,
+    Embed,
+    Responses,
+    ModelsList,
+    McpInitialize,
+    McpPing,
+    McpNotification,
+    McpToolsList,
+    McpResourcesList,
+    McpResourceTemplatesList,
+    McpPromptsList,
+    McpToolsCall,
+    McpResourcesRead,
+    McpPromptsGet,
+    McpOther,
+}
+
+impl Action {
+    /// The Cedar action id (`Action::"<id>"`).
+    pub fn cedar_id(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embed => "embed",
+            Self::Responses => "responses",
+            Self::ModelsList => "models:list",
+            Self::McpInitialize => "mcp:initialize",
+            Self::McpPing => "mcp:ping",
+            Self::McpNotification => "mcp:notification",
+            Self::McpToolsList => "mcp:tools/list",
+            Self::McpResourcesList => "mcp:resources/list",
+            Self::McpResourceTemplatesList => "mcp:resources/templates/list",
+            Self::McpPromptsList => "mcp:prompts/list",
+            Self::McpToolsCall => "mcp:tools/call",
+            Self::McpResourcesRead => "mcp:resources/read",
+            Self::McpPromptsGet => "mcp:prompts/get",
+            Self::McpOther => "mcp:other",
+        }
+    }
+
+    /// Classifies an MCP JSON-RPC method. Notifications (no `id`) are `McpNotification`
+    /// whatever their method.
+    pub fn for_mcp_method(method: &str, is_notification: bool) -> Self {
+        if is_notification {
+            return Self::McpNotification;
+        }
+        match method {
+            "initialize" => Self::McpInitialize,
+            "ping" => Self::McpPing,
+            "tools/list" => Self::McpToolsList,
+            "tools/call" => Self::McpToolsCall,
+            "resources/list" => Self::McpResourcesList,
+            "resources/templates/list" => Self::McpResourceTemplatesList,
+            "resources/read" => Self::McpResourcesRead,
+            "prompts/list" => Self::McpPromptsList,
+            "prompts/get" => Self::McpPromptsGet,
+            _ => Self::McpOther,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.cedar_id())
+    }
+}
+
+/// What the request acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// A model behind a provider route. `provider` is the route's provider name, `kind` its
+    /// API family (`openai`, `anthropic`, …).
+    Model {
+        provider: String,
+        kind: String,
+        name: String,
+    },
+    /// A provider route itself (for listing models).
+    Provider {
+        name: String,
+        kind: String,
+    },
+    /// An MCP server (for session upkeep and listings).
+    McpServer {
+        server: String,
+    },
+    McpTool {
+        server: String,
+        tool: String,
+    },
+    McpResource {
+        server: String,
+        uri: String,
+    },
+    McpPrompt {
+        server: String,
+        name: String,
+    },
+}
+
+impl Resource {
+    /// Cedar entity type and id. Tools, resources and prompts are scoped by their server:
+    /// `McpTool::"crm/search_accounts"`.
+    pub fn cedar_uid(&self) -> (&'static str, String) {
+        use crate::schema::entity;
+        match self {
+            Self::Model { name, .. } => (entity::MODEL, name.clone()),
+            Self::Provider { name, .. } => (entity::PROVIDER, name.clone()),
+            Self::McpServer { server } => (entity::MCP_SERVER, server.clone()),
+            Self::McpTool { server, tool } => (entity::MCP_TOOL, format!("{server}/{tool}")),
+            Self::McpResource { server, uri } => (entity::MCP_RESOURCE, format!("{server}/{uri}")),
+            Self::McpPrompt { server, name } => (entity::MCP_PROMPT, format!("{server}/{name}")),
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    /// Cedar syntax: `Model::"gpt-4o-mini"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (ty, id) = self.cedar_uid();
+        write!(f, "{ty}::{}", quote(&id))
+    }
+}
+
+/// Per-request facts policies may read (`context.route`, `context.stream`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestContext {
+    pub route: String,
+    pub stream: bool,
+}
+
+/// One decision to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub action: Action,
+    pub resource: Resource,
+    pub context: RequestContext,
+}
+
+/// Quotes an id the way Cedar prints it.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcp_methods_map_to_schema_actions() {
+        assert_eq!(
+            Action::for_mcp_method("tools/call", false),
+            Action::McpToolsCall
+        );
+        assert_eq!(
+            Action::for_mcp_method("tools/call", true),
+            Action::McpNotification
+        );
+        assert_eq!(
+            Action::for_mcp_method("completion/complete", false),
+            Action::McpOther
+        );
+    }
+
+    #[test]
+    fn resources_print_as_cedar() {
+        let r = Resource::McpTool {
+            server: "crm".into(),
+            tool: "say \"hi\"".into(),
+        };
+        assert_eq!(r.to_string(), r#"McpTool::"crm/say \"hi\"""#);
+    }
+}

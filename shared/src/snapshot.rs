@@ -1,0 +1,213 @@
+//! The snapshot: everything a data-plane node needs to decide requests, as one immutable value.
+//!
+//! The control plane compiles identity (users, groups with nesting expanded), the OIDC issuers
+//! with their signing keys, and the Cedar policy set into one `Snapshot`, frames it with
+//! [`crate::codec`], and streams it to every node. Nodes never mutate a snapshot; a newer one
+//! replaces it whole.
+
+use crate::Hash32;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One compiled, versioned view of identity and policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Monotonic across the control plane's lifetime (persisted, survives restarts).
+    pub version: u64,
+    /// The identity revision (count of committed identity changes) this snapshot reflects.
+    pub identity_revision: u64,
+    /// The policy version this snapshot carries.
+    pub policy_version: PolicyVersion,
+    /// When the control plane compiled it (Unix milliseconds), for staleness reporting.
+    pub created_at_ms: u64,
+    /// Token issuers the nodes accept, with their keys.
+    pub issuers: Vec<Issuer>,
+    /// Every group, sorted by `(source, id)`.
+    pub groups: Vec<Group>,
+    /// Every user (active or not), sorted by `(source, id)`.
+    pub users: Vec<User>,
+    /// The Cedar schema the policies were validated against.
+    pub schema: String,
+    /// The Cedar policy files, sorted by name.
+    pub policies: Vec<PolicyFile>,
+}
+
+/// A policy version: a counter bumped whenever the policy content changes, and the content
+/// hash of the files and schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct PolicyVersion {
+    pub counter: u64,
+    pub hash: Hash32,
+}
+
+impl fmt::Display for PolicyVersion {
+    /// `7:3f2a9c0d11e4`: the counter, then the first 12 hex digits of the content hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.counter, self.hash.short())
+    }
+}
+
+/// A named Cedar source file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// A trusted token issuer, bound to one identity source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuer {
+    /// The identity source (SCIM tenant) whose users this issuer's tokens name.
+    pub source: String,
+    /// Exact `iss` claim value.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must carry at least one.
+    pub audiences: Vec<String>,
+    /// Signing algorithms accepted from this issuer (pinned: anything else is rejected).
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// The issuer's public keys.
+    pub keys: Vec<Jwk>,
+    /// Which claim names the user, and which SCIM attribute it matches.
+    pub principal_claim: PrincipalClaim,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    pub leeway_secs: u32,
+}
+
+/// JWS algorithms Portcullis accepts. `none` and HMAC are deliberately absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    pub const ALL: [JwtAlgorithm; 9] = [
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+        Self::ES256,
+        Self::ES384,
+        Self::EdDSA,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The JWK key type this algorithm verifies with.
+    pub fn key_type(self) -> &'static str {
+        match self {
+            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512 => {
+                "RSA"
+            }
+            Self::ES256 | Self::ES384 => "EC",
+            Self::EdDSA => "OKP",
+        }
+    }
+}
+
+impl fmt::Display for JwtAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A public JSON Web Key (RFC 7517), restricted to the members verification needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Jwk {
+    pub kty: String,
+    pub kid: Option<String>,
+    pub alg: Option<String>,
+    /// The JWK `use` member (`sig` or `enc`).
+    pub key_use: Option<String>,
+    /// RSA modulus and exponent (base64url).
+    pub n: Option<String>,
+    pub e: Option<String>,
+    /// EC / OKP curve and coordinates (base64url).
+    pub crv: Option<String>,
+    pub x: Option<String>,
+    pub y: Option<String>,
+}
+
+/// How a verified token is mapped to a SCIM user of the issuer's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PrincipalClaim {
+    /// The `email` claim matches `userName` (case-insensitively, as SCIM compares it).
+    #[default]
+    EmailToUserName,
+    /// The `sub` claim matches `externalId` (exactly).
+    SubToExternalId,
+}
+
+/// An IdP group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// SCIM resource id.
+    pub id: String,
+    pub source: String,
+    /// The name policies use: `Group::"<display_name>"`.
+    pub display_name: String,
+    /// Indices (into [`Snapshot::groups`]) of every group this one is nested in, directly or
+    /// transitively; sorted, without itself.
+    pub ancestors: Vec<u32>,
+}
+
+/// An IdP user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// SCIM resource id; the Cedar entity id (`User::"<id>"`).
+    pub id: String,
+    pub source: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub display_name: String,
+    /// The primary (or first) email address, if any.
+    pub email: Option<String>,
+    pub active: bool,
+    /// Enterprise extension `department`.
+    pub department: Option<String>,
+    /// Indices (into [`Snapshot::groups`]) of every group the user is in, directly or through
+    /// nesting; sorted and unique.
+    pub groups: Vec<u32>,
+}
+
+impl Snapshot {
+    /// An empty snapshot (no identities, no policies): every request is denied.
+    pub fn empty(version: u64) -> Self {
+        Self {
+            version,
+            identity_revision: 0,
+            policy_version: PolicyVersion::default(),
+            created_at_ms: 0,
+            issuers: Vec::new(),
+            groups: Vec::new(),
+            users: Vec::new(),
+            schema: crate::schema::SCHEMA.to_owned(),
+            policies: Vec::new(),
+        }
+    }
+}
