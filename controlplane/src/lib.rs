@@ -1,1 +1,20 @@
+//! The Portcullis control plane.
+//!
+//! Identity arrives from each customer IdP over SCIM ([`scim`]) and is stored with its event
+//! log ([`store`]); Cedar policies are validated and versioned ([`policies`]); issuer keys are
+//! fetched ([`oidc`]); the [`compiler`] turns all of it into an immutable snapshot that the
+//! [`publisher`] stores and streams to every data-plane node over gRPC ([`grpc`]), which report
+//! back what they applied ([`nodes`]). Operators use the [`admin`] API and the [`cli`].
 
+pub mod admin;
+pub mod cli;
+pub mod compiler;
+pub mod config;
+pub mod grpc;
+pub mod nodes;
+pub mod oidc;
+pub mod policies;
+pub mod publisher;
+pub mod scim;
+pub mod server;
+pub mod store;

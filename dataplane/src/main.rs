@@ -1,1 +1,5 @@
-fn main() {}
+//! `portcullis-dp`: the data-plane binary.
+
+fn main() -> std::process::ExitCode {
+    portcullis_dataplane::cli::main()
+}

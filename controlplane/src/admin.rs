@@ -1,0 +1,231 @@
+//! The admin API (JSON over HTTP, on its own listener): fleet view, status, policy reloads,
+//! the identity event log, health and Prometheus metrics.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/healthz` | liveness |
+//! | GET | `/readyz` | 200 once a snapshot is published |
+//! | GET | `/metrics` | Prometheus text |
+//! | GET | `/admin/v1/status` | latest snapshot, identity revision, policy version |
+//! | GET | `/admin/v1/nodes` | every node, its applied version, lag, last ack and rejection |
+//! | POST | `/admin/v1/policies/reload` | validate the policy directory and make it live |
+//! | GET | `/admin/v1/policies` | the live policy version and its files |
+//! | GET | `/admin/v1/events?after=N&limit=M` | identity events after sequence N |
+//!
+//! With `admin.token_sha256` configured, `/admin/v1/*` requires `Authorization: Bearer`.
+
+use crate::nodes::NodeRegistry;
+use crate::policies::{PolicyStore, ReloadOutcome};
+use crate::publisher::Publisher;
+use crate::store::{self, Store};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use portcullis_shared::Hash32;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// What the admin handlers need.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub store: Store,
+    pub publisher: Arc<Publisher>,
+    pub nodes: NodeRegistry,
+    pub policies: PolicyStore,
+    pub prometheus: Option<PrometheusHandle>,
+    pub token_sha256: Option<Hash32>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/admin/v1/status", get(status))
+        .route("/admin/v1/nodes", get(nodes))
+        .route("/admin/v1/policies", get(policies))
+        .route("/admin/v1/policies/reload", post(reload))
+        .route("/admin/v1/events", get(events))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
+        .merge(api)
+        .with_state(state)
+}
+
+async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Some(expected) = s.token_sha256 {
+        let ok = bearer(req.headers()).is_some_and(|t| {
+            let digest: [u8; 32] = Sha256::digest(t.as_bytes()).into();
+            bool::from(digest.ct_eq(&expected.0))
+        });
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"portcullis-admin\"",
+                )],
+                Json(json!({"error": "a valid admin bearer token is required"})),
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
+    match s.publisher.latest() {
+        Some(p) => (StatusCode::OK, format!("ready: snapshot {}", p.version)),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no snapshot yet".to_owned(),
+        ),
+    }
+}
+
+async fn render_metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    let body = s
+        .prometheus
+        .as_ref()
+        .map(|p| p.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+async fn status(State(s): State<AdminState>) -> Response {
+    let latest = s.publisher.latest();
+    let revision = s.store.run(|c| store::identity_revision(c)).await;
+    let revision = match revision {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let policy = s.policies.live();
+    Json(json!({
+        "snapshot": latest.as_ref().map(|p| json!({
+            "version": p.version,
+            "identity_revision": p.identity_revision,
+            "policy_version": p.policy_version.to_string(),
+            "content_hash": p.content_hash.to_hex(),
+            "created_ms": p.created_ms,
+            "bytes": p.payload.len(),
+        })),
+        "identity_revision": revision,
+        "policy_version": policy.map(|p| p.version.to_string()),
+        "nodes_connected": s.nodes.list(0).iter().filter(|n| n.connected).count(),
+    }))
+    .into_response()
+}
+
+async fn nodes(State(s): State<AdminState>) -> Response {
+    let latest = s.publisher.latest().map_or(0, |p| p.version);
+    Json(json!({
+        "latest_version": latest,
+        "nodes": s.nodes.list(latest),
+    }))
+    .into_response()
+}
+
+async fn policies(State(s): State<AdminState>) -> Response {
+    match s.policies.live() {
+        Some(p) => Json(json!({
+            "version": p.version.to_string(),
+            "counter": p.version.counter,
+            "hash": p.version.hash.to_hex(),
+            "files": p.files.iter().map(|f| json!({"name": f.name, "bytes": f.text.len()})).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no policy version is live"}))).into_response(),
+    }
+}
+
+async fn reload(State(s): State<AdminState>) -> Response {
+    match s.policies.reload().await {
+        Ok(outcome) => {
+            let (changed, version) = match outcome {
+                ReloadOutcome::Updated(v) => {
+                    s.publisher.mark_dirty();
+                    (true, v)
+                }
+                ReloadOutcome::Unchanged(v) => (false, v),
+            };
+            Json(json!({"changed": changed, "version": version.to_string()})).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "policy reload refused; the previous version stays live");
+            let diagnostics: Vec<_> = e
+                .diagnostics()
+                .into_iter()
+                .map(|d| json!({"file": d.file, "line": d.line, "column": d.column, "message": d.message}))
+                .collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": "the policy set is invalid; the previous version stays live",
+                    "live_version": s.policies.live().map(|p| p.version.to_string()),
+                    "diagnostics": diagnostics,
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+async fn events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Response {
+    let limit = q.limit.clamp(1, 1000);
+    match s
+        .store
+        .run(move |c| store::events_after(c, q.after, limit))
+        .await
+    {
+        Ok(events) => Json(json!({
+            "events": events.iter().map(|e| json!({
+                "seq": e.seq,
+                "revision": e.revision,
+                "at_ms": e.at_ms,
+                "source": e.source,
+                "operation": e.operation,
+                "resource_type": e.resource_type,
+                "resource_id": e.resource_id,
+                "before": e.before,
+                "after": e.after,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin request failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "internal error"})),
+    )
+        .into_response()
+}

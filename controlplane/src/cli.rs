@@ -1,0 +1,375 @@
+//! The `portcullis-cp` command line.
+
+use crate::config::Config;
+use crate::store::{self, Store, TokenRow};
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis-cp", version, about = "Portcullis control plane")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write the bound addresses here (JSON) once ready.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Validate the configuration and the policy directory, then exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Manage SCIM bearer tokens (stored only as SHA-256).
+    #[command(subcommand)]
+    ScimToken(TokenCommand),
+    /// List data-plane nodes with the snapshot version each applied.
+    Nodes {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the latest snapshot, identity revision and policy version.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Policy operations.
+    #[command(subcommand)]
+    Policies(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a source and print it once.
+    Create {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List tokens (never their values).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a directory of Cedar files against Portcullis's schema (offline).
+    Check { dir: PathBuf },
+    /// Ask the running control plane to reload its policy directory.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ADMIN_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub admin_url: String,
+    /// Admin bearer token, if the control plane requires one.
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// Runs with explicit arguments (the first is the program name), as the quickstart's
+/// multi-call binary does.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    init_tracing(&cli.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config, ready_file } => {
+            let config = Config::load(&config)?;
+            crate::server::serve(config, ready_file).await?;
+        }
+        Command::Check { config } => {
+            let config = Config::load(&config)?;
+            let files = crate::policies::read_dir(&config.policy_dir)?;
+            match portcullis_shared::policy::compile(portcullis_shared::schema::SCHEMA, &files) {
+                Ok(c) => println!(
+                    "configuration OK: {} source(s), {} policies in {} file(s)",
+                    config.sources.len(),
+                    c.policies.len(),
+                    files.len()
+                ),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::ScimToken(t) => token(t)?,
+        Command::Nodes { admin, json } => nodes(&admin, json).await?,
+        Command::Status { admin } => {
+            let v = admin_get(&admin, "/admin/v1/status").await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Command::Policies(PolicyCommand::Check { dir }) => {
+            let files = crate::policies::read_dir(&dir)?;
+            match portcullis_shared::policy::compile(portcullis_shared::schema::SCHEMA, &files) {
+                Ok(c) => {
+                    for p in &c.policies {
+                        println!("{:<40} {}:{}", p.id, p.file, p.line);
+                    }
+                    println!("{} policies valid", c.policies.len());
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Policies(PolicyCommand::Reload { admin }) => {
+            let resp = admin_client(&admin)
+                .post(format!(
+                    "{}/admin/v1/policies/reload",
+                    admin.admin_url.trim_end_matches('/')
+                ))
+                .send()
+                .await
+                .context("calling the admin API")?;
+            let ok = resp.status().is_success();
+            let v: serde_json::Value = resp
+                .json()
+                .await
+                .context("reading the admin API's answer")?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new SCIM token: `pcs_` and 32 random bytes, base64url.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!(
+        "pcs_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    (token, hash)
+}
+
+fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            config,
+            source,
+            label,
+        } => {
+            let config = Config::load(&config)?;
+            if config.source(&source).is_none() {
+                bail!(
+                    "source {source:?} is not in {}; configured: {}",
+                    config.path.display(),
+                    config
+                        .sources
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let store = Store::open(&config.database_path())?;
+            let (token, hash) = new_token();
+            let mut id_bytes = [0u8; 6];
+            rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+            let row = TokenRow {
+                id: format!("tok_{}", hex::encode(id_bytes)),
+                source: source.clone(),
+                label,
+                created_ms: store::now_ms(),
+                revoked_ms: None,
+            };
+            store.blocking(|c| store::insert_token(c, &row, &hash))?;
+            eprintln!(
+                "created SCIM token {} for source {source}; it is shown only once:",
+                row.id
+            );
+            println!("{token}");
+        }
+        TokenCommand::List { config } => {
+            let config = Config::load(&config)?;
+            let store = Store::open(&config.database_path())?;
+            let rows = store.blocking(|c| store::list_tokens(c))?;
+            println!("{:<18} {:<16} {:<8} LABEL", "ID", "SOURCE", "STATE");
+            for r in rows {
+                let state = if r.revoked_ms.is_some() {
+                    "revoked"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{:<18} {:<16} {:<8} {}",
+                    r.id,
+                    r.source,
+                    state,
+                    r.label.unwrap_or_default()
+                );
+            }
+        }
+        TokenCommand::Revoke { config, id } => {
+            let config = Config::load(&config)?;
+            let store = Store::open(&config.database_path())?;
+            if !store.blocking(|c| store::revoke_token(c, &id, store::now_ms()))? {
+                bail!("no live token with id {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn admin_client(admin: &AdminArgs) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &admin.admin_token
+        && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
+async fn admin_get(admin: &AdminArgs, path: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}{path}", admin.admin_url.trim_end_matches('/'));
+    let resp = admin_client(admin)
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if !resp.status().is_success() {
+        bail!("GET {url}: {}", resp.status());
+    }
+    resp.json()
+        .await
+        .with_context(|| format!("GET {url}: reading JSON"))
+}
+
+async fn nodes(admin: &AdminArgs, json: bool) -> anyhow::Result<()> {
+    let v = admin_get(admin, "/admin/v1/nodes").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("latest snapshot version: {}", v["latest_version"]);
+    println!(
+        "{:<20} {:<10} {:>8} {:>5} {:<22} {:<24} LAST REJECTION",
+        "NODE", "STATE", "VERSION", "LAG", "LISTEN", "LAST ACK"
+    );
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        let state = if n["connected"].as_bool() == Some(true) {
+            "connected"
+        } else {
+            "gone"
+        };
+        let ack = n["last_ack_ms"]
+            .as_u64()
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms as i64).ok())
+            .map(|t| format!("{t:.0}"))
+            .unwrap_or_else(|| "-".into());
+        let nack = match (
+            n["last_nack_version"].as_u64(),
+            n["last_nack_reason"].as_str(),
+        ) {
+            (Some(v), Some(r)) => format!("v{v}: {r}"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<20} {:<10} {:>8} {:>5} {:<22} {:<24} {}",
+            n["node_id"].as_str().unwrap_or("?"),
+            state,
+            n["applied_version"],
+            n["lag"],
+            n["listen"].as_str().unwrap_or(""),
+            ack,
+            nack
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The gRPC snapshot service: one bidirectional stream per data-plane node.
+//!
+//! The node's first message is `Hello` (its id and the version it holds). From then on the
+//! control plane sends every snapshot newer than what the node holds, always the latest (a
+//! `watch` channel: intermediate versions are skipped, never queued), and the node answers each
+//! with `Ack` or `Nack`.
+
+use crate::nodes::NodeRegistry;
+use crate::publisher::Publisher;
+use futures::Stream;
+use portcullis_shared::proto::snapshot_service_server::{SnapshotService, SnapshotServiceServer};
+use portcullis_shared::proto::{
+    ControlMessage, NodeMessage, Snapshot as SnapshotMsg, control_message, node_message,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The service implementation.
+#[derive(Debug, Clone)]
+pub struct SnapshotGrpc {
+    publisher: Arc<Publisher>,
+    nodes: NodeRegistry,
+}
+
+impl SnapshotGrpc {
+    pub fn new(publisher: Arc<Publisher>, nodes: NodeRegistry) -> Self {
+        Self { publisher, nodes }
+    }
+
+    pub fn into_server(self) -> SnapshotServiceServer<Self> {
+        // Snapshots of large directories exceed tonic's 4 MiB default.
+        SnapshotServiceServer::new(self)
+            .max_decoding_message_size(1 << 20)
+            .max_encoding_message_size(1 << 30)
+    }
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SnapshotService for SnapshotGrpc {
+    type StreamStream = ControlStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<NodeMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(NodeMessage {
+                kind: Some(node_message::Kind::Hello(h)),
+            }) => h,
+            _ => return Err(Status::invalid_argument("the first message must be Hello")),
+        };
+        if hello.node_id.is_empty() || hello.node_id.len() > 128 {
+            return Err(Status::invalid_argument("node_id must be 1-128 characters"));
+        }
+        let node_id = hello.node_id.clone();
+        let generation = self.nodes.hello(
+            &node_id,
+            &hello.agent,
+            &hello.listen,
+            &peer,
+            hello.have_version,
+        );
+        tracing::info!(node = %node_id, %peer, have_version = hello.have_version, "node subscribed");
+
+        let latest = self.publisher.latest().map_or(0, |p| p.version);
+        if hello.have_version > latest {
+            tracing::warn!(
+                node = %node_id, node_version = hello.have_version, latest,
+                "node holds a newer version than this control plane issued; issuing a higher one"
+            );
+            self.publisher.require_version_above(hello.have_version);
+        }
+
+        let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
+        let mut snapshots = self.publisher.subscribe();
+        let mut sent = hello.have_version;
+        let out_node = node_id.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = snapshots.borrow_and_update().clone();
+                if let Some(s) = current
+                    && s.version > sent
+                {
+                    let msg = ControlMessage {
+                        kind: Some(control_message::Kind::Snapshot(SnapshotMsg {
+                            version: s.version,
+                            payload: s.payload.clone(),
+                        })),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        break;
+                    }
+                    sent = s.version;
+                    metrics::counter!("portcullis_snapshots_sent_total").increment(1);
+                }
+                tokio::select! {
+                    changed = snapshots.changed() => if changed.is_err() { break },
+                    _ = tx.closed() => break,
+                }
+            }
+            tracing::debug!(node = %out_node, "snapshot sender stopped");
+        });
+
+        let nodes = self.nodes.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(NodeMessage { kind: Some(kind) })) => match kind {
+                        node_message::Kind::Ack(a) => {
+                            tracing::debug!(node = %node_id, version = a.version, "node applied snapshot");
+                            nodes.ack(&node_id, generation, a.version);
+                        }
+                        node_message::Kind::Nack(n) => {
+                            metrics::counter!("portcullis_snapshot_rejections_total").increment(1);
+                            tracing::warn!(node = %node_id, version = n.version, reason = %n.reason, "node rejected snapshot");
+                            nodes.nack(&node_id, generation, n.version, &n.reason);
+                        }
+                        node_message::Kind::Hello(_) => {
+                            tracing::warn!(node = %node_id, "ignoring a second Hello on one stream");
+                        }
+                    },
+                    Ok(Some(NodeMessage { kind: None })) => {}
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(node = %node_id, %status, "node stream ended with an error");
+                        break;
+                    }
+                }
+            }
+            nodes.disconnected(&node_id, generation);
+            tracing::info!(node = %node_id, "node disconnected");
+        });
+
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,200 @@
+//! `portcullis-cp serve`: wires the store, policies, issuers, publisher, node registry and the
+//! three listeners (SCIM, admin, gRPC) together, and runs until SIGINT/SIGTERM.
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::grpc::SnapshotGrpc;
+use crate::nodes::NodeRegistry;
+use crate::oidc::IssuerRegistry;
+use crate::policies::{PolicyStore, ReloadOutcome};
+use crate::publisher::Publisher;
+use crate::scim::{self, ScimState};
+use crate::store::Store;
+use anyhow::{Context, bail};
+use portcullis_shared::Hash32;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Addresses actually bound (ports may have been 0 in the configuration).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Bound {
+    pub scim: SocketAddr,
+    pub admin: SocketAddr,
+    pub grpc: SocketAddr,
+}
+
+/// Runs the control plane. `ready_file`, if given, receives the bound addresses as JSON once
+/// every listener accepts connections.
+pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+
+    let store = Store::open(&config.database_path())
+        .with_context(|| format!("opening the store at {}", config.database_path().display()))?;
+    tracing::info!(db = %store.path().display(), "store open");
+
+    let policies = PolicyStore::open(config.policy_dir.clone(), store.clone()).await?;
+    match policies.reload().await {
+        Ok(ReloadOutcome::Updated(v)) => tracing::info!(policy_version = %v, "policies loaded"),
+        Ok(ReloadOutcome::Unchanged(v)) => {
+            tracing::info!(policy_version = %v, "policies unchanged")
+        }
+        Err(e) => match policies.live() {
+            Some(live) => tracing::error!(
+                error = %e, live_version = %live.version,
+                "the policy directory is invalid; keeping the last valid version"
+            ),
+            None => bail!("no valid policy version exists: {e}"),
+        },
+    }
+
+    let issuers = IssuerRegistry::new(&config.sources);
+    if tokio::time::timeout(Duration::from_secs(10), issuers.refresh_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("issuer keys did not all load within 10s; continuing and retrying");
+    }
+
+    let publisher = Publisher::start(
+        store.clone(),
+        policies.clone(),
+        issuers.clone(),
+        config.compile.keep_snapshots,
+    )
+    .await?;
+    {
+        let p = publisher.clone();
+        issuers.spawn_refresh(move || p.mark_dirty());
+    }
+    let nodes = NodeRegistry::load(store.clone()).await?;
+    let config = Arc::new(config);
+
+    let scim_listener = bind(config.listen.scim, "SCIM").await?;
+    let admin_listener = bind(config.listen.admin, "admin").await?;
+    let grpc_listener = bind(config.listen.grpc, "gRPC").await?;
+    let bound = Bound {
+        scim: scim_listener.local_addr()?,
+        admin: admin_listener.local_addr()?,
+        grpc: grpc_listener.local_addr()?,
+    };
+
+    let shutdown = shutdown_signal();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let scim_app = scim::router(ScimState {
+        store: store.clone(),
+        config: config.clone(),
+        publisher: publisher.clone(),
+    });
+    let admin_app = admin::router(AdminState {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        nodes: nodes.clone(),
+        policies: policies.clone(),
+        prometheus,
+        token_sha256: config
+            .admin
+            .token_sha256
+            .as_deref()
+            .and_then(Hash32::from_hex),
+    });
+    let scim_task = tokio::spawn(
+        axum::serve(scim_listener, scim_app)
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let admin_task = tokio::spawn(
+        axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+            .add_service(SnapshotGrpc::new(publisher.clone(), nodes).into_server())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                stopped(stop_rx.clone()),
+            ),
+    );
+    spawn_policy_reload_on_sighup(policies, publisher);
+
+    tracing::info!(scim = %bound.scim, admin = %bound.admin, grpc = %bound.grpc, "control plane ready");
+    if let Some(path) = ready_file {
+        std::fs::write(&path, serde_json::to_vec(&bound)?)
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = scim_task.await;
+        let _ = admin_task.await;
+        let _ = grpc_task.await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener on {addr}"))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `kill -HUP` re-reads the policy directory, like `POST /admin/v1/policies/reload`.
+fn spawn_policy_reload_on_sighup(policies: PolicyStore, publisher: Arc<Publisher>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match policies.reload().await {
+                Ok(ReloadOutcome::Updated(v)) => {
+                    tracing::info!(policy_version = %v, "policies reloaded on SIGHUP");
+                    publisher.mark_dirty();
+                }
+                Ok(ReloadOutcome::Unchanged(_)) => tracing::info!("policies unchanged on SIGHUP"),
+                Err(e) => {
+                    tracing::error!(error = %e, "policy reload refused; the previous version stays live")
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,527 @@
+//! Users, groups, memberships and the identity event log.
+//!
+//! Every function takes a `&Connection` (a `Transaction` derefs to one) so callers compose a
+//! read-check-write sequence and its event into one transaction.
+
+use super::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+/// A stored SCIM user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub id: String,
+    pub source: String,
+    /// The SCIM representation without `id`, `meta` and `groups`.
+    pub resource: Value,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+    /// Bumped on every change; the SCIM `meta.version` / ETag.
+    pub version: u64,
+}
+
+impl UserRow {
+    pub fn user_name(&self) -> &str {
+        self.resource
+            .get("userName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn external_id(&self) -> Option<&str> {
+        self.resource.get("externalId").and_then(Value::as_str)
+    }
+
+    pub fn active(&self) -> bool {
+        self.resource
+            .get("active")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Member {
+    pub id: String,
+    pub kind: MemberKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+impl MemberKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "User",
+            Self::Group => "Group",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        if s == "Group" {
+            Self::Group
+        } else {
+            Self::User
+        }
+    }
+}
+
+/// A stored SCIM group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    pub id: String,
+    pub source: String,
+    /// The SCIM representation without `id`, `meta` and `members`.
+    pub resource: Value,
+    pub members: Vec<Member>,
+    pub created_ms: u64,
+    pub modified_ms: u64,
+    pub version: u64,
+}
+
+impl GroupRow {
+    pub fn display_name(&self) -> &str {
+        self.resource
+            .get("displayName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn external_id(&self) -> Option<&str> {
+        self.resource.get("externalId").and_then(Value::as_str)
+    }
+}
+
+/// One row of the identity event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityEvent {
+    pub seq: u64,
+    pub revision: u64,
+    pub at_ms: u64,
+    pub source: String,
+    /// `create`, `replace`, `patch`, `delete`.
+    pub operation: String,
+    /// `User` or `Group`.
+    pub resource_type: String,
+    pub resource_id: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+// ---- users ----------------------------------------------------------------------------------
+
+const USER_COLUMNS: &str = "id, source, resource, created_ms, modified_ms, version";
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(UserRow, String)> {
+    let text: String = r.get(2)?;
+    Ok((
+        UserRow {
+            id: r.get(0)?,
+            source: r.get(1)?,
+            resource: Value::Null,
+            created_ms: r.get::<_, i64>(3)? as u64,
+            modified_ms: r.get::<_, i64>(4)? as u64,
+            version: r.get::<_, i64>(5)? as u64,
+        },
+        text,
+    ))
+}
+
+fn finish_user((mut row, text): (UserRow, String)) -> Result<UserRow, StoreError> {
+    row.resource = serde_json::from_str(&text)?;
+    Ok(row)
+}
+
+pub fn get_user(c: &Connection, source: &str, id: &str) -> Result<Option<UserRow>, StoreError> {
+    c.query_row(
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND source = ?2"),
+        params![id, source],
+        user_from_row,
+    )
+    .optional()?
+    .map(finish_user)
+    .transpose()
+}
+
+/// Case-insensitive `userName` lookup within a source.
+pub fn find_user_by_name(
+    c: &Connection,
+    source: &str,
+    user_name: &str,
+) -> Result<Option<UserRow>, StoreError> {
+    c.query_row(
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE source = ?1 AND user_name_lc = ?2"),
+        params![source, user_name.to_lowercase()],
+        user_from_row,
+    )
+    .optional()?
+    .map(finish_user)
+    .transpose()
+}
+
+pub fn find_users_by_external_id(
+    c: &Connection,
+    source: &str,
+    external_id: &str,
+) -> Result<Vec<UserRow>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE source = ?1 AND external_id = ?2 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(params![source, external_id], user_from_row)?;
+    rows.map(|r| finish_user(r?)).collect()
+}
+
+/// Every user of a source, ordered by id (a stable order for paging). `source = None` lists
+/// every source's users.
+pub fn list_users(c: &Connection, source: Option<&str>) -> Result<Vec<UserRow>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE ?1 IS NULL OR source = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(params![source], user_from_row)?;
+    rows.map(|r| finish_user(r?)).collect()
+}
+
+/// True if another user of the source already has this `userName` (case-insensitively).
+pub fn user_name_taken(
+    c: &Connection,
+    source: &str,
+    user_name: &str,
+    except_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM users WHERE source = ?1 AND user_name_lc = ?2 AND id <> ?3",
+        params![source, user_name.to_lowercase(), except_id],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Inserts or replaces a user row.
+pub fn put_user(c: &Connection, u: &UserRow) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO users (id, source, user_name, user_name_lc, external_id, active, resource,
+                            created_ms, modified_ms, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET
+            user_name = excluded.user_name, user_name_lc = excluded.user_name_lc,
+            external_id = excluded.external_id, active = excluded.active,
+            resource = excluded.resource, modified_ms = excluded.modified_ms,
+            version = excluded.version",
+        params![
+            u.id,
+            u.source,
+            u.user_name(),
+            u.user_name().to_lowercase(),
+            u.external_id(),
+            u.active(),
+            serde_json::to_string(&u.resource)?,
+            u.created_ms as i64,
+            u.modified_ms as i64,
+            u.version as i64,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes a user and every membership naming it.
+pub fn delete_user(c: &Connection, source: &str, id: &str) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "DELETE FROM users WHERE id = ?1 AND source = ?2",
+        params![id, source],
+    )?;
+    if n > 0 {
+        c.execute(
+            "DELETE FROM group_members WHERE member_id = ?1 AND member_type = 'User'",
+            params![id],
+        )?;
+    }
+    Ok(n > 0)
+}
+
+// ---- groups ---------------------------------------------------------------------------------
+
+const GROUP_COLUMNS: &str = "id, source, resource, created_ms, modified_ms, version";
+
+fn group_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(GroupRow, String)> {
+    let text: String = r.get(2)?;
+    Ok((
+        GroupRow {
+            id: r.get(0)?,
+            source: r.get(1)?,
+            resource: Value::Null,
+            members: Vec::new(),
+            created_ms: r.get::<_, i64>(3)? as u64,
+            modified_ms: r.get::<_, i64>(4)? as u64,
+            version: r.get::<_, i64>(5)? as u64,
+        },
+        text,
+    ))
+}
+
+fn finish_group(
+    c: &Connection,
+    (mut row, text): (GroupRow, String),
+) -> Result<GroupRow, StoreError> {
+    row.resource = serde_json::from_str(&text)?;
+    row.members = members_of(c, &row.id)?;
+    Ok(row)
+}
+
+pub fn get_group(c: &Connection, source: &str, id: &str) -> Result<Option<GroupRow>, StoreError> {
+    c.query_row(
+        &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1 AND source = ?2"),
+        params![id, source],
+        group_from_row,
+    )
+    .optional()?
+    .map(|r| finish_group(c, r))
+    .transpose()
+}
+
+pub fn find_group_by_name(
+    c: &Connection,
+    source: &str,
+    display_name: &str,
+) -> Result<Option<GroupRow>, StoreError> {
+    c.query_row(
+        &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE source = ?1 AND display_name_lc = ?2"),
+        params![source, display_name.to_lowercase()],
+        group_from_row,
+    )
+    .optional()?
+    .map(|r| finish_group(c, r))
+    .transpose()
+}
+
+/// Every group of a source (or of all sources), ordered by id, with members.
+pub fn list_groups(c: &Connection, source: Option<&str>) -> Result<Vec<GroupRow>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups WHERE ?1 IS NULL OR source = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map(params![source], group_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut members = all_members(c, source)?;
+    rows.into_iter()
+        .map(|(mut row, text)| {
+            row.resource = serde_json::from_str(&text)?;
+            row.members = members.remove(&row.id).unwrap_or_default();
+            Ok(row)
+        })
+        .collect()
+}
+
+pub fn display_name_taken(
+    c: &Connection,
+    source: &str,
+    display_name: &str,
+    except_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM groups WHERE source = ?1 AND display_name_lc = ?2 AND id <> ?3",
+        params![source, display_name.to_lowercase(), except_id],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Inserts or replaces a group row and sets its members to exactly `g.members`.
+pub fn put_group(c: &Connection, g: &GroupRow) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO groups (id, source, display_name, display_name_lc, external_id, resource,
+                             created_ms, modified_ms, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (id) DO UPDATE SET
+            display_name = excluded.display_name, display_name_lc = excluded.display_name_lc,
+            external_id = excluded.external_id, resource = excluded.resource,
+            modified_ms = excluded.modified_ms, version = excluded.version",
+        params![
+            g.id,
+            g.source,
+            g.display_name(),
+            g.display_name().to_lowercase(),
+            g.external_id(),
+            serde_json::to_string(&g.resource)?,
+            g.created_ms as i64,
+            g.modified_ms as i64,
+            g.version as i64,
+        ],
+    )?;
+    c.execute(
+        "DELETE FROM group_members WHERE group_id = ?1",
+        params![g.id],
+    )?;
+    let mut stmt = c.prepare_cached(
+        "INSERT OR IGNORE INTO group_members (group_id, member_id, member_type) VALUES (?1, ?2, ?3)",
+    )?;
+    for m in &g.members {
+        stmt.execute(params![g.id, m.id, m.kind.as_str()])?;
+    }
+    Ok(())
+}
+
+/// Deletes a group, its memberships, and its membership in other groups.
+pub fn delete_group(c: &Connection, source: &str, id: &str) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "DELETE FROM groups WHERE id = ?1 AND source = ?2",
+        params![id, source],
+    )?;
+    if n > 0 {
+        c.execute(
+            "DELETE FROM group_members WHERE member_id = ?1 AND member_type = 'Group'",
+            params![id],
+        )?;
+    }
+    Ok(n > 0)
+}
+
+/// Direct members of a group, ordered.
+pub fn members_of(c: &Connection, group_id: &str) -> Result<Vec<Member>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT member_id, member_type FROM group_members WHERE group_id = ?1 ORDER BY member_id",
+    )?;
+    let rows = stmt.query_map(params![group_id], |r| {
+        Ok(Member {
+            id: r.get(0)?,
+            kind: MemberKind::parse(&r.get::<_, String>(1)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn all_members(
+    c: &Connection,
+    source: Option<&str>,
+) -> Result<std::collections::HashMap<String, Vec<Member>>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT m.group_id, m.member_id, m.member_type FROM group_members m
+         JOIN groups g ON g.id = m.group_id
+         WHERE ?1 IS NULL OR g.source = ?1 ORDER BY m.group_id, m.member_id",
+    )?;
+    let mut out: std::collections::HashMap<String, Vec<Member>> = Default::default();
+    let rows = stmt.query_map(params![source], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Member {
+                id: r.get(1)?,
+                kind: MemberKind::parse(&r.get::<_, String>(2)?),
+            },
+        ))
+    })?;
+    for row in rows {
+        let (g, m) = row?;
+        out.entry(g).or_default().push(m);
+    }
+    Ok(out)
+}
+
+/// Groups that directly contain `member_id`, as `(id, displayName)`.
+pub fn groups_containing(
+    c: &Connection,
+    member_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id
+         WHERE m.member_id = ?1 ORDER BY g.id",
+    )?;
+    let rows = stmt.query_map(params![member_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Which of `ids` exist as users or groups of `source`. Used to refuse dangling members.
+pub fn existing_members(
+    c: &Connection,
+    source: &str,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, MemberKind>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    let mut user = c.prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND source = ?2")?;
+    let mut group = c.prepare_cached("SELECT 1 FROM groups WHERE id = ?1 AND source = ?2")?;
+    for id in ids {
+        if user.exists(params![id, source])? {
+            out.insert(id.clone(), MemberKind::User);
+        } else if group.exists(params![id, source])? {
+            out.insert(id.clone(), MemberKind::Group);
+        }
+    }
+    Ok(out)
+}
+
+// ---- revision and events --------------------------------------------------------------------
+
+pub fn identity_revision(c: &Connection) -> Result<u64, StoreError> {
+    Ok(c.query_row(
+        "SELECT value FROM meta WHERE key = 'identity_revision'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Appends an event and bumps the identity revision; returns the new revision. Call inside the
+/// transaction that made the change.
+pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreError> {
+    c.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'identity_revision'",
+        [],
+    )?;
+    let revision = identity_revision(c)?;
+    c.execute(
+        "INSERT INTO identity_events (revision, at_ms, source, operation, resource_type,
+                                      resource_id, before_json, after_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            revision as i64,
+            event.at_ms as i64,
+            event.source,
+            event.operation,
+            event.resource_type,
+            event.resource_id,
+            event.before.as_ref().map(Value::to_string),
+            event.after.as_ref().map(Value::to_string),
+        ],
+    )?;
+    Ok(revision)
+}
+
+/// Events with `seq > after`, oldest first, at most `limit`.
+pub fn events_after(
+    c: &Connection,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<IdentityEvent>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, revision, at_ms, source, operation, resource_type, resource_id,
+                before_json, after_json
+         FROM identity_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after as i64, limit], |r| {
+        Ok((
+            IdentityEvent {
+                seq: r.get::<_, i64>(0)? as u64,
+                revision: r.get::<_, i64>(1)? as u64,
+                at_ms: r.get::<_, i64>(2)? as u64,
+                source: r.get(3)?,
+                operation: r.get(4)?,
+                resource_type: r.get(5)?,
+                resource_id: r.get(6)?,
+                before: None,
+                after: None,
+            },
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (mut e, before, after) = row?;
+        e.before = before.map(|t| serde_json::from_str(&t)).transpose()?;
+        e.after = after.map(|t| serde_json::from_str(&t)).transpose()?;
+        Ok(e)
+    })
+    .collect()
+}

@@ -1,0 +1,286 @@
+//! SCIM tokens, policy versions, snapshots and the node registry.
+
+use super::StoreError;
+use portcullis_shared::Hash32;
+use portcullis_shared::snapshot::{PolicyFile, PolicyVersion};
+use rusqlite::{Connection, OptionalExtension, params};
+
+// ---- SCIM tokens ----------------------------------------------------------------------------
+
+/// A SCIM bearer token's record (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub source: String,
+    pub label: Option<String>,
+    pub created_ms: u64,
+    pub revoked_ms: Option<u64>,
+}
+
+pub fn insert_token(c: &Connection, row: &TokenRow, sha256_hex: &str) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO scim_tokens (id, source, token_sha256, label, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![row.id, row.source, sha256_hex, row.label, row.created_ms as i64],
+    )?;
+    Ok(())
+}
+
+/// The source a live (unrevoked) token belongs to, by the token's SHA-256.
+pub fn token_source(c: &Connection, sha256_hex: &str) -> Result<Option<String>, StoreError> {
+    Ok(c.query_row(
+        "SELECT source FROM scim_tokens WHERE token_sha256 = ?1 AND revoked_ms IS NULL",
+        params![sha256_hex],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+pub fn list_tokens(c: &Connection) -> Result<Vec<TokenRow>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT id, source, label, created_ms, revoked_ms FROM scim_tokens ORDER BY created_ms, id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(TokenRow {
+            id: r.get(0)?,
+            source: r.get(1)?,
+            label: r.get(2)?,
+            created_ms: r.get::<_, i64>(3)? as u64,
+            revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Revokes a token; false if no live token has that id.
+pub fn revoke_token(c: &Connection, id: &str, at_ms: u64) -> Result<bool, StoreError> {
+    Ok(c.execute(
+        "UPDATE scim_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+        params![id, at_ms as i64],
+    )? > 0)
+}
+
+// ---- policy versions ------------------------------------------------------------------------
+
+/// A policy version as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    pub version: PolicyVersion,
+    pub schema: String,
+    pub files: Vec<PolicyFile>,
+    pub created_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FileJson {
+    name: String,
+    text: String,
+}
+
+pub fn latest_policy(c: &Connection) -> Result<Option<PolicyRow>, StoreError> {
+    let row = c
+        .query_row(
+            "SELECT counter, hash, schema, files_json, created_ms FROM policy_versions
+             ORDER BY counter DESC LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)? as u64,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((counter, hash, schema, files, created_ms)) = row else {
+        return Ok(None);
+    };
+    let files: Vec<FileJson> = serde_json::from_str(&files)?;
+    Ok(Some(PolicyRow {
+        version: PolicyVersion {
+            counter,
+            hash: Hash32::from_hex(&hash).unwrap_or_default(),
+        },
+        schema,
+        files: files
+            .into_iter()
+            .map(|f| PolicyFile {
+                name: f.name,
+                text: f.text,
+            })
+            .collect(),
+        created_ms,
+    }))
+}
+
+pub fn insert_policy(c: &Connection, row: &PolicyRow) -> Result<(), StoreError> {
+    let files: Vec<FileJson> = row
+        .files
+        .iter()
+        .map(|f| FileJson {
+            name: f.name.clone(),
+            text: f.text.clone(),
+        })
+        .collect();
+    c.execute(
+        "INSERT INTO policy_versions (counter, hash, schema, files_json, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            row.version.counter as i64,
+            row.version.hash.to_hex(),
+            row.schema,
+            serde_json::to_string(&files)?,
+            row.created_ms as i64
+        ],
+    )?;
+    Ok(())
+}
+
+// ---- snapshots ------------------------------------------------------------------------------
+
+/// A stored snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub version: u64,
+    pub identity_revision: u64,
+    pub policy_counter: u64,
+    pub content_hash: Hash32,
+    pub created_ms: u64,
+    /// Framed bytes (see `portcullis_shared::codec`).
+    pub payload: Vec<u8>,
+}
+
+/// The highest snapshot version ever allocated (0 if none).
+pub fn snapshot_version(c: &Connection) -> Result<u64, StoreError> {
+    Ok(c.query_row(
+        "SELECT value FROM meta WHERE key = 'snapshot_version'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Allocates the next snapshot version, at least `min`.
+pub fn allocate_snapshot_version(c: &Connection, min: u64) -> Result<u64, StoreError> {
+    let next = (snapshot_version(c)? + 1).max(min);
+    c.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'snapshot_version'",
+        params![next as i64],
+    )?;
+    Ok(next)
+}
+
+/// Stores a snapshot and keeps only the newest `keep`.
+pub fn insert_snapshot(c: &Connection, row: &SnapshotRow, keep: u32) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO snapshots (version, identity_revision, policy_counter, content_hash,
+                                created_ms, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.version as i64,
+            row.identity_revision as i64,
+            row.policy_counter as i64,
+            row.content_hash.to_hex(),
+            row.created_ms as i64,
+            row.payload
+        ],
+    )?;
+    c.execute(
+        "DELETE FROM snapshots WHERE version NOT IN
+            (SELECT version FROM snapshots ORDER BY version DESC LIMIT ?1)",
+        params![keep.max(1)],
+    )?;
+    Ok(())
+}
+
+pub fn latest_snapshot(c: &Connection) -> Result<Option<SnapshotRow>, StoreError> {
+    Ok(c.query_row(
+        "SELECT version, identity_revision, policy_counter, content_hash, created_ms, payload
+         FROM snapshots ORDER BY version DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(SnapshotRow {
+                version: r.get::<_, i64>(0)? as u64,
+                identity_revision: r.get::<_, i64>(1)? as u64,
+                policy_counter: r.get::<_, i64>(2)? as u64,
+                content_hash: Hash32::from_hex(&r.get::<_, String>(3)?).unwrap_or_default(),
+                created_ms: r.get::<_, i64>(4)? as u64,
+                payload: r.get(5)?,
+            })
+        },
+    )
+    .optional()?)
+}
+
+// ---- nodes ----------------------------------------------------------------------------------
+
+/// What the control plane knows of a data-plane node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRow {
+    pub node_id: String,
+    pub agent: String,
+    pub listen: String,
+    pub peer: String,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub applied_version: u64,
+    pub last_ack_ms: Option<u64>,
+    pub last_nack_version: Option<u64>,
+    pub last_nack_reason: Option<String>,
+    pub last_nack_ms: Option<u64>,
+}
+
+pub fn upsert_node(c: &Connection, n: &NodeRow) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO nodes (node_id, agent, listen, peer, first_seen_ms, last_seen_ms,
+                            applied_version, last_ack_ms, last_nack_version, last_nack_reason,
+                            last_nack_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (node_id) DO UPDATE SET
+            agent = excluded.agent, listen = excluded.listen, peer = excluded.peer,
+            last_seen_ms = excluded.last_seen_ms, applied_version = excluded.applied_version,
+            last_ack_ms = excluded.last_ack_ms, last_nack_version = excluded.last_nack_version,
+            last_nack_reason = excluded.last_nack_reason, last_nack_ms = excluded.last_nack_ms",
+        params![
+            n.node_id,
+            n.agent,
+            n.listen,
+            n.peer,
+            n.first_seen_ms as i64,
+            n.last_seen_ms as i64,
+            n.applied_version as i64,
+            n.last_ack_ms.map(|v| v as i64),
+            n.last_nack_version.map(|v| v as i64),
+            n.last_nack_reason,
+            n.last_nack_ms.map(|v| v as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn list_nodes(c: &Connection) -> Result<Vec<NodeRow>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT node_id, agent, listen, peer, first_seen_ms, last_seen_ms, applied_version,
+                last_ack_ms, last_nack_version, last_nack_reason, last_nack_ms
+         FROM nodes ORDER BY node_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let opt = |i: usize| -> rusqlite::Result<Option<u64>> {
+            Ok(r.get::<_, Option<i64>>(i)?.map(|v| v as u64))
+        };
+        Ok(NodeRow {
+            node_id: r.get(0)?,
+            agent: r.get(1)?,
+            listen: r.get(2)?,
+            peer: r.get(3)?,
+            first_seen_ms: r.get::<_, i64>(4)? as u64,
+            last_seen_ms: r.get::<_, i64>(5)? as u64,
+            applied_version: r.get::<_, i64>(6)? as u64,
+            last_ack_ms: opt(7)?,
+            last_nack_version: opt(8)?,
+            last_nack_reason: r.get(9)?,
+            last_nack_ms: opt(10)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

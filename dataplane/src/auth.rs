@@ -1,0 +1,248 @@
+//! Bearer-token authentication with the issuers and keys carried in the snapshot.
+//!
+//! A token is accepted only if its `iss` names an issuer of the snapshot, its `alg` is one that
+//! issuer is pinned to (never `none`, never HMAC), its signature verifies with one of that
+//! issuer's keys (by `kid` when the token names one), its `aud` includes an accepted audience,
+//! and `exp`/`nbf` hold within the issuer's leeway. The claim the issuer maps to users
+//! (`email` or `sub`) then names the principal.
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use portcullis_shared::snapshot::{Issuer, Jwk, JwtAlgorithm, PrincipalClaim};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Why a token was refused. The `Display` text is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("unsigned tokens (alg none) are never accepted")]
+    Unsigned,
+    #[error("token issuer is not trusted")]
+    UnknownIssuer,
+    #[error("token algorithm {0} is not accepted for this issuer")]
+    AlgorithmNotAllowed(String),
+    #[error("no key of the issuer matches the token")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    #[error("token lacks the {0} claim that names the user")]
+    MissingPrincipalClaim(&'static str),
+    #[error("token is invalid: {0}")]
+    Invalid(String),
+}
+
+impl AuthError {
+    /// A low-cardinality label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing_token",
+            Self::Malformed(_) => "malformed_token",
+            Self::Unsigned => "unsigned_token",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingPrincipalClaim(_) => "missing_principal_claim",
+            Self::Invalid(_) => "invalid_token",
+        }
+    }
+}
+
+/// Who a verified token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub source: String,
+    pub claim: PrincipalClaim,
+    /// The `email` or `sub` claim value.
+    pub principal: String,
+}
+
+#[derive(Debug)]
+struct Key {
+    kid: Option<String>,
+    kty: String,
+    key: DecodingKey,
+}
+
+#[derive(Debug)]
+struct IssuerEntry {
+    issuer: Issuer,
+    keys: Vec<Key>,
+}
+
+/// Decoding keys for every issuer of a snapshot, built once per snapshot.
+#[derive(Debug, Default)]
+pub struct IssuerKeys {
+    by_iss: HashMap<String, IssuerEntry>,
+}
+
+impl IssuerKeys {
+    /// Builds keys; a JWK that does not make a key is skipped (and logged).
+    pub fn build(issuers: &[Issuer]) -> Self {
+        let mut by_iss = HashMap::new();
+        for iss in issuers {
+            let keys = iss
+                .keys
+                .iter()
+                .filter_map(|jwk| match decoding_key(jwk) {
+                    Some(key) => Some(Key {
+                        kid: jwk.kid.clone(),
+                        kty: jwk.kty.clone(),
+                        key,
+                    }),
+                    None => {
+                        tracing::warn!(issuer = %iss.issuer, kid = ?jwk.kid, "skipping unusable JWK");
+                        None
+                    }
+                })
+                .collect();
+            by_iss.insert(
+                iss.issuer.clone(),
+                IssuerEntry {
+                    issuer: iss.clone(),
+                    keys,
+                },
+            );
+        }
+        Self { by_iss }
+    }
+
+    /// Verifies `token` and returns who it names.
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(_s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed("a JWT has three dot-separated parts"));
+        };
+        let header = decode_json(h).ok_or(AuthError::Malformed("header is not base64url JSON"))?;
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(AuthError::Malformed("header has no alg"))?;
+        if alg_name.eq_ignore_ascii_case("none") {
+            return Err(AuthError::Unsigned);
+        }
+        let claims = decode_json(p).ok_or(AuthError::Malformed("payload is not base64url JSON"))?;
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(AuthError::UnknownIssuer)?;
+        let entry = self.by_iss.get(iss).ok_or(AuthError::UnknownIssuer)?;
+
+        let alg = JwtAlgorithm::parse(alg_name)
+            .filter(|a| entry.issuer.algorithms.contains(a))
+            .ok_or_else(|| AuthError::AlgorithmNotAllowed(alg_name.to_owned()))?;
+        let jwt_alg = jwt_algorithm(alg);
+        let kid = header.get("kid").and_then(Value::as_str);
+        let candidates: Vec<&Key> = entry
+            .keys
+            .iter()
+            .filter(|k| k.kty == alg.key_type())
+            .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
+            .collect();
+        if candidates.is_empty() {
+            return Err(AuthError::UnknownKey);
+        }
+
+        let mut validation = Validation::new(jwt_alg);
+        validation.set_issuer(&[iss]);
+        validation.set_audience(&entry.issuer.audiences);
+        validation.leeway = u64::from(entry.issuer.leeway_secs);
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+
+        let mut last = AuthError::BadSignature;
+        for key in candidates {
+            match jsonwebtoken::decode::<Value>(token, &key.key, &validation) {
+                Ok(data) => return principal(&entry.issuer, &data.claims),
+                Err(e) => {
+                    last = map_error(&e);
+                    if last != AuthError::BadSignature {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn principal(issuer: &Issuer, claims: &Value) -> Result<Verified, AuthError> {
+    let (name, value) = match issuer.principal_claim {
+        PrincipalClaim::EmailToUserName => ("email", claims.get("email")),
+        PrincipalClaim::SubToExternalId => ("sub", claims.get("sub")),
+    };
+    let value = value
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or(AuthError::MissingPrincipalClaim(name))?;
+    Ok(Verified {
+        source: issuer.source.clone(),
+        claim: issuer.principal_claim,
+        principal: value.to_owned(),
+    })
+}
+
+fn map_error(e: &jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => AuthError::BadSignature,
+        K::ExpiredSignature => AuthError::Expired,
+        K::ImmatureSignature => AuthError::NotYetValid,
+        K::InvalidAudience => AuthError::WrongAudience,
+        K::InvalidIssuer => AuthError::UnknownIssuer,
+        K::MissingRequiredClaim(c) => AuthError::Invalid(format!("missing {c} claim")),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed("?".into()),
+        K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => {
+            AuthError::Malformed("token does not decode")
+        }
+        other => AuthError::Invalid(format!("{other:?}")),
+    }
+}
+
+fn decode_json(part: &str) -> Option<Value> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn jwt_algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::RS384 => Algorithm::RS384,
+        JwtAlgorithm::RS512 => Algorithm::RS512,
+        JwtAlgorithm::PS256 => Algorithm::PS256,
+        JwtAlgorithm::PS384 => Algorithm::PS384,
+        JwtAlgorithm::PS512 => Algorithm::PS512,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::ES384 => Algorithm::ES384,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+fn decoding_key(jwk: &Jwk) -> Option<DecodingKey> {
+    match jwk.kty.as_str() {
+        "RSA" => DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok(),
+        "EC" => DecodingKey::from_ec_components(jwk.x.as_deref()?, jwk.y.as_deref()?).ok(),
+        "OKP" => DecodingKey::from_ed_components(jwk.x.as_deref()?).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

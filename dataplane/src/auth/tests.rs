@@ -1,0 +1,191 @@
+use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{EncodingKey, Header};
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::EncodePrivateKey;
+use serde_json::json;
+
+const ISS: &str = "https://idp.example";
+
+struct TestKey {
+    encoding: EncodingKey,
+    jwk: Jwk,
+}
+
+fn es256_key(kid: &str) -> TestKey {
+    let sk = SigningKey::random(&mut rand::rngs::OsRng);
+    let der = sk.to_pkcs8_der().expect("pkcs8");
+    let point = sk.verifying_key().to_encoded_point(false);
+    TestKey {
+        encoding: EncodingKey::from_ec_der(der.as_bytes()),
+        jwk: Jwk {
+            kty: "EC".into(),
+            kid: Some(kid.into()),
+            alg: Some("ES256".into()),
+            crv: Some("P-256".into()),
+            x: point.x().map(|x| URL_SAFE_NO_PAD.encode(x)),
+            y: point.y().map(|y| URL_SAFE_NO_PAD.encode(y)),
+            ..Default::default()
+        },
+    }
+}
+
+fn issuer(keys: Vec<Jwk>, claim: PrincipalClaim) -> Issuer {
+    Issuer {
+        source: "okta".into(),
+        issuer: ISS.into(),
+        audiences: vec!["portcullis".into()],
+        algorithms: vec![JwtAlgorithm::ES256],
+        keys,
+        principal_claim: claim,
+        leeway_secs: 30,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn sign(key: &TestKey, kid: Option<&str>, claims: Value) -> String {
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = kid.map(Into::into);
+    jsonwebtoken::encode(&h, &claims, &key.encoding).expect("sign")
+}
+
+fn claims() -> Value {
+    json!({"iss": ISS, "aud": "portcullis", "exp": now() + 600, "email": "Ana@Example.com", "sub": "00u1"})
+}
+
+#[test]
+fn a_good_token_names_its_principal() {
+    let k = es256_key("k1");
+    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)]);
+    let v = keys.verify(&sign(&k, Some("k1"), claims())).expect("valid");
+    assert_eq!(v.source, "okta");
+    assert_eq!(v.principal, "Ana@Example.com");
+    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::SubToExternalId)]);
+    assert_eq!(
+        keys.verify(&sign(&k, None, claims()))
+            .expect("valid")
+            .principal,
+        "00u1"
+    );
+}
+
+#[test]
+fn every_kind_of_bad_token_is_refused_with_its_reason() {
+    let k = es256_key("k1");
+    let other = es256_key("k1");
+    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)]);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        sign(&k, Some("k1"), c)
+    };
+
+    let forged = sign(&other, Some("k1"), claims());
+    assert_eq!(keys.verify(&forged), Err(AuthError::BadSignature));
+    assert_eq!(
+        keys.verify(&with(&|c| c["exp"] = json!(now() - 3600))),
+        Err(AuthError::Expired)
+    );
+    assert_eq!(
+        keys.verify(&with(&|c| c["nbf"] = json!(now() + 3600))),
+        Err(AuthError::NotYetValid)
+    );
+    assert_eq!(
+        keys.verify(&with(&|c| c["aud"] = json!("someone-else"))),
+        Err(AuthError::WrongAudience)
+    );
+    assert_eq!(
+        keys.verify(&with(&|c| c["iss"] = json!("https://evil.example"))),
+        Err(AuthError::UnknownIssuer)
+    );
+    assert_eq!(
+        keys.verify(&with(&|c| {
+            c.as_object_mut().expect("object").remove("email");
+        })),
+        Err(AuthError::MissingPrincipalClaim("email"))
+    );
+    assert_eq!(
+        keys.verify(&with(&|c| {
+            c.as_object_mut().expect("object").remove("exp");
+        }))
+        .map_err(|e| e.label()),
+        Err("invalid_token")
+    );
+    assert_eq!(
+        keys.verify(&sign(&k, Some("other-kid"), claims())),
+        Err(AuthError::UnknownKey)
+    );
+
+    // alg: none, with an otherwise valid payload.
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims().to_string());
+    assert_eq!(
+        keys.verify(&format!("{header}.{payload}.")),
+        Err(AuthError::Unsigned)
+    );
+
+    // HS256 signed with the public key material as the secret: the classic confusion attack.
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(k.jwk.x.as_deref().expect("x").as_bytes()),
+    )
+    .expect("sign");
+    assert!(matches!(
+        keys.verify(&hs),
+        Err(AuthError::AlgorithmNotAllowed(_))
+    ));
+
+    assert!(matches!(
+        keys.verify("not-a-jwt"),
+        Err(AuthError::Malformed(_))
+    ));
+    assert!(matches!(keys.verify("a.b.c"), Err(AuthError::Malformed(_))));
+}
+
+#[test]
+fn leeway_tolerates_small_clock_skew() {
+    let k = es256_key("k1");
+    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)]);
+    let mut c = claims();
+    c["exp"] = json!(now() - 10);
+    assert!(
+        keys.verify(&sign(&k, Some("k1"), c)).is_ok(),
+        "10s past exp is within 30s leeway"
+    );
+}
+
+#[test]
+fn rs256_tokens_verify_with_rsa_jwks() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let sk = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).expect("rsa key");
+    let der = sk.to_pkcs1_der().expect("der");
+    let jwk = Jwk {
+        kty: "RSA".into(),
+        kid: Some("r1".into()),
+        n: Some(URL_SAFE_NO_PAD.encode(sk.n().to_bytes_be())),
+        e: Some(URL_SAFE_NO_PAD.encode(sk.e().to_bytes_be())),
+        ..Default::default()
+    };
+    let mut iss = issuer(vec![jwk], PrincipalClaim::EmailToUserName);
+    iss.algorithms = vec![JwtAlgorithm::RS256];
+    let keys = IssuerKeys::build(&[iss]);
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("r1".into());
+    let token = jsonwebtoken::encode(&h, &claims(), &EncodingKey::from_rsa_der(der.as_bytes()))
+        .expect("sign");
+    assert!(keys.verify(&token).is_ok());
+    // The issuer is pinned to RS256: an ES256 token from the same issuer is refused outright.
+    let k = es256_key("r1");
+    assert!(matches!(
+        keys.verify(&sign(&k, Some("r1"), claims())),
+        Err(AuthError::AlgorithmNotAllowed(_))
+    ));
+}

@@ -1,0 +1,395 @@
+//! Classification: from a route, a method, a path and a body to the action and resource that
+//! policies decide on.
+//!
+//! Two steps, because the body is only read after the caller is authenticated:
+//! [`operation`] looks at method and path, [`request`] at the body.
+//!
+//! | route kind | method and path (after the prefix) | action | resource |
+//! |---|---|---|---|
+//! | openai | `POST /v1/chat/completions` | `chat` | `Model` from `model` |
+//! | openai | `POST /v1/embeddings` | `embed` | `Model` |
+//! | openai | `POST /v1/responses` | `responses` | `Model` |
+//! | openai, anthropic | `GET /v1/models` | `models:list` | the `Provider` |
+//! | anthropic | `POST /v1/messages`, `POST /v1/messages/count_tokens` | `chat` | `Model` |
+//! | mcp | `POST` JSON-RPC | by method, see `Action::for_mcp_method` | tool, resource, prompt or server |
+//! | mcp | `GET` (server notification stream) | `mcp:notification` | the server |
+//! | mcp | `DELETE` (end of session) | `mcp:initialize` | the server |
+//!
+//! Anything else on an LLM route is refused (404): an edge that forwarded operations it does
+//! not understand could not enforce policy on them.
+
+use crate::config::{Route, RouteKind};
+use portcullis_shared::request::{Action, Request, RequestContext, Resource};
+use serde_json::Value;
+
+/// What the path says, before the body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A model call whose model is named in the JSON body.
+    ModelCall(Action),
+    /// Listing a provider's models (no body).
+    ListModels,
+    /// An MCP JSON-RPC message in the body.
+    McpMessage,
+    /// The MCP server-to-client stream (GET) or session end (DELETE).
+    McpSession(Action),
+}
+
+impl Operation {
+    pub fn needs_body(self) -> bool {
+        matches!(self, Self::ModelCall(_) | Self::McpMessage)
+    }
+}
+
+/// Why a request could not be classified. The text is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("{method} {path} is not an operation this gateway supports")]
+    UnknownOperation { method: String, path: String },
+    #[error("request body is not valid JSON: {0}")]
+    BadJson(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// A JSON-RPC protocol error, with the message's `id` when it had one.
+    #[error("{message}")]
+    JsonRpc {
+        code: i64,
+        message: String,
+        id: Option<Value>,
+    },
+}
+
+/// Classifies by method and path (`rest` is the path after the route prefix, without query).
+pub fn operation(route: &Route, method: &str, rest: &str) -> Result<Operation, ClassifyError> {
+    let rest = rest.trim_end_matches('/');
+    let unknown = || ClassifyError::UnknownOperation {
+        method: method.to_owned(),
+        path: if rest.is_empty() {
+            "/".to_owned()
+        } else {
+            rest.to_owned()
+        },
+    };
+    match route.kind {
+        RouteKind::Openai => match (method, rest) {
+            ("POST", "/v1/chat/completions" | "/chat/completions") => {
+                Ok(Operation::ModelCall(Action::Chat))
+            }
+            ("POST", "/v1/embeddings" | "/embeddings") => Ok(Operation::ModelCall(Action::Embed)),
+            ("POST", "/v1/responses" | "/responses") => Ok(Operation::ModelCall(Action::Responses)),
+            ("GET", "/v1/models" | "/models") => Ok(Operation::ListModels),
+            _ => Err(unknown()),
+        },
+        RouteKind::Anthropic => match (method, rest) {
+            ("POST", "/v1/messages" | "/v1/messages/count_tokens") => {
+                Ok(Operation::ModelCall(Action::Chat))
+            }
+            ("GET", "/v1/models") => Ok(Operation::ListModels),
+            _ => Err(unknown()),
+        },
+        RouteKind::Mcp => match method {
+            "POST" => Ok(Operation::McpMessage),
+            "GET" => Ok(Operation::McpSession(Action::McpNotification)),
+            "DELETE" => Ok(Operation::McpSession(Action::McpInitialize)),
+            _ => Err(unknown()),
+        },
+    }
+}
+
+/// Facts from an MCP message that the error response needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpMessage {
+    /// The JSON-RPC `id` (absent for notifications and client responses).
+    pub id: Option<Value>,
+    pub method: Option<String>,
+}
+
+/// The classified request, plus what the response needs to know about the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    pub request: Request,
+    pub mcp: Option<McpMessage>,
+}
+
+/// Completes classification with the body (empty for operations without one).
+pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, ClassifyError> {
+    let context = |stream: bool| RequestContext {
+        route: route.prefix.clone(),
+        stream,
+    };
+    match op {
+        Operation::ListModels => Ok(Classified {
+            request: Request {
+                action: Action::ModelsList,
+                resource: Resource::Provider {
+                    name: route.name.clone(),
+                    kind: route.kind.as_str().to_owned(),
+                },
+                context: context(false),
+            },
+            mcp: None,
+        }),
+        Operation::McpSession(action) => Ok(Classified {
+            request: Request {
+                action,
+                resource: Resource::McpServer {
+                    server: route.name.clone(),
+                },
+                context: context(action == Action::McpNotification),
+            },
+            mcp: None,
+        }),
+        Operation::ModelCall(action) => {
+            let v: Value =
+                serde_json::from_slice(body).map_err(|e| ClassifyError::BadJson(e.to_string()))?;
+            let obj = v.as_object().ok_or_else(|| {
+                ClassifyError::Invalid("request body must be a JSON object".into())
+            })?;
+            let model = obj
+                .get("model")
+                .and_then(Value::as_str)
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| {
+                    ClassifyError::Invalid("`model` is required and must be a string".into())
+                })?;
+            let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+            Ok(Classified {
+                request: Request {
+                    action,
+                    resource: Resource::Model {
+                        provider: route.name.clone(),
+                        kind: route.kind.as_str().to_owned(),
+                        name: model.to_owned(),
+                    },
+                    context: context(stream),
+                },
+                mcp: None,
+            })
+        }
+        Operation::McpMessage => mcp(route, body, context(false)),
+    }
+}
+
+/// JSON-RPC 2.0 error codes.
+pub mod jsonrpc {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const INVALID_PARAMS: i64 = -32602;
+}
+
+fn rpc_error(code: i64, message: impl Into<String>, id: Option<&Value>) -> ClassifyError {
+    ClassifyError::JsonRpc {
+        code,
+        message: message.into(),
+        id: id.cloned(),
+    }
+}
+
+fn mcp(route: &Route, body: &[u8], context: RequestContext) -> Result<Classified, ClassifyError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| rpc_error(jsonrpc::PARSE_ERROR, format!("parse error: {e}"), None))?;
+    let msg = match &v {
+        Value::Object(m) => m,
+        Value::Array(_) => {
+            return Err(rpc_error(
+                jsonrpc::INVALID_REQUEST,
+                "JSON-RPC batches are not accepted by this gateway; send one message per request",
+                None,
+            ));
+        }
+        _ => {
+            return Err(rpc_error(
+                jsonrpc::INVALID_REQUEST,
+                "a JSON-RPC message must be an object",
+                None,
+            ));
+        }
+    };
+    let id = msg.get("id").cloned().filter(|i| !i.is_null());
+    if msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(rpc_error(
+            jsonrpc::INVALID_REQUEST,
+            "`jsonrpc` must be \"2.0\"",
+            id.as_ref(),
+        ));
+    }
+    let server = route.name.clone();
+    let Some(method) = msg.get("method") else {
+        // A client's response to a server request (sampling, elicitation…).
+        if id.is_some() && (msg.contains_key("result") || msg.contains_key("error")) {
+            return Ok(Classified {
+                request: Request {
+                    action: Action::McpNotification,
+                    resource: Resource::McpServer { server },
+                    context,
+                },
+                mcp: Some(McpMessage { id, method: None }),
+            });
+        }
+        return Err(rpc_error(
+            jsonrpc::INVALID_REQUEST,
+            "`method` is required",
+            id.as_ref(),
+        ));
+    };
+    let method = method.as_str().filter(|m| !m.is_empty()).ok_or_else(|| {
+        rpc_error(
+            jsonrpc::INVALID_REQUEST,
+            "`method` must be a string",
+            id.as_ref(),
+        )
+    })?;
+    let action = Action::for_mcp_method(method, id.is_none());
+    let param = |name: &str| {
+        msg.get("params")
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                rpc_error(
+                    jsonrpc::INVALID_PARAMS,
+                    format!("{method} requires params.{name} as a string"),
+                    id.as_ref(),
+                )
+            })
+    };
+    let resource = match action {
+        Action::McpToolsCall => Resource::McpTool {
+            server,
+            tool: param("name")?,
+        },
+        Action::McpResourcesRead => Resource::McpResource {
+            server,
+            uri: param("uri")?,
+        },
+        Action::McpPromptsGet => Resource::McpPrompt {
+            server,
+            name: param("name")?,
+        },
+        _ => Resource::McpServer { server },
+    };
+    Ok(Classified {
+        request: Request {
+            action,
+            resource,
+            context,
+        },
+        mcp: Some(McpMessage {
+            id,
+            method: Some(method.to_owned()),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Upstream;
+
+    fn route(kind: RouteKind, name: &str) -> Route {
+        Route {
+            prefix: "/x".into(),
+            kind,
+            name: name.into(),
+            upstream: Upstream::parse("http://127.0.0.1:1").expect("url"),
+            credential: None,
+        }
+    }
+
+    #[test]
+    fn llm_operations_and_models() {
+        let r = route(RouteKind::Openai, "openai");
+        let op = operation(&r, "POST", "/v1/chat/completions").expect("known");
+        let c = request(
+            &r,
+            op,
+            br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#,
+        )
+        .expect("ok");
+        assert_eq!(c.request.action, Action::Chat);
+        assert_eq!(c.request.resource.to_string(), "Model::\"gpt-4o-mini\"");
+        assert!(c.request.context.stream);
+        assert!(matches!(
+            operation(&r, "POST", "/v1/files"),
+            Err(ClassifyError::UnknownOperation { .. })
+        ));
+        assert!(matches!(
+            request(&r, op, b"{nope"),
+            Err(ClassifyError::BadJson(_))
+        ));
+        assert!(matches!(
+            request(&r, op, br#"{"messages":[]}"#),
+            Err(ClassifyError::Invalid(_))
+        ));
+        assert!(matches!(
+            request(&r, op, br#"{"model":7}"#),
+            Err(ClassifyError::Invalid(_))
+        ));
+        let a = route(RouteKind::Anthropic, "anthropic");
+        let op = operation(&a, "POST", "/v1/messages").expect("known");
+        let c = request(&a, op, br#"{"model":"claude-sonnet-4","max_tokens":5}"#).expect("ok");
+        assert_eq!(c.request.action, Action::Chat);
+        let op = operation(&a, "GET", "/v1/models").expect("known");
+        assert_eq!(
+            request(&a, op, b"")
+                .expect("ok")
+                .request
+                .resource
+                .to_string(),
+            "Provider::\"anthropic\""
+        );
+    }
+
+    #[test]
+    fn mcp_messages() {
+        let r = route(RouteKind::Mcp, "crm");
+        let op = operation(&r, "POST", "").expect("post");
+        let c = request(
+            &r,
+            op,
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search_accounts","arguments":{}}}"#,
+        )
+        .expect("ok");
+        assert_eq!(
+            c.request.resource.to_string(),
+            "McpTool::\"crm/search_accounts\""
+        );
+        assert_eq!(c.mcp.expect("mcp").id, Some(serde_json::json!(7)));
+        let c = request(
+            &r,
+            op,
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .expect("ok");
+        assert_eq!(c.request.action, Action::McpNotification);
+        let c = request(&r, op, br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).expect("ok");
+        assert_eq!(c.request.action, Action::McpNotification);
+
+        let code = |body: &[u8]| match request(&r, op, body) {
+            Err(ClassifyError::JsonRpc { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(b"{"), jsonrpc::PARSE_ERROR);
+        assert_eq!(
+            code(br#"{"id":1,"method":"ping"}"#),
+            jsonrpc::INVALID_REQUEST
+        );
+        assert_eq!(
+            code(br#"{"jsonrpc":"2.0","id":1}"#),
+            jsonrpc::INVALID_REQUEST
+        );
+        assert_eq!(
+            code(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            jsonrpc::INVALID_REQUEST
+        );
+        assert_eq!(
+            code(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#),
+            jsonrpc::INVALID_PARAMS
+        );
+        assert!(matches!(
+            operation(&r, "PUT", ""),
+            Err(ClassifyError::UnknownOperation { .. })
+        ));
+    }
+}

@@ -1,0 +1,153 @@
+//! The `portcullis-dp` command line: load the configuration, restore the last-known-good
+//! snapshot, and run the Pingora server (proxy, admin listener, snapshot subscriber).
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::lkg::LastKnownGood;
+use crate::proxy::Edge;
+use crate::state::NodeState;
+use crate::subscriber::Subscriber;
+use clap::Parser;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis-dp", version, about = "Portcullis data-plane node")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// Runs with explicit arguments (the first is the program name), as the quickstart's
+/// multi-call binary does.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    init_tracing(&cli.log_format);
+    let config = match Config::load(&cli.config) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!(
+            "configuration OK: node {}, {} route(s)",
+            config.node_id,
+            config.routes.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    run(config)
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(config: Arc<Config>) -> ExitCode {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let state = NodeState::new();
+
+    match LastKnownGood::new(&config.state_dir).load() {
+        Ok(Some(snapshot)) => {
+            let v = snapshot.version();
+            if state.install(snapshot).is_ok() {
+                tracing::info!(
+                    version = v,
+                    "serving from the last-known-good snapshot until the control plane answers"
+                );
+            }
+        }
+        Ok(None) => tracing::info!(
+            "no last-known-good snapshot; protected routes answer 503 until one arrives"
+        ),
+        Err(e) => tracing::error!(error = %e, "ignoring the last-known-good snapshot"),
+    }
+
+    let Some(mut conf) = ServerConf::new() else {
+        eprintln!("error: cannot build the Pingora server configuration");
+        return ExitCode::FAILURE;
+    };
+    conf.threads = config.threads;
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf.pid_file = config
+        .state_dir
+        .join("portcullis-dp.pid")
+        .display()
+        .to_string();
+    conf.upgrade_sock = config.state_dir.join("upgrade.sock").display().to_string();
+    if let Err(e) = std::fs::create_dir_all(&config.state_dir) {
+        eprintln!(
+            "error: cannot create state_dir {}: {e}",
+            config.state_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Edge::new(config.clone(), state.clone()),
+        "portcullis-edge",
+    );
+    proxy.add_tcp(&config.listen.proxy.to_string());
+
+    let mut admin = Service::new(
+        "portcullis-admin".to_owned(),
+        AdminApp::new(config.node_id.clone(), state.clone(), prometheus),
+    );
+    admin.add_tcp(&config.listen.admin.to_string());
+
+    let subscriber = background_service(
+        "snapshot subscriber",
+        Subscriber::new(config.clone(), state),
+    );
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(subscriber);
+    tracing::info!(
+        node = %config.node_id,
+        proxy = %config.listen.proxy,
+        admin = %config.listen.admin,
+        control_plane = %config.control_plane,
+        "data plane starting"
+    );
+    server.run_forever()
+}

@@ -1,0 +1,431 @@
+//! The data plane's TOML configuration.
+//!
+//! ```toml
+//! node_id = "edge-1"
+//! state_dir = "state"                      # last-known-good snapshot
+//! control_plane = "http://127.0.0.1:50051" # gRPC snapshot service
+//! threads = 2
+//!
+//! [listen]
+//! proxy = "127.0.0.1:8000"
+//! admin = "127.0.0.1:9000"                 # /metrics, /healthz, /readyz, /status
+//!
+//! [limits]
+//! max_body_bytes = 4194304                 # larger bodies: 413
+//!
+//! [[routes]]
+//! prefix = "/openai"                       # clients use base URL http://edge/openai/v1
+//! kind = "openai"                          # openai | anthropic | mcp
+//! name = "openai"                          # Provider::"openai" (or McpServer::"<name>")
+//! upstream = "https://api.openai.com"
+//! [routes.credential]                      # injected upstream; never sent by clients
+//! header = "authorization"
+//! prefix = "Bearer "
+//! value_env = "OPENAI_API_KEY"             # or: value = "…"
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node_id: String,
+    state_dir: PathBuf,
+    control_plane: String,
+    #[serde(default = "default_threads")]
+    threads: usize,
+    listen: Listen,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+fn default_threads() -> usize {
+    2
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body read for classification; larger ones get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Upstream connect timeout, seconds.
+    #[serde(default = "default_connect")]
+    pub upstream_connect_secs: u64,
+    /// Longest silence from an upstream mid-response, seconds.
+    #[serde(default = "default_idle")]
+    pub upstream_idle_secs: u64,
+}
+
+fn default_max_body() -> usize {
+    4 << 20
+}
+fn default_connect() -> u64 {
+    5
+}
+fn default_idle() -> u64 {
+    300
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+            upstream_connect_secs: default_connect(),
+            upstream_idle_secs: default_idle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: String,
+    kind: RouteKind,
+    name: String,
+    upstream: String,
+    credential: Option<RawCredential>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    header: String,
+    #[serde(default)]
+    prefix: String,
+    value: Option<String>,
+    value_env: Option<String>,
+}
+
+/// The API family a route speaks: decides how requests are classified and how errors look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Openai,
+    Anthropic,
+    Mcp,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Mcp => "mcp",
+        }
+    }
+}
+
+/// Where a route forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix on the upstream, without a trailing slash (may be empty).
+    pub base_path: String,
+}
+
+impl Upstream {
+    /// Parses `http(s)://host[:port][/path]`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "upstream {url:?} must start with http:// or https://"
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(format!("upstream {url:?} has no host"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("upstream {url:?} has an invalid port"))?;
+                (
+                    h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    port,
+                )
+            }
+            _ => (authority.to_owned(), if tls { 443 } else { 80 }),
+        };
+        Ok(Self {
+            tls,
+            host,
+            port,
+            base_path: path.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The `Host` header value.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// An upstream credential, injected on every forwarded request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub header: http::HeaderName,
+    pub value: http::HeaderValue,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({}: <redacted>)", self.header)
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub prefix: String,
+    pub kind: RouteKind,
+    pub name: String,
+    pub upstream: Upstream,
+    pub credential: Option<Credential>,
+}
+
+/// A loaded, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: String,
+    pub state_dir: PathBuf,
+    pub control_plane: String,
+    pub threads: usize,
+    pub listen: Listen,
+    pub limits: Limits,
+    pub routes: Vec<Route>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, |k| std::env::var(k).ok())
+    }
+
+    /// Parses `text` as read from `path`; `env` looks up credential environment variables.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if raw.node_id.is_empty() || raw.node_id.len() > 128 {
+            return Err(invalid("node_id must be 1-128 characters".into()));
+        }
+        if !raw.control_plane.starts_with("http://") && !raw.control_plane.starts_with("https://") {
+            return Err(invalid(
+                "control_plane must be an http:// or https:// URL".into(),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let state_dir = if raw.state_dir.is_absolute() {
+            raw.state_dir
+        } else {
+            base.join(raw.state_dir)
+        };
+
+        let mut routes = Vec::new();
+        for r in raw.routes {
+            if !r.prefix.starts_with('/') || (r.prefix.len() > 1 && r.prefix.ends_with('/')) {
+                return Err(invalid(format!(
+                    "route prefix {:?} must start with '/' and not end with one",
+                    r.prefix
+                )));
+            }
+            if routes.iter().any(|x: &Route| x.prefix == r.prefix) {
+                return Err(invalid(format!(
+                    "route prefix {:?} is declared twice",
+                    r.prefix
+                )));
+            }
+            if r.name.is_empty() {
+                return Err(invalid(format!("route {:?} needs a name", r.prefix)));
+            }
+            let upstream = Upstream::parse(&r.upstream).map_err(invalid)?;
+            let credential = match r.credential {
+                None => None,
+                Some(c) => {
+                    let secret = match (c.value, c.value_env) {
+                        (Some(v), None) => v,
+                        (None, Some(var)) => env(&var).ok_or_else(|| {
+                            invalid(format!(
+                                "route {:?}: environment variable {var} (its upstream credential) is not set",
+                                r.prefix
+                            ))
+                        })?,
+                        _ => {
+                            return Err(invalid(format!(
+                                "route {:?}: credential needs exactly one of value or value_env",
+                                r.prefix
+                            )));
+                        }
+                    };
+                    let header =
+                        http::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
+                            invalid(format!(
+                                "route {:?}: invalid credential header name",
+                                r.prefix
+                            ))
+                        })?;
+                    let mut value = http::HeaderValue::from_str(&format!("{}{}", c.prefix, secret))
+                        .map_err(|_| {
+                            invalid(format!(
+                                "route {:?}: credential is not a valid header value",
+                                r.prefix
+                            ))
+                        })?;
+                    value.set_sensitive(true);
+                    Some(Credential { header, value })
+                }
+            };
+            routes.push(Route {
+                prefix: r.prefix,
+                kind: r.kind,
+                name: r.name,
+                upstream,
+                credential,
+            });
+        }
+        Ok(Self {
+            node_id: raw.node_id,
+            state_dir,
+            control_plane: raw.control_plane,
+            threads: raw.threads.clamp(1, 256),
+            listen: raw.listen,
+            limits: raw.limits,
+            routes,
+        })
+    }
+
+    /// The route whose prefix matches `path` on a segment boundary, longest first.
+    pub fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| {
+                path == r.prefix
+                    || r.prefix == "/"
+                    || (path.starts_with(&r.prefix)
+                        && path.as_bytes().get(r.prefix.len()) == Some(&b'/'))
+            })
+            .max_by_key(|r| r.prefix.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"
+node_id = "edge-1"
+state_dir = "state"
+control_plane = "http://127.0.0.1:50051"
+[listen]
+proxy = "127.0.0.1:8000"
+admin = "127.0.0.1:9000"
+[[routes]]
+prefix = "/openai"
+kind = "openai"
+name = "openai"
+upstream = "https://api.openai.com"
+[routes.credential]
+header = "authorization"
+prefix = "Bearer "
+value_env = "OPENAI_KEY"
+[[routes]]
+prefix = "/mcp/crm"
+kind = "mcp"
+name = "crm"
+upstream = "http://127.0.0.1:9100/mcp/"
+"#;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "OPENAI_KEY").then(|| "sk-test".to_owned())
+    }
+
+    #[test]
+    fn routes_upstreams_and_credentials() {
+        let c = Config::parse(Path::new("/etc/p/dp.toml"), TEXT, env).expect("valid");
+        assert_eq!(c.state_dir, Path::new("/etc/p/state"));
+        let openai = c.route_for("/openai/v1/chat/completions").expect("route");
+        assert_eq!(openai.upstream.authority(), "api.openai.com");
+        assert_eq!(openai.upstream.port, 443);
+        let cred = openai.credential.as_ref().expect("credential");
+        assert_eq!(cred.value, "Bearer sk-test");
+        assert!(
+            !format!("{cred:?}").contains("sk-test"),
+            "credentials never print"
+        );
+        let mcp = c.route_for("/mcp/crm").expect("route");
+        assert_eq!(mcp.upstream.base_path, "/mcp");
+        assert_eq!(mcp.upstream.authority(), "127.0.0.1:9100");
+        assert!(c.route_for("/openaix/v1").is_none());
+        assert!(c.route_for("/mcp/crmx").is_none());
+    }
+
+    #[test]
+    fn missing_credentials_fail_loudly() {
+        let e = Config::parse(Path::new("dp.toml"), TEXT, |_| None).unwrap_err();
+        assert!(e.to_string().contains("OPENAI_KEY"), "{e}");
+    }
+
+    #[test]
+    fn upstream_urls() {
+        assert_eq!(
+            Upstream::parse("http://[::1]:8080/v1").expect("ok"),
+            Upstream {
+                tls: false,
+                host: "::1".into(),
+                port: 8080,
+                base_path: "/v1".into()
+            }
+        );
+        assert!(Upstream::parse("ftp://x").is_err());
+        assert!(Upstream::parse("http://x:notaport").is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! Forwarding an allowed request upstream with Pingora's connector, streaming the response.
+//!
+//! Portcullis decides before any byte reaches an upstream, so it must read (a bounded amount
+//! of) the body first. Pingora's proxy cannot replay a body consumed in `request_filter`
+//! beyond its 64 KiB retry buffer (cloudflare/pingora#349, #575), so allowed requests are sent
+//! from here with Pingora's own pooled upstream connector, and the response is streamed back
+//! chunk by chunk as it arrives (server-sent events are never buffered whole).
+//!
+//! The client's credentials (`Authorization`, `x-api-key`, `api-key`) are never forwarded;
+//! the route's upstream credential is injected instead.
+
+use crate::config::{Limits, Route};
+use bytes::Bytes;
+use http::HeaderName;
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Nothing was sent to the client yet: answer 502.
+    #[error("{0}")]
+    BeforeResponse(String),
+    /// The response had started: the connection must be cut.
+    #[error("{0}")]
+    MidResponse(String),
+}
+
+/// Request headers never forwarded: hop-by-hop headers, framing we set ourselves, and client
+/// credentials.
+const DROP_REQUEST: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "expect",
+    "authorization",
+    "x-api-key",
+    "api-key",
+];
+
+/// Response headers never copied back.
+const DROP_RESPONSE: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What was sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded {
+    pub status: u16,
+    pub bytes: usize,
+}
+
+/// Sends the request to `route`'s upstream and streams the response to the client.
+pub async fn forward(
+    session: &mut Session,
+    connector: &Connector,
+    route: &Route,
+    limits: &Limits,
+    path_and_query: &str,
+    body: Bytes,
+    request_id: &str,
+) -> Result<Forwarded, ForwardError> {
+    let before = ForwardError::BeforeResponse;
+    let peer = peer(route, limits).await.map_err(before)?;
+    let request = upstream_request(session, route, path_and_query, &body, request_id)
+        .map_err(|e| before(format!("building the upstream request: {e}")))?;
+
+    let (mut up, _reused) = connector
+        .get_http_session(&peer)
+        .await
+        .map_err(|e| before(format!("connecting to {}: {e}", route.upstream.authority())))?;
+    up.set_read_timeout(Some(Duration::from_secs(limits.upstream_idle_secs)));
+    up.write_request_header(Box::new(request))
+        .await
+        .map_err(|e| before(format!("sending to upstream: {e}")))?;
+    if !body.is_empty() {
+        up.write_request_body(body, true)
+            .await
+            .map_err(|e| before(format!("sending the body upstream: {e}")))?;
+    }
+    up.finish_request_body()
+        .await
+        .map_err(|e| before(format!("finishing the upstream request: {e}")))?;
+    up.read_response_header()
+        .await
+        .map_err(|e| before(format!("reading the upstream response: {e}")))?;
+    let upstream = up
+        .response_header()
+        .ok_or_else(|| before("upstream sent no response header".into()))?;
+
+    let response = downstream_response(upstream, session.is_http2(), request_id)
+        .map_err(|e| before(format!("building the response: {e}")))?;
+    let status = response.status.as_u16();
+    let mid = ForwardError::MidResponse;
+    session
+        .write_response_header(Box::new(response), false)
+        .await
+        .map_err(|e| mid(format!("writing the response header: {e}")))?;
+
+    let mut bytes = 0;
+    loop {
+        match up.read_response_body().await {
+            Ok(Some(chunk)) => {
+                bytes += chunk.len();
+                session
+                    .write_response_body(Some(chunk), false)
+                    .await
+                    .map_err(|e| mid(format!("client went away: {e}")))?;
+            }
+            Ok(None) => break,
+            Err(e) => return Err(mid(format!("upstream failed mid-response: {e}"))),
+        }
+    }
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|e| mid(format!("finishing the response: {e}")))?;
+    if up.response_done() {
+        connector
+            .release_http_session(up, &peer, Some(Duration::from_secs(60)))
+            .await;
+    }
+    Ok(Forwarded { status, bytes })
+}
+
+async fn peer(route: &Route, limits: &Limits) -> Result<HttpPeer, String> {
+    let u = &route.upstream;
+    let addr: SocketAddr = match u.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, u.port),
+        Err(_) => tokio::net::lookup_host((u.host.as_str(), u.port))
+            .await
+            .map_err(|e| format!("resolving {}: {e}", u.host))?
+            .next()
+            .ok_or_else(|| format!("{} resolves to no address", u.host))?,
+    };
+    let mut peer = HttpPeer::new(addr, u.tls, u.host.clone());
+    peer.options.connection_timeout = Some(Duration::from_secs(limits.upstream_connect_secs));
+    peer.options.total_connection_timeout =
+        Some(Duration::from_secs(limits.upstream_connect_secs * 2));
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    Ok(peer)
+}
+
+fn upstream_request(
+    session: &Session,
+    route: &Route,
+    path_and_query: &str,
+    body: &Bytes,
+    request_id: &str,
+) -> pingora::Result<RequestHeader> {
+    let req = session.req_header();
+    let mut out = RequestHeader::build(req.method.clone(), path_and_query.as_bytes(), None)?;
+    let connection_named = connection_tokens(&req.headers);
+    for (name, value) in req.headers.iter() {
+        let n = name.as_str();
+        if DROP_REQUEST.contains(&n) || connection_named.iter().any(|c| c == n) {
+            continue;
+        }
+        out.append_header(name.clone(), value.clone())?;
+    }
+    out.insert_header(http::header::HOST, route.upstream.authority())?;
+    if !body.is_empty() || req.method == http::Method::POST {
+        out.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    }
+    if let Some(c) = &route.credential {
+        out.insert_header(c.header.clone(), c.value.clone())?;
+    }
+    out.insert_header(HeaderName::from_static("x-request-id"), request_id)?;
+    if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+        out.append_header(
+            HeaderName::from_static("x-forwarded-for"),
+            client.ip().to_string(),
+        )?;
+    }
+    Ok(out)
+}
+
+fn downstream_response(
+    upstream: &ResponseHeader,
+    http2: bool,
+    request_id: &str,
+) -> pingora::Result<ResponseHeader> {
+    let mut out = ResponseHeader::build(upstream.status, None)?;
+    let connection_named = connection_tokens(&upstream.headers);
+    for (name, value) in upstream.headers.iter() {
+        let n = name.as_str();
+        if DROP_RESPONSE.contains(&n) || connection_named.iter().any(|c| c == n) {
+            continue;
+        }
+        out.append_header(name.clone(), value.clone())?;
+    }
+    if !http2 && !out.headers.contains_key(http::header::CONTENT_LENGTH) {
+        // Stream with chunked framing rather than close-delimited, keeping the connection.
+        out.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    out.insert_header(HeaderName::from_static("x-request-id"), request_id)?;
+    Ok(out)
+}
+
+/// Header names listed in `Connection` (hop-by-hop by declaration).
+fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}

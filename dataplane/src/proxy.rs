@@ -1,0 +1,472 @@
+//! The edge: Pingora's `ProxyHttp`, with every request handled in `request_filter`.
+//!
+//! ```text
+//! route ─► snapshot ─► operation ─► authenticate ─► principal ─► body ─► classify ─► decide
+//!   404      503          404           401            403        413      400        403
+//!                                                                                  └─► forward
+//! ```
+//!
+//! Each request loads the snapshot once and decides against that one value. Every refusal is
+//! answered in the client's protocol (see [`crate::respond`]); every decision, allow or deny,
+//! is logged as one structured record (see [`crate::decision_log`]). Allowed requests are
+//! forwarded from the same filter (see [`crate::forward`] for why).
+
+use crate::auth::AuthError;
+use crate::classify::{self, ClassifyError};
+use crate::config::{Config, Route, RouteKind};
+use crate::decision_log::{self, Outcome};
+use crate::forward::{self, ForwardError};
+use crate::respond::{Kind, Refusal};
+use crate::state::{NodeSnapshot, NodeState};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use portcullis_shared::engine::{Decision, Reason, UserIndex};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The proxy service.
+pub struct Edge {
+    config: Arc<Config>,
+    state: Arc<NodeState>,
+    connector: Connector,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("node", &self.config.node_id)
+            .finish()
+    }
+}
+
+impl Edge {
+    pub fn new(config: Arc<Config>, state: Arc<NodeState>) -> Self {
+        Self {
+            config,
+            state,
+            connector: Connector::new(None),
+        }
+    }
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct Ctx {
+    started: Instant,
+    request_id: String,
+    route: Option<String>,
+    status: u16,
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            request_id: String::new(),
+            route: None,
+            status: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.request_id = request_id(session);
+        match self.handle(session, ctx).await {
+            Ok(()) => Ok(true),
+            Err(e) => Err(Error::explain(ErrorType::WriteError, e)),
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Never reached: `request_filter` answers every request itself.
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "portcullis forwards from request_filter",
+        ))
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let route = ctx.route.clone().unwrap_or_else(|| "none".into());
+        metrics::counter!("portcullis_requests_total", "route" => route.clone(), "status" => ctx.status.to_string())
+            .increment(1);
+        metrics::histogram!("portcullis_request_seconds", "route" => route)
+            .record(ctx.started.elapsed().as_secs_f64());
+        tracing::debug!(
+            target: "portcullis::access",
+            request_id = %ctx.request_id,
+            method = %session.req_header().method,
+            path = %session.req_header().uri.path(),
+            status = ctx.status,
+            ms = ctx.started.elapsed().as_secs_f64() * 1e3,
+            error = e.map(|e| e.to_string()),
+        );
+    }
+}
+
+/// What the handler needs to log a decision.
+struct Decided<'a> {
+    snapshot: &'a NodeSnapshot,
+    user: Option<UserIndex>,
+}
+
+impl Edge {
+    /// Answers the request: a refusal, or the forwarded upstream response. Returns an error
+    /// only when the connection to the client must be cut.
+    async fn handle(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> std::result::Result<(), String> {
+        let path = session.req_header().uri.path().to_owned();
+        let Some(route) = self.config.route_for(&path) else {
+            return self
+                .refuse(
+                    session,
+                    ctx,
+                    None,
+                    None,
+                    Refusal::new(Kind::NotFound, format!("no route for {path}")),
+                )
+                .await;
+        };
+        ctx.route = Some(route.prefix.clone());
+        let kind = Some(route.kind);
+
+        // Fail closed: without a snapshot this node cannot decide anything.
+        let Some(snapshot) = self.state.current() else {
+            return self
+                .refuse(
+                    session,
+                    ctx,
+                    kind,
+                    None,
+                    Refusal::new(
+                        Kind::Unavailable,
+                        "this gateway node has no policy snapshot yet; refusing to forward",
+                    ),
+                )
+                .await;
+        };
+
+        let rest = if route.prefix == "/" {
+            path.as_str()
+        } else {
+            &path[route.prefix.len()..]
+        };
+        let method = session.req_header().method.as_str().to_owned();
+        let op = match classify::operation(route, &method, rest) {
+            Ok(op) => op,
+            Err(e) => {
+                return self
+                    .refuse(
+                        session,
+                        ctx,
+                        kind,
+                        None,
+                        Refusal::new(Kind::NotFound, e.to_string()),
+                    )
+                    .await;
+            }
+        };
+
+        let decided = Decided {
+            snapshot: &snapshot,
+            user: None,
+        };
+        let verified = match bearer(session, route.kind).map(|t| snapshot.keys.verify(t)) {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return self.unauthenticated(session, ctx, route, &decided, e).await,
+            None => {
+                return self
+                    .unauthenticated(session, ctx, route, &decided, AuthError::Missing)
+                    .await;
+            }
+        };
+        let Some(user) =
+            snapshot
+                .engine
+                .find_user(&verified.source, verified.claim, &verified.principal)
+        else {
+            decision_log::record(
+                &self.config.node_id,
+                &ctx.request_id,
+                &snapshot,
+                None,
+                None,
+                Outcome::Refused("unknown_principal"),
+                0,
+            );
+            let r = Refusal::new(
+                Kind::Denied,
+                format!(
+                    "{} is not provisioned for this gateway by identity source {}",
+                    verified.principal, verified.source
+                ),
+            )
+            .with_detail(json!({"reason": "unknown_principal"}));
+            return self.refuse(session, ctx, kind, None, r).await;
+        };
+        let decided = Decided {
+            snapshot: &snapshot,
+            user: Some(user),
+        };
+
+        let body = if op.needs_body() {
+            match self.read_body(session).await {
+                Ok(b) => b,
+                Err(r) => return self.refuse(session, ctx, kind, None, r).await,
+            }
+        } else {
+            Bytes::new()
+        };
+
+        let classified = match classify::request(route, op, &body) {
+            Ok(c) => c,
+            Err(ClassifyError::JsonRpc { code, message, id }) => {
+                let r = Refusal::new(Kind::BadRequest, message).with_jsonrpc_code(code);
+                return self.refuse(session, ctx, kind, id.as_ref(), r).await;
+            }
+            Err(other) => {
+                let r = Refusal::new(Kind::BadRequest, other.to_string());
+                return self.refuse(session, ctx, kind, None, r).await;
+            }
+        };
+        let mcp_id = classified.mcp.as_ref().and_then(|m| m.id.clone());
+
+        let started = Instant::now();
+        let decision = snapshot.engine.decide(user, &classified.request);
+        let decision_us = started.elapsed().as_micros() as u64;
+        metrics::histogram!("portcullis_decision_seconds").record(started.elapsed().as_secs_f64());
+        decision_log::record(
+            &self.config.node_id,
+            &ctx.request_id,
+            decided.snapshot,
+            decided.user,
+            Some(&classified.request),
+            Outcome::Decided(&decision),
+            decision_us,
+        );
+
+        if !decision.is_allowed() {
+            let r = denial(&decision, &classified.request);
+            return self.refuse(session, ctx, kind, mcp_id.as_ref(), r).await;
+        }
+
+        let upstream_path = format!(
+            "{}{}{}",
+            route.upstream.base_path,
+            rest,
+            session
+                .req_header()
+                .uri
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default()
+        );
+        match forward::forward(
+            session,
+            &self.connector,
+            route,
+            &self.config.limits,
+            &upstream_path,
+            body,
+            &ctx.request_id,
+        )
+        .await
+        {
+            Ok(f) => {
+                ctx.status = f.status;
+                Ok(())
+            }
+            Err(ForwardError::BeforeResponse(e)) => {
+                tracing::warn!(request_id = %ctx.request_id, route = %route.prefix, error = %e, "upstream failed");
+                metrics::counter!("portcullis_upstream_errors_total", "route" => route.prefix.clone()).increment(1);
+                let r = Refusal::new(Kind::Upstream, "the upstream service is unavailable");
+                self.refuse(session, ctx, kind, mcp_id.as_ref(), r).await
+            }
+            Err(ForwardError::MidResponse(e)) => {
+                ctx.status = 0;
+                Err(e)
+            }
+        }
+    }
+
+    async fn unauthenticated(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &Route,
+        decided: &Decided<'_>,
+        e: AuthError,
+    ) -> std::result::Result<(), String> {
+        decision_log::record(
+            &self.config.node_id,
+            &ctx.request_id,
+            decided.snapshot,
+            None,
+            None,
+            Outcome::Refused(e.label()),
+            0,
+        );
+        // Do not read (or drain) an unauthenticated body: close the connection instead.
+        session.set_keepalive(None);
+        let r = Refusal::new(Kind::Unauthenticated, e.to_string());
+        self.refuse(session, ctx, Some(route.kind), None, r).await
+    }
+
+    /// Reads the body up to the configured limit.
+    async fn read_body(&self, session: &mut Session) -> std::result::Result<Bytes, Refusal> {
+        let limit = self.config.limits.max_body_bytes;
+        let too_large = || {
+            Refusal::new(
+                Kind::TooLarge,
+                format!("request body exceeds this gateway's limit of {limit} bytes"),
+            )
+        };
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            session.set_keepalive(None);
+            return Err(too_large());
+        }
+        let expects_continue = session
+            .req_header()
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue {
+            let _ = session.write_continue_response().await;
+        }
+        let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if buf.len() + chunk.len() > limit {
+                        session.set_keepalive(None);
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(buf.freeze()),
+                Err(e) => {
+                    session.set_keepalive(None);
+                    return Err(Refusal::new(
+                        Kind::BadRequest,
+                        format!("cannot read the request body: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        kind: Option<RouteKind>,
+        mcp_id: Option<&Value>,
+        refusal: Refusal,
+    ) -> std::result::Result<(), String> {
+        let body = refusal.body(kind, mcp_id);
+        let status = refusal.kind.status();
+        ctx.status = status;
+        let mut header = ResponseHeader::build(status, Some(5)).map_err(|e| e.to_string())?;
+        let set = |h: &mut ResponseHeader, k: &'static str, v: String| {
+            h.insert_header(k, v).map_err(|e| e.to_string())
+        };
+        set(&mut header, "content-type", "application/json".into())?;
+        set(&mut header, "content-length", body.len().to_string())?;
+        set(&mut header, "cache-control", "no-store".into())?;
+        set(&mut header, "x-request-id", ctx.request_id.clone())?;
+        if status == 401 {
+            let desc = refusal.message.replace('"', "'");
+            set(
+                &mut header,
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{desc}\""
+                ),
+            )?;
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        session
+            .write_response_body(Some(body), true)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The client-facing explanation of a denial.
+fn denial(decision: &Decision, request: &portcullis_shared::request::Request) -> Refusal {
+    let message = match &decision.reason {
+        Reason::Forbidden => format!(
+            "{} on {} is forbidden by policy {}",
+            request.action,
+            request.resource,
+            decision.policies.join(", ")
+        ),
+        Reason::NoMatchingPermit => format!(
+            "no policy permits {} on {}",
+            request.action, request.resource
+        ),
+        Reason::PrincipalInactive => {
+            "your account is deactivated in your identity provider".to_owned()
+        }
+        Reason::Permitted => "permitted".to_owned(),
+        Reason::InvalidRequest(_) => "this request cannot be evaluated".to_owned(),
+    };
+    Refusal::new(Kind::Denied, message).with_detail(json!({
+        "reason": decision.reason.label(),
+        "policies": decision.policies,
+    }))
+}
+
+/// The client's token: `Authorization: Bearer …`, or Anthropic's `x-api-key` on Anthropic
+/// routes (where the Anthropic SDKs put their key).
+fn bearer(session: &Session, kind: RouteKind) -> Option<&str> {
+    let headers = &session.req_header().headers;
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    if kind == RouteKind::Anthropic {
+        return headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+    }
+    None
+}
+
+/// The client's `x-request-id` if it is sane, else a fresh one.
+fn request_id(session: &Session) -> String {
+    session
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}

@@ -1,0 +1,126 @@
+//! Configuration files for a local deployment: one control plane, any number of nodes, the
+//! demo upstreams. Used by the quickstart and the end-to-end harness.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The demo policies, shipped in `deploy/quickstart/policies`.
+pub const POLICIES: &[(&str, &str)] = &[
+    (
+        "llm.cedar",
+        include_str!("../../quickstart/policies/llm.cedar"),
+    ),
+    (
+        "mcp.cedar",
+        include_str!("../../quickstart/policies/mcp.cedar"),
+    ),
+];
+
+/// The identity source the demo directory belongs to.
+pub const SOURCE: &str = "demo";
+/// The audience demo tokens carry.
+pub const AUDIENCE: &str = "portcullis";
+/// The credential the edge injects towards the demo upstreams (never a client's).
+pub const UPSTREAM_OPENAI_KEY: &str = "sk-demo-upstream-openai";
+pub const UPSTREAM_ANTHROPIC_KEY: &str = "sk-demo-upstream-anthropic";
+
+/// Control-plane listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlPlaneAddrs {
+    pub scim: SocketAddr,
+    pub admin: SocketAddr,
+    pub grpc: SocketAddr,
+}
+
+/// `cp.toml` for one source whose SCIM token hash and JWKS file are given.
+pub fn control_plane_toml(
+    data_dir: &Path,
+    policy_dir: &Path,
+    addrs: ControlPlaneAddrs,
+    issuer: &str,
+    jwks_file: &Path,
+    scim_token_sha256: &str,
+) -> String {
+    format!(
+        r#"# Generated for a local deployment.
+data_dir = {data:?}
+policy_dir = {policies:?}
+
+[listen]
+scim = "{scim}"
+admin = "{admin}"
+grpc = "{grpc}"
+
+[[sources]]
+name = "{SOURCE}"
+scim_token_sha256 = ["{scim_token_sha256}"]
+
+[sources.oidc]
+issuer = "{issuer}"
+audiences = ["{AUDIENCE}"]
+algorithms = ["ES256", "RS256"]
+principal_claim = "email"
+jwks_file = {jwks:?}
+refresh_secs = 5
+"#,
+        data = data_dir.display().to_string(),
+        policies = policy_dir.display().to_string(),
+        scim = addrs.scim,
+        admin = addrs.admin,
+        grpc = addrs.grpc,
+        jwks = jwks_file.display().to_string(),
+    )
+}
+
+/// `dp.toml` for one node in front of the demo upstream at `upstream`.
+pub fn node_toml(
+    node_id: &str,
+    state_dir: &Path,
+    control_plane_grpc: SocketAddr,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    max_body_bytes: usize,
+) -> String {
+    format!(
+        r#"# Generated for a local deployment.
+node_id = "{node_id}"
+state_dir = {state:?}
+control_plane = "http://{control_plane_grpc}"
+threads = 1
+
+[listen]
+proxy = "{proxy}"
+admin = "{admin}"
+
+[limits]
+max_body_bytes = {max_body_bytes}
+
+[[routes]]
+prefix = "/openai"
+kind = "openai"
+name = "openai"
+upstream = "http://{upstream}"
+[routes.credential]
+header = "authorization"
+prefix = "Bearer "
+value = "{UPSTREAM_OPENAI_KEY}"
+
+[[routes]]
+prefix = "/anthropic"
+kind = "anthropic"
+name = "anthropic"
+upstream = "http://{upstream}"
+[routes.credential]
+header = "x-api-key"
+value = "{UPSTREAM_ANTHROPIC_KEY}"
+
+[[routes]]
+prefix = "/mcp/crm"
+kind = "mcp"
+name = "crm"
+upstream = "http://{upstream}/mcp"
+"#,
+        state = state_dir.display().to_string(),
+    )
+}

@@ -1,0 +1,373 @@
+//! A local Portcullis deployment for tests and harnesses: demo upstreams, one control plane,
+//! N data-plane nodes, the demo directory pushed over SCIM.
+
+use crate::proc::{Proc, bin, free_addr};
+use anyhow::{Context, bail};
+use portcullis_demo::configs::{self, ControlPlaneAddrs};
+use portcullis_demo::identities::{self, DemoIds};
+use portcullis_demo::issuer::DemoIssuer;
+use portcullis_demo::scim::ScimClient;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The demo issuer's `iss`.
+pub const ISSUER: &str = "https://idp.test.portcullis.invalid";
+
+/// How to build the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    pub max_body_bytes: usize,
+    /// Also generate an RS256 key for the demo issuer.
+    pub rsa: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 2,
+            max_body_bytes: 1 << 20,
+            rsa: true,
+        }
+    }
+}
+
+/// One data-plane node.
+#[derive(Debug)]
+pub struct Node {
+    pub id: String,
+    pub proc: Option<Proc>,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+/// The deployment. Dropping it kills every process and deletes its directory.
+#[derive(Debug)]
+pub struct Cluster {
+    pub issuer: DemoIssuer,
+    pub scim_token: String,
+    /// A SCIM token of a second configured source, `other`.
+    pub other_scim_token: String,
+    pub upstream: SocketAddr,
+    pub cp_addrs: ControlPlaneAddrs,
+    pub cp: Option<Proc>,
+    pub nodes: Vec<Node>,
+    pub ids: DemoIds,
+    pub http: reqwest::Client,
+    pub policy_dir: PathBuf,
+    pub cp_config: PathBuf,
+    pub options: ClusterOptions,
+    _upstream_proc: Proc,
+    // Last: removed after the processes above are killed.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts everything and waits until every node enforces the demo directory.
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-e2e-")
+            .tempdir()?;
+        let root = dir.path().to_owned();
+        let logs = root.join("logs");
+        std::fs::create_dir_all(&logs)?;
+
+        let issuer = DemoIssuer::generate(ISSUER, configs::AUDIENCE, options.rsa)?;
+        let jwks = root.join("jwks.json");
+        std::fs::write(&jwks, serde_json::to_vec(&issuer.jwks())?)?;
+        let (scim_token, scim_hash) = portcullis_controlplane::cli::new_token();
+        let (other_scim_token, other_hash) = portcullis_controlplane::cli::new_token();
+
+        let policy_dir = root.join("policies");
+        std::fs::create_dir_all(&policy_dir)?;
+        for (name, text) in configs::POLICIES {
+            std::fs::write(policy_dir.join(name), text)?;
+        }
+
+        let upstream = free_addr();
+        let upstream_proc = Proc::spawn(
+            "demo-upstream",
+            &bin("portcullis-demo-upstream")?,
+            &[
+                "--listen".into(),
+                upstream.to_string(),
+                "--openai-key".into(),
+                configs::UPSTREAM_OPENAI_KEY.into(),
+                "--anthropic-key".into(),
+                configs::UPSTREAM_ANTHROPIC_KEY.into(),
+            ],
+            logs.join("demo-upstream.log"),
+        )?;
+
+        let cp_addrs = ControlPlaneAddrs {
+            scim: free_addr(),
+            admin: free_addr(),
+            grpc: free_addr(),
+        };
+        let mut cp_toml = configs::control_plane_toml(
+            &root.join("cp-data"),
+            &policy_dir,
+            cp_addrs,
+            ISSUER,
+            &jwks,
+            &scim_hash,
+        );
+        cp_toml.push_str(&format!(
+            "\n[[sources]]\nname = \"other\"\nscim_token_sha256 = [\"{other_hash}\"]\n"
+        ));
+        let cp_config = root.join("cp.toml");
+        std::fs::write(&cp_config, cp_toml)?;
+
+        let mut cluster = Self {
+            issuer,
+            scim_token,
+            other_scim_token,
+            upstream,
+            cp_addrs,
+            cp: None,
+            nodes: Vec::new(),
+            ids: DemoIds::default(),
+            http: portcullis_demo::http_client(Duration::from_secs(10)),
+            policy_dir,
+            cp_config,
+            options: options.clone(),
+            _upstream_proc: upstream_proc,
+            dir,
+        };
+        cluster
+            .wait_http(
+                "demo upstream",
+                &format!("http://{upstream}/_demo/requests"),
+                Duration::from_secs(20),
+            )
+            .await?;
+        cluster.start_control_plane().await?;
+        cluster.ids = identities::seed(&cluster.scim()).await?;
+        for i in 0..options.nodes {
+            cluster.add_node(&format!("edge-{}", i + 1)).await?;
+        }
+        let revision = cluster.cp_revision().await?;
+        for i in 0..cluster.nodes.len() {
+            cluster
+                .wait_node_revision(i, revision, Duration::from_secs(30))
+                .await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// A SCIM client for the demo source.
+    pub fn scim(&self) -> ScimClient {
+        ScimClient::new(
+            format!("http://{}/scim/v2/{}", self.cp_addrs.scim, configs::SOURCE),
+            &self.scim_token,
+        )
+    }
+
+    /// A fresh ES256 token for a demo user.
+    pub fn token(&self, user: &str) -> String {
+        self.issuer.mint(user, 600)
+    }
+
+    /// Starts (or restarts) the control plane on its fixed addresses and data directory.
+    pub async fn start_control_plane(&mut self) -> anyhow::Result<()> {
+        let log = self.root().join("logs/controlplane.log");
+        self.cp = Some(Proc::spawn(
+            "controlplane",
+            &bin("portcullis-cp")?,
+            &[
+                "serve".into(),
+                "--config".into(),
+                self.cp_config.display().to_string(),
+            ],
+            log,
+        )?);
+        let url = format!("http://{}/readyz", self.cp_addrs.admin);
+        self.wait_http("control plane", &url, Duration::from_secs(60))
+            .await
+    }
+
+    /// SIGKILLs the control plane.
+    pub fn kill_control_plane(&mut self) {
+        if let Some(mut p) = self.cp.take() {
+            p.kill();
+        }
+    }
+
+    /// Adds a node with a fresh state directory and starts it; waits until its admin listener
+    /// answers (not until it holds a snapshot).
+    pub async fn add_node(&mut self, id: &str) -> anyhow::Result<usize> {
+        let state_dir = self.root().join(id);
+        let node = Node {
+            id: id.to_owned(),
+            proc: None,
+            proxy: free_addr(),
+            admin: free_addr(),
+            config: self.root().join(format!("{id}.toml")),
+            state_dir,
+        };
+        self.nodes.push(node);
+        let i = self.nodes.len() - 1;
+        self.start_node(i).await?;
+        Ok(i)
+    }
+
+    /// (Re)starts node `i`, retrying on fresh ports if its ports were taken meanwhile.
+    pub async fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let dp = bin("portcullis-dp")?;
+        for attempt in 0..3 {
+            let n = &mut self.nodes[i];
+            if attempt > 0 {
+                n.proxy = free_addr();
+                n.admin = free_addr();
+            }
+            std::fs::write(
+                &n.config,
+                configs::node_toml(
+                    &n.id,
+                    &n.state_dir,
+                    self.cp_addrs.grpc,
+                    n.proxy,
+                    n.admin,
+                    self.upstream,
+                    self.options.max_body_bytes,
+                ),
+            )?;
+            let log = self.dir.path().join(format!("logs/{}.log", n.id));
+            n.proc = Some(Proc::spawn(
+                &n.id,
+                &dp,
+                &["--config".into(), n.config.display().to_string()],
+                log,
+            )?);
+            let url = format!("http://{}/healthz", n.admin);
+            let what = format!("node {}", n.id);
+            if self
+                .wait_http(&what, &url, Duration::from_secs(30))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if let Some(p) = self.nodes[i].proc.as_mut() {
+                p.kill();
+            }
+        }
+        bail!("node {} did not start; see its log", self.nodes[i].id)
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].proc.take() {
+            p.kill();
+        }
+    }
+
+    /// The control plane's identity revision.
+    pub async fn cp_revision(&self) -> anyhow::Result<u64> {
+        let v = self
+            .get_json(&format!("http://{}/admin/v1/status", self.cp_addrs.admin))
+            .await?;
+        v["identity_revision"]
+            .as_u64()
+            .context("status has no identity_revision")
+    }
+
+    /// `GET /status` of node `i`.
+    pub async fn node_status(&self, i: usize) -> anyhow::Result<Value> {
+        self.get_json(&format!("http://{}/status", self.nodes[i].admin))
+            .await
+    }
+
+    /// Waits until node `i` holds a snapshot with at least `revision`.
+    pub async fn wait_node_revision(
+        &self,
+        i: usize,
+        revision: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(s) = self.node_status(i).await
+                && s["snapshot"]["identity_revision"].as_u64().unwrap_or(0) >= revision
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} did not reach identity revision {revision} within {timeout:?}; log:\n{}",
+                    self.nodes[i].id,
+                    self.nodes[i]
+                        .proc
+                        .as_ref()
+                        .map(|p| p.log_tail(30))
+                        .unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn get_json(&self, url: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !r.status().is_success() {
+            bail!("GET {url}: {}", r.status());
+        }
+        Ok(r.json().await?)
+    }
+
+    async fn wait_http(&self, what: &str, url: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = self
+                .http
+                .get(url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{what} not ready at {url} within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Polls `check` every 5 ms until it returns true; returns how long that took.
+pub async fn eventually<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let started = Instant::now();
+    let mut last_err = None;
+    while started.elapsed() < timeout {
+        match check().await {
+            Ok(true) => return Ok(started.elapsed()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bail!("{what}: not true within {timeout:?} (last error: {last_err:?})")
+}

@@ -1,0 +1,324 @@
+//! Bad tokens, oversized and malformed bodies, and SCIM calls without the right token: each is
+//! refused in the client's own format, and nothing crashes.
+
+use jsonwebtoken::Algorithm;
+use portcullis_demo::issuer::DemoIssuer;
+use portcullis_demo::scim::ScimClient;
+use portcullis_loadtest::cluster::ISSUER;
+use portcullis_loadtest::http::{chat, raw, raw_tcp};
+use portcullis_loadtest::{Cluster, ClusterOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const LIMIT: usize = 64 * 1024;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_in_the_clients_format_and_nothing_crashes() -> anyhow::Result<()> {
+    let mut c = Cluster::start(ClusterOptions {
+        nodes: 1,
+        max_body_bytes: LIMIT,
+        rsa: true,
+    })
+    .await?;
+    let edge = c.nodes[0].proxy;
+    let http = c.http.clone();
+    let alice = "alice@example.com";
+
+    // --- tokens ---------------------------------------------------------------------------
+    let good = c.issuer.claims(alice, 600);
+    let mut expired = good.clone();
+    expired["exp"] = json!(now() - 3600);
+    expired["iat"] = json!(now() - 7200);
+    expired["nbf"] = json!(now() - 7200);
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("another-api");
+    let impostor = DemoIssuer::generate(ISSUER, "portcullis", false)?;
+    let unsigned = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(good.to_string())
+        )
+    };
+    let bad_tokens = [
+        ("forged", impostor.mint(alice, 600)),
+        ("expired", c.issuer.sign(Algorithm::ES256, &expired)),
+        (
+            "wrong audience",
+            c.issuer.sign(Algorithm::ES256, &wrong_aud),
+        ),
+        ("alg none", unsigned),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    for (what, token) in &bad_tokens {
+        let r = chat(&http, edge, token, "gpt-4o-mini").await?;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(r.body["error"]["type"], "authentication_error", "{what}");
+    }
+    let no_token = raw(
+        &http,
+        Method::POST,
+        &format!("http://{edge}/openai/v1/chat/completions"),
+        &[("content-type", "application/json")],
+        br#"{"model":"gpt-4o-mini","messages":[]}"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(no_token.status, 401);
+    let resp = http
+        .post(format!("http://{edge}/mcp/crm"))
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 401);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    let body: Value = resp.json().await?;
+    assert_eq!(body["jsonrpc"], "2.0");
+
+    // Both pinned algorithms work; RS256 here, ES256 everywhere else.
+    let rs = c.issuer.sign(Algorithm::RS256, &good);
+    assert_eq!(chat(&http, edge, &rs, "gpt-4o-mini").await?.status, 200);
+    let token = c.token(alice);
+    let bearer = format!("Bearer {token}");
+
+    // --- bodies ---------------------------------------------------------------------------
+    let big = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(LIMIT)
+    );
+    let r = raw(
+        &http,
+        Method::POST,
+        &format!("http://{edge}/openai/v1/chat/completions"),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        big.clone().into_bytes(),
+    )
+    .await?;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "request_too_large");
+
+    // The same without a Content-Length (chunked): caught while reading.
+    let mut chunked = format!(
+        "POST /anthropic/v1/messages HTTP/1.1\r\nhost: edge\r\nx-api-key: {token}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for piece in big.as_bytes().chunks(8192) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (status, _, body) = raw_tcp(edge, &chunked).await?;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("request_too_large"), "{body}");
+
+    let malformed = [
+        (
+            "/openai/v1/chat/completions",
+            "authorization",
+            r#"{"model": "gpt-4o-mini", "#,
+        ),
+        ("/anthropic/v1/messages", "x-api-key", r#"[1, 2"#),
+        (
+            "/mcp/crm",
+            "authorization",
+            r#"{"jsonrpc": "2.0", "id": 3, "#,
+        ),
+    ];
+    for (path, header, body) in malformed {
+        let value = if header == "authorization" {
+            bearer.clone()
+        } else {
+            token.clone()
+        };
+        let r = raw(
+            &http,
+            Method::POST,
+            &format!("http://{edge}{path}"),
+            &[(header, &value), ("content-type", "application/json")],
+            body.as_bytes().to_vec(),
+        )
+        .await?;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        match path {
+            "/openai/v1/chat/completions" => {
+                assert_eq!(r.body["error"]["type"], "invalid_request_error")
+            }
+            "/anthropic/v1/messages" => {
+                assert_eq!(r.body["type"], "error");
+                assert_eq!(r.body["error"]["type"], "invalid_request_error");
+            }
+            _ => {
+                assert_eq!(r.body["error"]["code"], -32700, "{}", r.body);
+                assert_eq!(r.body["id"], Value::Null);
+            }
+        }
+    }
+    // JSON-RPC without jsonrpc, without method; a missing model; an unknown MCP method.
+    let mcp = |body: &'static str| {
+        let http = http.clone();
+        let bearer = bearer.clone();
+        async move {
+            raw(
+                &http,
+                Method::POST,
+                &format!("http://{edge}/mcp/crm"),
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                body.as_bytes().to_vec(),
+            )
+            .await
+        }
+    };
+    let r = mcp(r#"{"id":4,"method":"tools/list"}"#).await?;
+    assert_eq!(
+        (
+            r.status,
+            r.body["error"]["code"].as_i64(),
+            r.body["id"].as_i64()
+        ),
+        (400, Some(-32600), Some(4))
+    );
+    let r = mcp(r#"{"jsonrpc":"2.0","id":5}"#).await?;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
+    let r = mcp(r#"{"jsonrpc":"2.0","id":6,"method":"sampling/teleport"}"#).await?;
+    assert_eq!(
+        (
+            r.status,
+            r.body["error"]["code"].as_i64(),
+            r.body["id"].as_i64()
+        ),
+        (403, Some(-32003), Some(6))
+    );
+    let r = raw(
+        &http,
+        Method::POST,
+        &format!("http://{edge}/openai/v1/chat/completions"),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        br#"{"messages":[]}"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("model")
+    );
+    // Unknown operations and routes.
+    let r = raw(
+        &http,
+        Method::POST,
+        &format!("http://{edge}/openai/v1/files"),
+        &[("authorization", &bearer)],
+        vec![],
+    )
+    .await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["error"]["code"], "unknown_operation");
+    let r = raw(
+        &http,
+        Method::GET,
+        &format!("http://{edge}/nowhere"),
+        &[],
+        vec![],
+    )
+    .await?;
+    assert_eq!(r.status, 404);
+
+    // --- SCIM -----------------------------------------------------------------------------
+    let scim_base = format!("http://{}/scim/v2", c.cp_addrs.scim);
+    let scim_error = |r: &portcullis_loadtest::http::Reply, status: &str| {
+        assert_eq!(
+            r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{}",
+            r.body
+        );
+        assert_eq!(r.body["status"], status, "{}", r.body);
+    };
+    let r = raw(
+        &http,
+        Method::GET,
+        &format!("{scim_base}/demo/Users"),
+        &[],
+        vec![],
+    )
+    .await?;
+    assert_eq!(r.status, 401);
+    scim_error(&r, "401");
+    let other = ScimClient::new(format!("{scim_base}/demo"), &c.other_scim_token);
+    let (status, body) = other.call(Method::GET, "/Users", None).await?;
+    assert_eq!(
+        status, 401,
+        "another source's token never opens this source: {body}"
+    );
+    let demo_on_other = ScimClient::new(format!("{scim_base}/other"), &c.scim_token);
+    let (status, _) = demo_on_other.call(Method::GET, "/Users", None).await?;
+    assert_eq!(status, 401);
+    let r = raw(
+        &http,
+        Method::POST,
+        &format!("{scim_base}/demo/Users"),
+        &[
+            ("authorization", &format!("Bearer {}", c.scim_token)),
+            ("content-type", "application/scim+json"),
+        ],
+        b"{not json".to_vec(),
+    )
+    .await?;
+    assert_eq!(r.status, 400);
+    scim_error(&r, "400");
+    assert_eq!(r.body["scimType"], "invalidSyntax");
+    let (status, body) = c
+        .scim()
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "alice@example.com"})),
+        )
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["scimType"], "uniqueness");
+
+    // --- nothing crashed ------------------------------------------------------------------
+    assert!(
+        c.cp.as_mut().is_some_and(|p| p.is_running()),
+        "control plane crashed"
+    );
+    assert!(
+        c.nodes[0].proc.as_mut().is_some_and(|p| p.is_running()),
+        "node crashed"
+    );
+    assert_eq!(
+        chat(&http, edge, &c.token(alice), "gpt-4o-mini")
+            .await?
+            .status,
+        200
+    );
+    Ok(())
+}
