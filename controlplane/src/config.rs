@@ -53,6 +53,8 @@ struct RawConfig {
     #[serde(default)]
     admin: AdminConfig,
     #[serde(default)]
+    nodes: NodesConfig,
+    #[serde(default)]
     compile: CompileConfig,
     #[serde(default)]
     sources: Vec<SourceConfig>,
@@ -83,6 +85,16 @@ pub struct AdminConfig {
     /// SHA-256 (hex) of the admin bearer token. Without it the admin API is open to whoever
     /// can reach its listener, so keep that on loopback.
     pub token_sha256: Option<String>,
+}
+
+/// Data-plane nodes' access to the snapshot stream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodesConfig {
+    /// SHA-256 (hex) of bearer tokens nodes present on the gRPC stream. Required when the
+    /// gRPC listener is not on loopback: snapshots carry the whole directory.
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
 }
 
 /// Snapshot compilation tuning.
@@ -134,6 +146,10 @@ pub struct OidcConfig {
     pub jwks_uri: Option<String>,
     #[serde(default = "default_leeway")]
     pub leeway_secs: u32,
+    /// With `principal_claim = "email"`, require `email_verified: true` in tokens (default).
+    /// Turn off only for an issuer that never lets users change their email.
+    #[serde(default = "default_true")]
+    pub require_email_verified: bool,
     /// How often keys are re-fetched, seconds.
     #[serde(default = "default_refresh")]
     pub refresh_secs: u64,
@@ -141,6 +157,10 @@ pub struct OidcConfig {
 
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".into()]
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_leeway() -> u32 {
@@ -184,6 +204,7 @@ pub struct Config {
     pub policy_dir: PathBuf,
     pub listen: Listen,
     pub admin: AdminConfig,
+    pub nodes: NodesConfig,
     pub compile: CompileConfig,
     pub sources: Vec<SourceConfig>,
 }
@@ -269,10 +290,43 @@ impl Config {
                 }
             }
         }
+        let mut issuers = std::collections::HashMap::new();
+        for s in &sources {
+            if let Some(o) = &s.oidc
+                && let Some(other) = issuers.insert(o.issuer.clone(), s.name.clone())
+            {
+                return Err(invalid(format!(
+                    "sources {other:?} and {:?} name the same issuer {:?}: a token could not tell which directory it belongs to",
+                    s.name, o.issuer
+                )));
+            }
+        }
         if let Some(h) = &raw.admin.token_sha256
             && portcullis_shared::Hash32::from_hex(h).is_none()
         {
             return Err(invalid("admin.token_sha256 must be 64 hex digits".into()));
+        }
+        if raw
+            .nodes
+            .token_sha256
+            .iter()
+            .any(|h| portcullis_shared::Hash32::from_hex(h).is_none())
+        {
+            return Err(invalid(
+                "nodes.token_sha256 entries must be 64 hex digits".into(),
+            ));
+        }
+        if raw.admin.token_sha256.is_none() && !raw.listen.admin.ip().is_loopback() {
+            return Err(invalid(format!(
+                "the admin listener {} is not on loopback: set admin.token_sha256",
+                raw.listen.admin
+            )));
+        }
+        if raw.nodes.token_sha256.is_empty() && !raw.listen.grpc.ip().is_loopback() {
+            return Err(invalid(format!(
+                "the snapshot listener {} is not on loopback: set nodes.token_sha256 (snapshots carry the whole directory)",
+                raw.listen.grpc
+            )));
         }
 
         Ok(Self {
@@ -281,6 +335,7 @@ impl Config {
             policy_dir: abs(&raw.policy_dir),
             listen: raw.listen,
             admin: raw.admin,
+            nodes: raw.nodes,
             compile: raw.compile,
             sources,
         })
@@ -368,12 +423,51 @@ jwks_file = "keys/okta.json"
         assert!(e.to_string().contains("source name"), "{e}");
         let e = Config::parse(p, &GOOD.replace("[listen]", "[listen]\nbogus = 1")).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+        let same_issuer = format!(
+            "{GOOD}\n[[sources]]\nname = \"okta2\"\n[sources.oidc]\nissuer = \"https://idp.example\"\naudiences = [\"x\"]\n"
+        );
+        assert!(
+            Config::parse(p, &same_issuer)
+                .unwrap_err()
+                .to_string()
+                .contains("same issuer")
+        );
+        let open_admin = GOOD.replace("admin = \"127.0.0.1:2\"", "admin = \"0.0.0.0:2\"");
+        assert!(
+            Config::parse(p, &open_admin)
+                .unwrap_err()
+                .to_string()
+                .contains("admin.token_sha256")
+        );
+        let open_grpc = GOOD.replace("grpc = \"127.0.0.1:3\"", "grpc = \"0.0.0.0:3\"");
+        assert!(
+            Config::parse(p, &open_grpc)
+                .unwrap_err()
+                .to_string()
+                .contains("nodes.token_sha256")
+        );
         let twice = format!("{GOOD}\n[[sources]]\nname = \"okta\"\n");
         assert!(
             Config::parse(p, &twice)
                 .unwrap_err()
                 .to_string()
                 .contains("twice")
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/examples/controlplane.toml"
+        ));
+        let c = Config::load(path).expect("deploy/examples/controlplane.toml is valid");
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(
+            c.sources[1].oidc.as_ref().map(|o| o.jwks_location()),
+            Some(JwksLocation::Uri(
+                "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/discovery/v2.0/keys".into()
+            ))
         );
     }
 }

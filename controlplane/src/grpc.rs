@@ -8,14 +8,18 @@
 use crate::nodes::NodeRegistry;
 use crate::publisher::Publisher;
 use futures::Stream;
+use portcullis_shared::Hash32;
 use portcullis_shared::proto::snapshot_service_server::{SnapshotService, SnapshotServiceServer};
 use portcullis_shared::proto::{
     ControlMessage, NodeMessage, Snapshot as SnapshotMsg, control_message, node_message,
 };
 use std::pin::Pin;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The service implementation.
@@ -30,13 +34,60 @@ impl SnapshotGrpc {
         Self { publisher, nodes }
     }
 
-    pub fn into_server(self) -> SnapshotServiceServer<Self> {
+    /// The service, requiring `authorization: Bearer <token>` whose SHA-256 is one of
+    /// `node_tokens` (when any is configured).
+    pub fn into_server(
+        self,
+        node_tokens: Vec<Hash32>,
+    ) -> InterceptedService<SnapshotServiceServer<Self>, NodeAuth> {
         // Snapshots of large directories exceed tonic's 4 MiB default.
-        SnapshotServiceServer::new(self)
+        let server = SnapshotServiceServer::new(self)
             .max_decoding_message_size(1 << 20)
-            .max_encoding_message_size(1 << 30)
+            .max_encoding_message_size(1 << 30);
+        InterceptedService::new(
+            server,
+            NodeAuth {
+                tokens: node_tokens,
+            },
+        )
     }
 }
+
+/// Checks a node's bearer token against the configured hashes.
+#[derive(Debug, Clone)]
+pub struct NodeAuth {
+    tokens: Vec<Hash32>,
+}
+
+impl Interceptor for NodeAuth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if self.tokens.is_empty() {
+            return Ok(request);
+        }
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|t| Hash32::of(t.trim().as_bytes()));
+        match presented {
+            Some(h) if self.tokens.iter().any(|t| bool::from(t.0.ct_eq(&h.0))) => Ok(request),
+            _ => {
+                metrics::counter!("portcullis_node_auth_failures_total").increment(1);
+                Err(Status::unauthenticated("a valid node token is required"))
+            }
+        }
+    }
+}
+
+/// How long a node has to say Hello.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Versions are stored as SQLite integers; nothing legitimate comes near this.
+pub const MAX_VERSION: u64 = 1 << 53;
 
 type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
 
@@ -53,7 +104,10 @@ impl SnapshotService for SnapshotGrpc {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let mut inbound = request.into_inner();
-        let hello = match inbound.message().await? {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))??;
+        let hello = match first {
             Some(NodeMessage {
                 kind: Some(node_message::Kind::Hello(h)),
             }) => h,
@@ -61,6 +115,12 @@ impl SnapshotService for SnapshotGrpc {
         };
         if hello.node_id.is_empty() || hello.node_id.len() > 128 {
             return Err(Status::invalid_argument("node_id must be 1-128 characters"));
+        }
+        if hello.have_version > MAX_VERSION {
+            return Err(Status::invalid_argument(format!(
+                "have_version {} is beyond any version a control plane issues",
+                hello.have_version
+            )));
         }
         let node_id = hello.node_id.clone();
         let generation = self.nodes.hello(

@@ -61,6 +61,7 @@ impl IssuerRegistry {
                         algorithms: o.algorithms(),
                         keys: Vec::new(),
                         principal_claim: o.principal_claim.mapping(),
+                        require_email_verified: o.require_email_verified,
                         leeway_secs: o.leeway_secs,
                     }),
                 })

@@ -44,6 +44,8 @@ struct Inputs {
     identity_revision: u64,
     policy_version: PolicyVersion,
     issuers: Hash32,
+    /// Part of the inputs so that a raise during a compile forces the next compile.
+    min_version: u64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +86,7 @@ impl Publisher {
                         identity_revision: snap.identity_revision,
                         policy_version: snap.policy_version,
                         issuers: issuers_hash(&snap.issuers),
+                        min_version: 0,
                     });
                     tx.send_replace(Some(Arc::new(Published {
                         version: row.version,
@@ -123,11 +126,8 @@ impl Publisher {
     /// Ensures the next snapshot version exceeds `version` (a node holds a version this
     /// control plane has not issued, e.g. after its database was restored from a backup).
     pub fn require_version_above(&self, version: u64) {
-        if let Ok(mut s) = self.state.lock()
-            && version >= s.min_version
-        {
-            s.min_version = version + 1;
-            s.last_inputs = None;
+        if let Ok(mut s) = self.state.lock() {
+            s.min_version = s.min_version.max(version.saturating_add(1));
         }
         self.mark_dirty();
     }
@@ -171,12 +171,18 @@ impl Publisher {
             })
             .await?;
 
+        let min_version = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Worker("poisoned".into()))?
+            .min_version;
         let inputs = Inputs {
             identity_revision: directory.revision,
             policy_version: policy.version,
             issuers: issuers_hash(&issuers),
+            min_version,
         };
-        let min_version = {
+        {
             let s = self
                 .state
                 .lock()
@@ -184,8 +190,7 @@ impl Publisher {
             if s.last_inputs.as_ref() == Some(&inputs) {
                 return Ok(None);
             }
-            s.min_version
-        };
+        }
 
         let created_ms = store::now_ms();
         let (mut snapshot, report) = compiler::compile(&directory, &policy, issuers, 0, created_ms);

@@ -122,7 +122,16 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-            .add_service(SnapshotGrpc::new(publisher.clone(), nodes).into_server())
+            .add_service(
+                SnapshotGrpc::new(publisher.clone(), nodes).into_server(
+                    config
+                        .nodes
+                        .token_sha256
+                        .iter()
+                        .filter_map(|h| Hash32::from_hex(h))
+                        .collect(),
+                ),
+            )
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(grpc_listener),
                 stopped(stop_rx.clone()),

@@ -37,6 +37,8 @@ pub enum AuthError {
     WrongAudience,
     #[error("token lacks the {0} claim that names the user")]
     MissingPrincipalClaim(&'static str),
+    #[error("token's email is not verified by the issuer (email_verified is not true)")]
+    EmailNotVerified,
     #[error("token is invalid: {0}")]
     Invalid(String),
 }
@@ -56,6 +58,7 @@ impl AuthError {
             Self::NotYetValid => "not_yet_valid",
             Self::WrongAudience => "wrong_audience",
             Self::MissingPrincipalClaim(_) => "missing_principal_claim",
+            Self::EmailNotVerified => "email_not_verified",
             Self::Invalid(_) => "invalid_token",
         }
     }
@@ -190,6 +193,17 @@ fn principal(issuer: &Issuer, claims: &Value) -> Result<Verified, AuthError> {
         .and_then(Value::as_str)
         .filter(|v| !v.is_empty())
         .ok_or(AuthError::MissingPrincipalClaim(name))?;
+    if issuer.principal_claim == PrincipalClaim::EmailToUserName && issuer.require_email_verified {
+        let verified = match claims.get("email_verified") {
+            Some(Value::Bool(b)) => *b,
+            // Some IdPs send it as a string.
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        };
+        if !verified {
+            return Err(AuthError::EmailNotVerified);
+        }
+    }
     Ok(Verified {
         source: issuer.source.clone(),
         claim: issuer.principal_claim,

@@ -59,6 +59,36 @@ pub enum ClassifyError {
     },
 }
 
+/// Refuses paths that could be read differently here and upstream: empty, `.` or `..`
+/// segments, percent-encoded dots, slashes or backslashes, and backslashes. Classification and
+/// forwarding both use the path as received, so it must already be canonical.
+pub fn check_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("the request path must start with '/'");
+    }
+    if path.contains('\\') {
+        return Err("the request path must not contain backslashes");
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%00"]
+        .iter()
+        .any(|e| lower.contains(e))
+    {
+        return Err("the request path must not percent-encode '.', '/', '\\' or NUL");
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
+        if *seg == "." || *seg == ".." {
+            return Err("the request path must not contain '.' or '..' segments");
+        }
+        if seg.is_empty() && i != last {
+            return Err("the request path must not contain empty segments");
+        }
+    }
+    Ok(())
+}
+
 /// Classifies by method and path (`rest` is the path after the route prefix, without query).
 pub fn operation(route: &Route, method: &str, rest: &str) -> Result<Operation, ClassifyError> {
     let rest = rest.trim_end_matches('/');
@@ -87,6 +117,8 @@ pub fn operation(route: &Route, method: &str, rest: &str) -> Result<Operation, C
             ("GET", "/v1/models") => Ok(Operation::ListModels),
             _ => Err(unknown()),
         },
+        // An MCP route is one endpoint: a sub-path could reach something else upstream.
+        RouteKind::Mcp if !rest.is_empty() => Err(unknown()),
         RouteKind::Mcp => match method {
             "POST" => Ok(Operation::McpMessage),
             "GET" => Ok(Operation::McpSession(Action::McpNotification)),
@@ -206,6 +238,13 @@ fn mcp(route: &Route, body: &[u8], context: RequestContext) -> Result<Classified
         }
     };
     let id = msg.get("id").cloned().filter(|i| !i.is_null());
+    if msg.get("id").is_some_and(Value::is_null) {
+        return Err(rpc_error(
+            jsonrpc::INVALID_REQUEST,
+            "`id` must not be null",
+            None,
+        ));
+    }
     if msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(rpc_error(
             jsonrpc::INVALID_REQUEST,
@@ -239,7 +278,19 @@ fn mcp(route: &Route, body: &[u8], context: RequestContext) -> Result<Classified
             id.as_ref(),
         )
     })?;
-    let action = Action::for_mcp_method(method, id.is_none());
+    // Without an id a message is a notification, and only `notifications/…` methods are:
+    // anything else would run unchecked by tool, resource or prompt policy.
+    let action = match &id {
+        Some(_) => Action::for_mcp_method(method),
+        None if method.starts_with("notifications/") => Action::McpNotification,
+        None => {
+            return Err(rpc_error(
+                jsonrpc::INVALID_REQUEST,
+                format!("{method} is a request and needs an id; only notifications/* may omit it"),
+                None,
+            ));
+        }
+    };
     let param = |name: &str| {
         msg.get("params")
             .and_then(|p| p.get(name))
@@ -391,5 +442,44 @@ mod tests {
             operation(&r, "PUT", ""),
             Err(ClassifyError::UnknownOperation { .. })
         ));
+        assert!(matches!(
+            operation(&r, "POST", "/x"),
+            Err(ClassifyError::UnknownOperation { .. })
+        ));
+        // A request without an id, or with a null one, never passes as a notification.
+        assert_eq!(
+            code(br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#),
+            jsonrpc::INVALID_REQUEST
+        );
+        assert_eq!(
+            code(br#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"x"}}"#),
+            jsonrpc::INVALID_REQUEST
+        );
+        let c = request(
+            &r,
+            op,
+            br#"{"jsonrpc":"2.0","id":2,"method":"notifications/cancelled"}"#,
+        )
+        .expect("ok");
+        assert_eq!(c.request.action, Action::McpOther);
+    }
+
+    #[test]
+    fn only_canonical_paths_pass() {
+        for ok in ["/openai/v1/chat/completions", "/mcp/crm", "/mcp/crm/", "/"] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/openai/../mcp/crm",
+            "/mcp/crm/..",
+            "/mcp/./crm",
+            "/openai//v1/chat/completions",
+            "/openai/%2e%2e/mcp",
+            "/mcp/crm%2Fhr",
+            "/mcp\\crm",
+            "relative",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -45,6 +45,8 @@ struct RawConfig {
     node_id: String,
     state_dir: PathBuf,
     control_plane: String,
+    control_plane_token: Option<String>,
+    control_plane_token_env: Option<String>,
     #[serde(default = "default_threads")]
     threads: usize,
     listen: Listen,
@@ -213,6 +215,16 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// A secret string that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// One route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -229,6 +241,8 @@ pub struct Config {
     pub node_id: String,
     pub state_dir: PathBuf,
     pub control_plane: String,
+    /// Bearer token presented to the control plane's snapshot service (`[nodes]` token).
+    pub control_plane_token: Option<Secret>,
     pub threads: usize,
     pub listen: Listen,
     pub limits: Limits,
@@ -263,6 +277,20 @@ impl Config {
                 "control_plane must be an http:// or https:// URL".into(),
             ));
         }
+        let control_plane_token = match (raw.control_plane_token, raw.control_plane_token_env) {
+            (Some(t), None) => Some(Secret(t)),
+            (None, Some(var)) => Some(Secret(env(&var).ok_or_else(|| {
+                invalid(format!(
+                    "environment variable {var} (the control-plane token) is not set"
+                ))
+            })?)),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "set control_plane_token or control_plane_token_env, not both".into(),
+                ));
+            }
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let state_dir = if raw.state_dir.is_absolute() {
             raw.state_dir
@@ -336,6 +364,7 @@ impl Config {
             node_id: raw.node_id,
             state_dir,
             control_plane: raw.control_plane,
+            control_plane_token,
             threads: raw.threads.clamp(1, 256),
             listen: raw.listen,
             limits: raw.limits,
@@ -427,5 +456,20 @@ upstream = "http://127.0.0.1:9100/mcp/"
         );
         assert!(Upstream::parse("ftp://x").is_err());
         assert!(Upstream::parse("http://x:notaport").is_err());
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/examples/dataplane.toml"
+        ));
+        let text = std::fs::read_to_string(path).expect("read");
+        let c = Config::parse(path, &text, |k| Some(format!("secret-{k}"))).expect("valid");
+        assert_eq!(c.routes.len(), 3);
+        assert_eq!(
+            c.route_for("/anthropic/v1/messages").map(|r| r.kind),
+            Some(RouteKind::Anthropic)
+        );
     }
 }

@@ -48,6 +48,12 @@ const DROP_REQUEST: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",
+    // Client-supplied forwarding claims: the edge states its own.
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
 ];
 
 /// Response headers never copied back.

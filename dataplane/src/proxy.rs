@@ -24,7 +24,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
-use portcullis_shared::engine::{Decision, Reason, UserIndex};
+use portcullis_shared::engine::{Decision, Lookup, Reason, UserIndex};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -125,6 +125,18 @@ impl Edge {
         ctx: &mut Ctx,
     ) -> std::result::Result<(), String> {
         let path = session.req_header().uri.path().to_owned();
+        if let Err(why) = classify::check_path(&path) {
+            let kind = self.config.route_for(&path).map(|r| r.kind);
+            return self
+                .refuse(
+                    session,
+                    ctx,
+                    kind,
+                    None,
+                    Refusal::new(Kind::BadRequest, why),
+                )
+                .await;
+        }
         let Some(route) = self.config.route_for(&path) else {
             return self
                 .refuse(
@@ -189,30 +201,41 @@ impl Edge {
                     .await;
             }
         };
-        let Some(user) =
-            snapshot
+        let user =
+            match snapshot
                 .engine
                 .find_user(&verified.source, verified.claim, &verified.principal)
-        else {
-            decision_log::record(
-                &self.config.node_id,
-                &ctx.request_id,
-                &snapshot,
-                None,
-                None,
-                Outcome::Refused("unknown_principal"),
-                0,
-            );
-            let r = Refusal::new(
-                Kind::Denied,
-                format!(
-                    "{} is not provisioned for this gateway by identity source {}",
-                    verified.principal, verified.source
-                ),
-            )
-            .with_detail(json!({"reason": "unknown_principal"}));
-            return self.refuse(session, ctx, kind, None, r).await;
-        };
+            {
+                Lookup::Found(u) => u,
+                lookup => {
+                    let (label, why) = if lookup == Lookup::Ambiguous {
+                        ("ambiguous_principal", "names more than one user of")
+                    } else {
+                        (
+                            "unknown_principal",
+                            "is not provisioned for this gateway by",
+                        )
+                    };
+                    decision_log::record(
+                        &self.config.node_id,
+                        &ctx.request_id,
+                        &snapshot,
+                        None,
+                        None,
+                        Outcome::Refused(label),
+                        0,
+                    );
+                    let r = Refusal::new(
+                        Kind::Denied,
+                        format!(
+                            "{} {why} identity source {}",
+                            verified.principal, verified.source
+                        ),
+                    )
+                    .with_detail(json!({"reason": label}));
+                    return self.refuse(session, ctx, kind, None, r).await;
+                }
+            };
         let decided = Decided {
             snapshot: &snapshot,
             user: Some(user),

@@ -75,7 +75,14 @@ impl Subscriber {
             })),
         };
         let _ = tx.send(hello).await;
-        let mut inbound = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = &self.config.control_plane_token {
+            let value = format!("Bearer {}", token.0).parse().map_err(|_| {
+                StreamError::Address("the control-plane token is not a valid header value".into())
+            })?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        let mut inbound = client.stream(request).await?.into_inner();
         self.state.set_connected(true);
         *backoff = MIN_BACKOFF;
         tracing::info!(control_plane = %self.config.control_plane, have_version = self.state.version(), "subscribed");

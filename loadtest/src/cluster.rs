@@ -52,6 +52,8 @@ pub struct Cluster {
     pub scim_token: String,
     /// A SCIM token of a second configured source, `other`.
     pub other_scim_token: String,
+    /// The token nodes present to the control plane.
+    pub node_token: String,
     pub upstream: SocketAddr,
     pub cp_addrs: ControlPlaneAddrs,
     pub cp: Option<Proc>,
@@ -81,6 +83,7 @@ impl Cluster {
         std::fs::write(&jwks, serde_json::to_vec(&issuer.jwks())?)?;
         let (scim_token, scim_hash) = portcullis_controlplane::cli::new_token();
         let (other_scim_token, other_hash) = portcullis_controlplane::cli::new_token();
+        let (node_token, node_hash) = portcullis_controlplane::cli::new_token();
 
         let policy_dir = root.join("policies");
         std::fs::create_dir_all(&policy_dir)?;
@@ -115,6 +118,7 @@ impl Cluster {
             ISSUER,
             &jwks,
             &scim_hash,
+            &node_hash,
         );
         cp_toml.push_str(&format!(
             "\n[[sources]]\nname = \"other\"\nscim_token_sha256 = [\"{other_hash}\"]\n"
@@ -126,6 +130,7 @@ impl Cluster {
             issuer,
             scim_token,
             other_scim_token,
+            node_token,
             upstream,
             cp_addrs,
             cp: None,
@@ -234,6 +239,7 @@ impl Cluster {
                     &n.id,
                     &n.state_dir,
                     self.cp_addrs.grpc,
+                    &self.node_token,
                     n.proxy,
                     n.admin,
                     self.upstream,

@@ -49,8 +49,14 @@ async fn bad_input_is_refused_in_the_clients_format_and_nothing_crashes() -> any
             b64.encode(good.to_string())
         )
     };
+    let mut unverified = good.clone();
+    unverified["email_verified"] = json!(false);
     let bad_tokens = [
         ("forged", impostor.mint(alice, 600)),
+        (
+            "unverified email",
+            c.issuer.sign(Algorithm::ES256, &unverified),
+        ),
         ("expired", c.issuer.sign(Algorithm::ES256, &expired)),
         (
             "wrong audience",
@@ -230,6 +236,36 @@ async fn bad_input_is_refused_in_the_clients_format_and_nothing_crashes() -> any
             .unwrap_or("")
             .contains("model")
     );
+    // A request without an id (or with a null one) cannot pass as a notification.
+    let r =
+        mcp(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"update_opportunity"}}"#)
+            .await?;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32600)),
+        "{}",
+        r.body
+    );
+    let r = mcp(r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"update_opportunity"}}"#).await?;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_i64()),
+        (400, Some(-32600)),
+        "{}",
+        r.body
+    );
+    // Paths that could mean something else upstream are refused before routing.
+    for path in [
+        "/mcp/crm/../crm",
+        "/mcp/crm/%2e%2e/other",
+        "/openai//v1/chat/completions",
+        "/mcp/crm/extra",
+    ] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: edge\r\nauthorization: {bearer}\r\ncontent-type: application/json\r\ncontent-length: 40\r\nconnection: close\r\n\r\n{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}}"
+        );
+        let (status, _, body) = raw_tcp(edge, req.as_bytes()).await?;
+        assert!(status == 400 || status == 404, "{path}: {status} {body}");
+    }
     // Unknown operations and routes.
     let r = raw(
         &http,

@@ -110,6 +110,37 @@ impl Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UserIndex(pub u32);
 
+/// The result of resolving a token's principal claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Found(UserIndex),
+    /// No user of the source has that value.
+    Missing,
+    /// Several users of the source share the value (an `externalId` the IdP reused): the
+    /// request is denied rather than guessed.
+    Ambiguous,
+}
+
+/// A key maps to one user, or to several (ambiguous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    One(u32),
+    Many,
+}
+
+fn insert_slot(map: &mut HashMap<(String, String), Slot>, key: (String, String), user: u32) {
+    map.entry(key)
+        .and_modify(|s| *s = Slot::Many)
+        .or_insert(Slot::One(user));
+}
+
+/// The Cedar id of a group: `<source>/<displayName>`. Display names are unique only within
+/// one identity source; namespacing keeps one IdP from granting itself another's groups by
+/// naming a group the same.
+pub fn group_id(source: &str, display_name: &str) -> String {
+    format!("{source}/{display_name}")
+}
+
 /// A snapshot made ready for deciding.
 #[derive(Debug)]
 pub struct Engine {
@@ -119,8 +150,8 @@ pub struct Engine {
     group_uids: Vec<EntityUid>,
     /// Action id → the action entity with every action group it belongs to as parents.
     actions: HashMap<String, Entity>,
-    by_user_name: HashMap<(String, String), u32>,
-    by_external_id: HashMap<(String, String), u32>,
+    by_user_name: HashMap<(String, String), Slot>,
+    by_external_id: HashMap<(String, String), Slot>,
     by_issuer: HashMap<String, usize>,
 }
 
@@ -141,7 +172,7 @@ impl Engine {
         let group_uids = snapshot
             .groups
             .iter()
-            .map(|g| uid(entity::GROUP, &g.display_name))
+            .map(|g| uid(entity::GROUP, &group_id(&g.source, &g.display_name)))
             .collect::<Vec<_>>();
         let n_groups = snapshot.groups.len() as u32;
         for g in &snapshot.groups {
@@ -162,9 +193,13 @@ impl Engine {
                     u.id
                 )));
             }
-            by_user_name.insert((u.source.clone(), u.user_name.to_lowercase()), i as u32);
+            insert_slot(
+                &mut by_user_name,
+                (u.source.clone(), u.user_name.to_lowercase()),
+                i as u32,
+            );
             if let Some(x) = &u.external_id {
-                by_external_id.insert((u.source.clone(), x.clone()), i as u32);
+                insert_slot(&mut by_external_id, (u.source.clone(), x.clone()), i as u32);
             }
         }
 
@@ -221,17 +256,32 @@ impl Engine {
         self.by_issuer.get(iss).map(|&i| &self.snapshot.issuers[i])
     }
 
-    /// Finds the user a verified token names, by the issuer's claim mapping.
-    pub fn find_user(&self, source: &str, claim: PrincipalClaim, value: &str) -> Option<UserIndex> {
-        let key = match claim {
-            PrincipalClaim::EmailToUserName => (source.to_owned(), value.to_lowercase()),
-            PrincipalClaim::SubToExternalId => (source.to_owned(), value.to_owned()),
+    /// Finds the user a verified token names, by the issuer's claim mapping: `email` matches
+    /// `userName` case-insensitively (as SCIM compares it), `sub` matches `externalId` exactly.
+    pub fn find_user(&self, source: &str, claim: PrincipalClaim, value: &str) -> Lookup {
+        let (map, key) = match claim {
+            PrincipalClaim::EmailToUserName => (
+                &self.by_user_name,
+                (source.to_owned(), value.to_lowercase()),
+            ),
+            PrincipalClaim::SubToExternalId => {
+                (&self.by_external_id, (source.to_owned(), value.to_owned()))
+            }
         };
-        let map = match claim {
-            PrincipalClaim::EmailToUserName => &self.by_user_name,
-            PrincipalClaim::SubToExternalId => &self.by_external_id,
-        };
-        map.get(&key).copied().map(UserIndex)
+        match map.get(&key) {
+            Some(Slot::One(i)) => Lookup::Found(UserIndex(*i)),
+            Some(Slot::Many) => Lookup::Ambiguous,
+            None => Lookup::Missing,
+        }
+    }
+
+    /// How many claim values name more than one user (each such value is always denied).
+    pub fn ambiguous_keys(&self) -> usize {
+        self.by_user_name
+            .values()
+            .chain(self.by_external_id.values())
+            .filter(|s| **s == Slot::Many)
+            .count()
     }
 
     /// Decides `request` for the user at `index`.

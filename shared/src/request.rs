@@ -47,12 +47,10 @@ impl Action {
         }
     }
 
-    /// Classifies an MCP JSON-RPC method. Notifications (no `id`) are `McpNotification`
-    /// whatever their method.
-    pub fn for_mcp_method(method: &str, is_notification: bool) -> Self {
-        if is_notification {
-            return Self::McpNotification;
-        }
+    /// Classifies the method of an MCP JSON-RPC *request* (a message with an `id`). Requests
+    /// whose method is not one Portcullis names (including a `notifications/…` method sent
+    /// with an id) are `McpOther`. Notifications are classified by the caller.
+    pub fn for_mcp_method(method: &str) -> Self {
         match method {
             "initialize" => Self::McpInitialize,
             "ping" => Self::McpPing,
@@ -167,16 +165,13 @@ mod tests {
 
     #[test]
     fn mcp_methods_map_to_schema_actions() {
+        assert_eq!(Action::for_mcp_method("tools/call"), Action::McpToolsCall);
         assert_eq!(
-            Action::for_mcp_method("tools/call", false),
-            Action::McpToolsCall
+            Action::for_mcp_method("notifications/initialized"),
+            Action::McpOther
         );
         assert_eq!(
-            Action::for_mcp_method("tools/call", true),
-            Action::McpNotification
-        );
-        assert_eq!(
-            Action::for_mcp_method("completion/complete", false),
+            Action::for_mcp_method("completion/complete"),
             Action::McpOther
         );
     }

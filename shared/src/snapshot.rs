@@ -69,6 +69,9 @@ pub struct Issuer {
     pub keys: Vec<Jwk>,
     /// Which claim names the user, and which SCIM attribute it matches.
     pub principal_claim: PrincipalClaim,
+    /// With the `email` mapping, require `email_verified: true` in the token. An unverified,
+    /// user-editable email must never name someone else's account.
+    pub require_email_verified: bool,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     pub leeway_secs: u32,
 }
@@ -169,7 +172,7 @@ pub struct Group {
     /// SCIM resource id.
     pub id: String,
     pub source: String,
-    /// The name policies use: `Group::"<display_name>"`.
+    /// The IdP's name for it; policies say `Group::"<source>/<display_name>"`.
     pub display_name: String,
     /// Indices (into [`Snapshot::groups`]) of every group this one is nested in, directly or
     /// transitively; sorted, without itself.

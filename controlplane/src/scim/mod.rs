@@ -22,6 +22,7 @@ use crate::store::{self, Store, StoreError};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
+use axum::middleware;
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -65,7 +66,37 @@ pub fn router(state: ScimState) -> Router {
         )
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_source_token,
+        ))
         .with_state(state)
+}
+
+/// Authenticates `/scim/v2/{source}/…` before the handler runs, so an unauthenticated client
+/// never gets a request body buffered.
+async fn require_source_token(
+    axum::extract::State(state): axum::extract::State<ScimState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let source = request
+        .uri()
+        .path()
+        .strip_prefix("/scim/v2/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let Some(source) = source else {
+        return next.run(request).await;
+    };
+    match state.authorize(request.headers(), &source).await {
+        Ok(()) => next.run(request).await,
+        Err(e) => {
+            metrics::counter!("portcullis_scim_auth_failures_total").increment(1);
+            axum::response::IntoResponse::into_response(e)
+        }
+    }
 }
 
 impl From<StoreError> for ScimError {

@@ -244,7 +244,7 @@ fn coerce_bool(obj: &mut Map<String, Value>, key: &str) -> Result<(), ScimError>
         return Ok(());
     };
     match v {
-        Value::Bool(_) | Value::Null => Ok(()),
+        Value::Bool(_) => Ok(()),
         Value::String(s) if s.eq_ignore_ascii_case("true") => {
             *v = Value::Bool(true);
             Ok(())
@@ -308,6 +308,7 @@ mod tests {
             json!({"userName": ""}),
             json!({"userName": 7}),
             json!({"userName": "a", "active": "maybe"}),
+            json!({"userName": "a", "active": null}),
             json!({"userName": "a", "emails": "a@x"}),
         ] {
             let e = user_for_storage(obj(bad.clone())).unwrap_err();

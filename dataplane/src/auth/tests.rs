@@ -38,6 +38,7 @@ fn issuer(keys: Vec<Jwk>, claim: PrincipalClaim) -> Issuer {
         algorithms: vec![JwtAlgorithm::ES256],
         keys,
         principal_claim: claim,
+        require_email_verified: true,
         leeway_secs: 30,
     }
 }
@@ -56,7 +57,7 @@ fn sign(key: &TestKey, kid: Option<&str>, claims: Value) -> String {
 }
 
 fn claims() -> Value {
-    json!({"iss": ISS, "aud": "portcullis", "exp": now() + 600, "email": "Ana@Example.com", "sub": "00u1"})
+    json!({"iss": ISS, "aud": "portcullis", "exp": now() + 600, "email": "Ana@Example.com", "email_verified": true, "sub": "00u1"})
 }
 
 #[test]
@@ -120,6 +121,16 @@ fn every_kind_of_bad_token_is_refused_with_its_reason() {
     assert_eq!(
         keys.verify(&sign(&k, Some("other-kid"), claims())),
         Err(AuthError::UnknownKey)
+    );
+    assert_eq!(
+        keys.verify(&with(&|c| c["email_verified"] = json!(false))),
+        Err(AuthError::EmailNotVerified)
+    );
+    assert_eq!(
+        keys.verify(&with(&|c| {
+            c.as_object_mut().expect("object").remove("email_verified");
+        })),
+        Err(AuthError::EmailNotVerified)
     );
 
     // alg: none, with an otherwise valid payload.

@@ -40,6 +40,7 @@ pub fn control_plane_toml(
     issuer: &str,
     jwks_file: &Path,
     scim_token_sha256: &str,
+    node_token_sha256: &str,
 ) -> String {
     format!(
         r#"# Generated for a local deployment.
@@ -50,6 +51,9 @@ policy_dir = {policies:?}
 scim = "{scim}"
 admin = "{admin}"
 grpc = "{grpc}"
+
+[nodes]
+token_sha256 = ["{node_token_sha256}"]
 
 [[sources]]
 name = "{SOURCE}"
@@ -73,10 +77,12 @@ refresh_secs = 5
 }
 
 /// `dp.toml` for one node in front of the demo upstream at `upstream`.
+#[allow(clippy::too_many_arguments)]
 pub fn node_toml(
     node_id: &str,
     state_dir: &Path,
     control_plane_grpc: SocketAddr,
+    control_plane_token: &str,
     proxy: SocketAddr,
     admin: SocketAddr,
     upstream: SocketAddr,
@@ -87,6 +93,7 @@ pub fn node_toml(
 node_id = "{node_id}"
 state_dir = {state:?}
 control_plane = "http://{control_plane_grpc}"
+control_plane_token = "{control_plane_token}"
 threads = 1
 
 [listen]

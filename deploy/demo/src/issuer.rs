@@ -105,6 +105,7 @@ impl DemoIssuer {
             "aud": self.audience,
             "sub": format!("sub-{email}"),
             "email": email,
+            "email_verified": true,
             "iat": now,
             "nbf": now - 5,
             "exp": now + ttl_secs,

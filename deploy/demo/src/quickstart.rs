@@ -181,6 +181,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let token_hash = portcullis_shared::Hash32::of(scim_token.as_bytes()).to_hex();
+    let node_token_path = dir.join("node-token");
+    let node_token = match std::fs::read_to_string(&node_token_path) {
+        Ok(t) => t.trim().to_owned(),
+        Err(_) => {
+            let (token, _) = portcullis_controlplane::cli::new_token();
+            write_private(&node_token_path, token.as_bytes())?;
+            token
+        }
+    };
+    let node_token_hash = portcullis_shared::Hash32::of(node_token.as_bytes()).to_hex();
 
     let policy_dir = dir.join("policies");
     if !policy_dir.exists() {
@@ -199,6 +209,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ISSUER,
             &jwks,
             &token_hash,
+            &node_token_hash,
         ),
     )?;
     let dp_toml = dir.join("dp.toml");
@@ -208,6 +219,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "edge-1",
             &dir.join("edge-1"),
             p.cp.grpc,
+            &node_token,
             p.edge,
             p.edge_admin,
             p.upstream,

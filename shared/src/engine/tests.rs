@@ -4,19 +4,19 @@ use crate::snapshot::{Group, PolicyFile, PolicyVersion};
 
 const POLICIES: &str = r#"
 @id("sales-chat")
-permit(principal in Group::"Sales", action == Action::"chat", resource == Model::"gpt-4o-mini");
+permit(principal in Group::"okta/Sales", action == Action::"chat", resource == Model::"gpt-4o-mini");
 
 @id("rnd-anthropic")
-permit(principal in Group::"R&D", action in Action::"llm", resource in Provider::"anthropic");
+permit(principal in Group::"okta/R&D", action in Action::"llm", resource in Provider::"anthropic");
 
 @id("sales-crm")
-permit(principal in Group::"Sales", action == Action::"mcp:tools/call", resource == McpTool::"crm/search_accounts");
+permit(principal in Group::"okta/Sales", action == Action::"mcp:tools/call", resource == McpTool::"crm/search_accounts");
 
 @id("sales-crm-session")
-permit(principal in Group::"Sales", action in [Action::"mcp:session", Action::"mcp:discover"], resource == McpServer::"crm");
+permit(principal in Group::"okta/Sales", action in [Action::"mcp:session", Action::"mcp:discover"], resource == McpServer::"crm");
 
 @id("engineers-tools")
-permit(principal in Group::"Engineering", action == Action::"mcp:tools/call", resource in McpServer::"dev");
+permit(principal in Group::"okta/Engineering", action == Action::"mcp:tools/call", resource in McpServer::"dev");
 
 @id("no-bash-outside-platform")
 forbid(principal, action == Action::"mcp:tools/call", resource == McpTool::"dev/bash")
@@ -121,8 +121,10 @@ fn tool(server: &str, name: &str) -> Request {
 }
 
 fn who(e: &Engine, name: &str) -> UserIndex {
-    e.find_user("okta", PrincipalClaim::EmailToUserName, name)
-        .expect("user exists")
+    match e.find_user("okta", PrincipalClaim::EmailToUserName, name) {
+        Lookup::Found(u) => u,
+        other => panic!("{name}: {other:?}"),
+    }
 }
 
 #[test]
@@ -209,21 +211,54 @@ fn action_groups_apply() {
 #[test]
 fn user_lookup_follows_the_claim_mapping() {
     let e = engine();
-    assert!(
-        e.find_user("okta", PrincipalClaim::EmailToUserName, "ANA@example.COM")
-            .is_some()
+    let found = |s, c, v| matches!(e.find_user(s, c, v), Lookup::Found(_));
+    assert!(found(
+        "okta",
+        PrincipalClaim::EmailToUserName,
+        "ANA@example.COM"
+    ));
+    assert!(!found(
+        "entra",
+        PrincipalClaim::EmailToUserName,
+        "ana@example.com"
+    ));
+    assert!(found("okta", PrincipalClaim::SubToExternalId, "ext-u-ana"));
+    assert!(!found("okta", PrincipalClaim::SubToExternalId, "EXT-U-ANA"));
+}
+
+#[test]
+fn a_claim_naming_two_users_is_ambiguous_never_guessed() {
+    let mut s = engine().snapshot().clone();
+    s.users[1].external_id = s.users[0].external_id.clone();
+    let e = Engine::new(s).expect("engine");
+    assert_eq!(
+        e.find_user("okta", PrincipalClaim::SubToExternalId, "ext-u-ana"),
+        Lookup::Ambiguous
     );
-    assert!(
-        e.find_user("entra", PrincipalClaim::EmailToUserName, "ana@example.com")
-            .is_none()
-    );
-    assert!(
-        e.find_user("okta", PrincipalClaim::SubToExternalId, "ext-u-ana")
-            .is_some()
-    );
-    assert!(
-        e.find_user("okta", PrincipalClaim::SubToExternalId, "EXT-U-ANA")
-            .is_none()
+    assert_eq!(e.ambiguous_keys(), 1);
+}
+
+#[test]
+fn a_group_of_another_source_with_the_same_name_grants_nothing() {
+    let mut s = engine().snapshot().clone();
+    // An "entra" group also named Sales, and an entra user in it.
+    s.groups.push(Group {
+        id: "g-entra-sales".into(),
+        source: "entra".into(),
+        display_name: "Sales".into(),
+        ancestors: vec![],
+    });
+    let mut eve = user("u-eve", "eve@example.com", true, None, vec![5]);
+    eve.source = "entra".into();
+    s.users.push(eve);
+    let e = Engine::new(s).expect("engine");
+    let eve = match e.find_user("entra", PrincipalClaim::EmailToUserName, "eve@example.com") {
+        Lookup::Found(u) => u,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        e.decide(eve, &chat("openai", "gpt-4o-mini")).reason,
+        Reason::NoMatchingPermit
     );
 }
 

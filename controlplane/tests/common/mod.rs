@@ -1,0 +1,90 @@
+//! Starting the real `portcullis-cp` binary for integration tests.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ControlPlane {
+    pub child: Child,
+    pub scim: String,
+    pub admin: String,
+    pub grpc: String,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn write_config(dir: &Path, token_hash: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
+    std::fs::write(
+        dir.join("policies/base.cedar"),
+        "permit (principal in Group::\"okta/Sales\", action == Action::\"chat\", resource);\n",
+    )
+    .expect("policy");
+    let path = dir.join("cp.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+data_dir = "data"
+policy_dir = "policies"
+[listen]
+scim = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+grpc = "127.0.0.1:0"
+[nodes]
+token_sha256 = ["{token_hash}"]
+[[sources]]
+name = "okta"
+scim_token_sha256 = ["{token_hash}"]
+[[sources]]
+name = "entra"
+"#
+        ),
+    )
+    .expect("config");
+    path
+}
+
+pub fn start(config: &Path) -> ControlPlane {
+    let ready = config.with_file_name("ready.json");
+    let _ = std::fs::remove_file(&ready);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("cp.log"))
+        .expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_portcullis-cp"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn portcullis-cp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "control plane not ready: {}",
+            std::fs::read_to_string(config.with_file_name("cp.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let addrs: Value =
+        serde_json::from_slice(&std::fs::read(&ready).expect("ready")).expect("json");
+    ControlPlane {
+        child,
+        scim: format!("http://{}/scim/v2", addrs["scim"].as_str().expect("scim")),
+        admin: format!("http://{}", addrs["admin"].as_str().expect("admin")),
+        grpc: format!("http://{}", addrs["grpc"].as_str().expect("grpc")),
+    }
+}
