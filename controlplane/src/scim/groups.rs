@@ -7,37 +7,13 @@
 use super::http::{ListParams, ScimResponse, base_url, json_object};
 use super::render;
 use super::{ScimError, ScimState, filter, patch, schema};
-use crate::store::{self, GroupRow, IdentityEvent, Member};
+use crate::store::{self, GroupRow, Member};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use rusqlite::Connection;
 use serde_json::Value;
 use std::collections::HashMap;
-
-fn event(
-    source: &str,
-    operation: &str,
-    id: &str,
-    before: Option<Value>,
-    after: Option<Value>,
-) -> IdentityEvent {
-    IdentityEvent {
-        seq: 0,
-        revision: 0,
-        at_ms: store::now_ms(),
-        source: source.to_owned(),
-        operation: operation.to_owned(),
-        resource_type: "Group".to_owned(),
-        resource_id: id.to_owned(),
-        before,
-        after,
-    }
-}
-
-fn count(method: &'static str, status: u16) {
-    metrics::counter!("portcullis_scim_requests_total", "resource" => "Group", "method" => method, "status" => status.to_string()).increment(1);
-}
 
 /// Resolves requested member ids to members of `source`, refusing unknown ids and the group
 /// itself.
@@ -84,50 +60,40 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let (resource, member_ids) = render::group_for_storage(json_object(&body)?)?;
-        let base = base_url(&headers, &source);
-        state
-            .write(move |tx| {
-                let now = store::now_ms();
-                let id = uuid::Uuid::new_v4().to_string();
-                let members = resolve_members(tx, &source, &id, &member_ids)?;
-                let row = GroupRow {
-                    id,
-                    source: source.clone(),
-                    resource,
-                    members,
-                    created_ms: now,
-                    modified_ms: now,
-                    version: 1,
-                };
-                if store::display_name_taken(tx, &source, row.display_name(), &row.id)? {
-                    return Err(ScimError::uniqueness(format!(
-                        "group displayName {:?} is already in use",
-                        row.display_name()
-                    )));
-                }
-                store::put_group(tx, &row)?;
-                let rendered = render::group(&row, &base);
-                let revision = store::record_event(tx, &event(&source, "create", &row.id, None, Some(rendered.clone())))?;
-                tracing::info!(id = %row.id, revision, members = row.members.len(), "SCIM group created");
-                Ok(ScimResponse {
-                    status: StatusCode::CREATED,
-                    location: rendered["meta"]["location"].as_str().map(str::to_owned),
-                    etag: Some(super::http::etag(1)),
-                    body: Some(rendered),
-                })
+    let (resource, member_ids) = render::group_for_storage(json_object(&body)?)?;
+    let base = base_url(&headers, &source);
+    state
+        .write(move |tx| {
+            let now = store::now_ms();
+            let id = uuid::Uuid::new_v4().to_string();
+            let members = resolve_members(tx, &source, &id, &member_ids)?;
+            let row = GroupRow {
+                id,
+                source: source.clone(),
+                resource,
+                members,
+                created_ms: now,
+                modified_ms: now,
+                version: 1,
+            };
+            if store::display_name_taken(tx, &source, row.display_name(), &row.id)? {
+                return Err(ScimError::uniqueness(format!(
+                    "group displayName {:?} is already in use",
+                    row.display_name()
+                )));
+            }
+            store::put_group(tx, &row)?;
+            let rendered = render::group(&row, &base);
+            let revision = store::record_event(tx, &super::event("Group", &source, "create", &row.id, None, Some(rendered.clone())))?;
+            tracing::info!(id = %row.id, revision, members = row.members.len(), "SCIM group created");
+            Ok(ScimResponse {
+                status: StatusCode::CREATED,
+                location: rendered["meta"]["location"].as_str().map(str::to_owned),
+                etag: Some(super::http::etag(1)),
+                body: Some(rendered),
             })
-            .await
-    }
-    .await;
-    count(
-        "POST",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+        })
+        .await
 }
 
 /// `GET /Groups/{id}`
@@ -227,7 +193,8 @@ fn save(
     let after = render::group(&new, base);
     let revision = store::record_event(
         tx,
-        &event(
+        &super::event(
+            "Group",
             &new.source,
             operation,
             &new.id,
@@ -246,25 +213,15 @@ pub async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let (resource, member_ids) = render::group_for_storage(json_object(&body)?)?;
-        let base = base_url(&headers, &source);
-        state
-            .write(move |tx| {
-                let old = store::get_group(tx, &source, &id)?
-                    .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
-                save(tx, old, resource, member_ids, "replace", &base)
-            })
-            .await
-    }
-    .await;
-    count(
-        "PUT",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+    let (resource, member_ids) = render::group_for_storage(json_object(&body)?)?;
+    let base = base_url(&headers, &source);
+    state
+        .write(move |tx| {
+            let old = store::get_group(tx, &source, &id)?
+                .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
+            save(tx, old, resource, member_ids, "replace", &base)
+        })
+        .await
 }
 
 /// `PATCH /Groups/{id}`: all operations apply, in order, or none does.
@@ -274,35 +231,25 @@ pub async fn modify(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let ops = patch::parse_request(&super::http::json_value(&body)?)?;
-        let base = base_url(&headers, &source);
-        state
-            .write(move |tx| {
-                let old = store::get_group(tx, &source, &id)?
-                    .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
-                // Patch the full representation, members included.
-                let mut full = old.resource.clone();
-                if let Value::Object(m) = &mut full {
-                    m.insert("members".into(), render::members(&old.members, &base));
-                }
-                patch::apply(&mut full, &ops, &schema::GROUP)?;
-                let Value::Object(obj) = full else {
-                    return Err(ScimError::internal("patched group is not an object"));
-                };
-                let (resource, member_ids) = render::group_for_storage(obj)?;
-                save(tx, old, resource, member_ids, "patch", &base)
-            })
-            .await
-    }
-    .await;
-    count(
-        "PATCH",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+    let ops = patch::parse_request(&super::http::json_value(&body)?)?;
+    let base = base_url(&headers, &source);
+    state
+        .write(move |tx| {
+            let old = store::get_group(tx, &source, &id)?
+                .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
+            // Patch the full representation, members included.
+            let mut full = old.resource.clone();
+            if let Value::Object(m) = &mut full {
+                m.insert("members".into(), render::members(&old.members, &base));
+            }
+            patch::apply(&mut full, &ops, &schema::GROUP)?;
+            let Value::Object(obj) = full else {
+                return Err(ScimError::internal("patched group is not an object"));
+            };
+            let (resource, member_ids) = render::group_for_storage(obj)?;
+            save(tx, old, resource, member_ids, "patch", &base)
+        })
+        .await
 }
 
 /// `DELETE /Groups/{id}`
@@ -311,32 +258,24 @@ pub async fn remove(
     Path((source, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let base = base_url(&headers, &source);
-        state
-            .write(move |tx| {
-                let old = store::get_group(tx, &source, &id)?
-                    .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
-                let before = render::group(&old, &base);
-                store::delete_group(tx, &source, &id)?;
-                let revision =
-                    store::record_event(tx, &event(&source, "delete", &id, Some(before), None))?;
-                tracing::info!(%id, revision, "SCIM group deleted");
-                Ok(ScimResponse {
-                    status: StatusCode::NO_CONTENT,
-                    body: None,
-                    location: None,
-                    etag: None,
-                })
+    let base = base_url(&headers, &source);
+    state
+        .write(move |tx| {
+            let old = store::get_group(tx, &source, &id)?
+                .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
+            let before = render::group(&old, &base);
+            store::delete_group(tx, &source, &id)?;
+            let revision = store::record_event(
+                tx,
+                &super::event("Group", &source, "delete", &id, Some(before), None),
+            )?;
+            tracing::info!(%id, revision, "SCIM group deleted");
+            Ok(ScimResponse {
+                status: StatusCode::NO_CONTENT,
+                body: None,
+                location: None,
+                etag: None,
             })
-            .await
-    }
-    .await;
-    count(
-        "DELETE",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+        })
+        .await
 }

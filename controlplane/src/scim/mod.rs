@@ -90,12 +90,45 @@ async fn require_source_token(
     let Some(source) = source else {
         return next.run(request).await;
     };
-    match state.authorize(request.headers(), &source).await {
+    let method = request.method().as_str().to_owned();
+    let resource = match request.uri().path().split('/').nth(4) {
+        Some("Users") => "User",
+        Some("Groups") => "Group",
+        _ => "other",
+    };
+    let response = match state.authorize(request.headers(), &source).await {
         Ok(()) => next.run(request).await,
-        Err(e) => {
-            metrics::counter!("portcullis_scim_auth_failures_total").increment(1);
-            axum::response::IntoResponse::into_response(e)
-        }
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    };
+    metrics::counter!(
+        "portcullis_scim_requests_total",
+        "resource" => resource,
+        "method" => method,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+/// The identity event recording one SCIM change.
+fn event(
+    resource_type: &str,
+    source: &str,
+    operation: &str,
+    id: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> store::IdentityEvent {
+    store::IdentityEvent {
+        seq: 0,
+        revision: 0,
+        at_ms: store::now_ms(),
+        source: source.to_owned(),
+        operation: operation.to_owned(),
+        resource_type: resource_type.to_owned(),
+        resource_id: id.to_owned(),
+        before,
+        after,
     }
 }
 

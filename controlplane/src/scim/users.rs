@@ -3,7 +3,7 @@
 use super::http::{ListParams, ScimResponse, base_url, json_object};
 use super::render::{self, GroupRef};
 use super::{ScimError, ScimState, filter, patch, schema};
-use crate::store::{self, IdentityEvent, StoreError, UserRow};
+use crate::store::{self, StoreError, UserRow};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -38,30 +38,6 @@ fn groups_of(c: &Connection, user_id: &str) -> Result<Vec<GroupRef>, StoreError>
     Ok(out)
 }
 
-fn event(
-    source: &str,
-    operation: &str,
-    id: &str,
-    before: Option<Value>,
-    after: Option<Value>,
-) -> IdentityEvent {
-    IdentityEvent {
-        seq: 0,
-        revision: 0,
-        at_ms: store::now_ms(),
-        source: source.to_owned(),
-        operation: operation.to_owned(),
-        resource_type: "User".to_owned(),
-        resource_id: id.to_owned(),
-        before,
-        after,
-    }
-}
-
-fn count(method: &'static str, status: u16) {
-    metrics::counter!("portcullis_scim_requests_total", "resource" => "User", "method" => method, "status" => status.to_string()).increment(1);
-}
-
 /// `POST /Users`
 pub async fn create(
     State(state): State<ScimState>,
@@ -69,51 +45,48 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let resource = render::user_for_storage(json_object(&body)?)?;
-        let base = base_url(&headers, &source);
-        let (rendered, revision) = state
-            .write(move |tx| {
-                let now = store::now_ms();
-                let row = UserRow {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    source: source.clone(),
-                    resource,
-                    created_ms: now,
-                    modified_ms: now,
-                    version: 1,
-                };
-                if store::user_name_taken(tx, &source, row.user_name(), &row.id)? {
-                    return Err(ScimError::uniqueness(format!(
-                        "userName {:?} is already in use",
-                        row.user_name()
-                    )));
-                }
-                store::put_user(tx, &row)?;
-                let rendered = render::user(&row, &[], &base);
-                let rev = store::record_event(
-                    tx,
-                    &event(&source, "create", &row.id, None, Some(rendered.clone())),
-                )?;
-                Ok((rendered, rev))
-            })
-            .await?;
-        tracing::info!(id = %rendered["id"], revision, "SCIM user created");
-        Ok(ScimResponse {
-            status: StatusCode::CREATED,
-            location: rendered["meta"]["location"].as_str().map(str::to_owned),
-            etag: Some(super::http::etag(1)),
-            body: Some(rendered),
+    let resource = render::user_for_storage(json_object(&body)?)?;
+    let base = base_url(&headers, &source);
+    let (rendered, revision) = state
+        .write(move |tx| {
+            let now = store::now_ms();
+            let row = UserRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                source: source.clone(),
+                resource,
+                created_ms: now,
+                modified_ms: now,
+                version: 1,
+            };
+            if store::user_name_taken(tx, &source, row.user_name(), &row.id)? {
+                return Err(ScimError::uniqueness(format!(
+                    "userName {:?} is already in use",
+                    row.user_name()
+                )));
+            }
+            store::put_user(tx, &row)?;
+            let rendered = render::user(&row, &[], &base);
+            let rev = store::record_event(
+                tx,
+                &super::event(
+                    "User",
+                    &source,
+                    "create",
+                    &row.id,
+                    None,
+                    Some(rendered.clone()),
+                ),
+            )?;
+            Ok((rendered, rev))
         })
-    }
-    .await;
-    count(
-        "POST",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+        .await?;
+    tracing::info!(id = %rendered["id"], revision, "SCIM user created");
+    Ok(ScimResponse {
+        status: StatusCode::CREATED,
+        location: rendered["meta"]["location"].as_str().map(str::to_owned),
+        etag: Some(super::http::etag(1)),
+        body: Some(rendered),
+    })
 }
 
 /// `GET /Users/{id}`
@@ -230,7 +203,8 @@ fn save(
     let after = render::user(&new, &groups, base);
     let revision = store::record_event(
         tx,
-        &event(
+        &super::event(
+            "User",
             &new.source,
             operation,
             &new.id,
@@ -249,33 +223,22 @@ pub async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let resource = render::user_for_storage(json_object(&body)?)?;
-        let base = base_url(&headers, &source);
-        state
-            .write(move |tx| {
-                let old = store::get_user(tx, &source, &id)?
-                    .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
-                // A PUT that omits `active` keeps it: omission must never reactivate a leaver.
-                let mut resource = resource;
-                if let (Value::Object(m), Some(active)) =
-                    (&mut resource, old.resource.get("active"))
-                    && !m.contains_key("active")
-                {
-                    m.insert("active".into(), active.clone());
-                }
-                save(tx, old, resource, "replace", &base)
-            })
-            .await
-    }
-    .await;
-    count(
-        "PUT",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+    let resource = render::user_for_storage(json_object(&body)?)?;
+    let base = base_url(&headers, &source);
+    state
+        .write(move |tx| {
+            let old = store::get_user(tx, &source, &id)?
+                .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
+            // A PUT that omits `active` keeps it: omission must never reactivate a leaver.
+            let mut resource = resource;
+            if let (Value::Object(m), Some(active)) = (&mut resource, old.resource.get("active"))
+                && !m.contains_key("active")
+            {
+                m.insert("active".into(), active.clone());
+            }
+            save(tx, old, resource, "replace", &base)
+        })
+        .await
 }
 
 /// `PATCH /Users/{id}`: all operations apply, in order, or none does.
@@ -285,36 +248,26 @@ pub async fn modify(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let ops = patch::parse_request(&super::http::json_value(&body)?)?;
-        let base = base_url(&headers, &source);
-        state
-            .write(move |tx| {
-                let old = store::get_user(tx, &source, &id)?
-                    .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
-                let mut resource = old.resource.clone();
-                patch::apply(&mut resource, &ops, &schema::USER)?;
-                let Value::Object(obj) = resource else {
-                    return Err(ScimError::internal("patched user is not an object"));
-                };
-                if old.resource.get("active").is_some() && !obj.contains_key("active") {
-                    return Err(ScimError::mutability(
-                        "active cannot be removed; replace it with false to deactivate the user",
-                    ));
-                }
-                let resource = render::user_for_storage(obj)?;
-                save(tx, old, resource, "patch", &base)
-            })
-            .await
-    }
-    .await;
-    count(
-        "PATCH",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+    let ops = patch::parse_request(&super::http::json_value(&body)?)?;
+    let base = base_url(&headers, &source);
+    state
+        .write(move |tx| {
+            let old = store::get_user(tx, &source, &id)?
+                .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
+            let mut resource = old.resource.clone();
+            patch::apply(&mut resource, &ops, &schema::USER)?;
+            let Value::Object(obj) = resource else {
+                return Err(ScimError::internal("patched user is not an object"));
+            };
+            if old.resource.get("active").is_some() && !obj.contains_key("active") {
+                return Err(ScimError::mutability(
+                    "active cannot be removed; replace it with false to deactivate the user",
+                ));
+            }
+            let resource = render::user_for_storage(obj)?;
+            save(tx, old, resource, "patch", &base)
+        })
+        .await
 }
 
 /// `DELETE /Users/{id}`: the user and its memberships go; its history stays in the event log.
@@ -323,32 +276,24 @@ pub async fn remove(
     Path((source, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    let result: Result<ScimResponse, ScimError> = async {
-        let base = base_url(&headers, &source);
-        state
-            .write(move |tx| {
-                let old = store::get_user(tx, &source, &id)?
-                    .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
-                let before = render::user(&old, &groups_of(tx, &id)?, &base);
-                store::delete_user(tx, &source, &id)?;
-                let revision =
-                    store::record_event(tx, &event(&source, "delete", &id, Some(before), None))?;
-                tracing::info!(%id, revision, "SCIM user deleted");
-                Ok(ScimResponse {
-                    status: StatusCode::NO_CONTENT,
-                    body: None,
-                    location: None,
-                    etag: None,
-                })
+    let base = base_url(&headers, &source);
+    state
+        .write(move |tx| {
+            let old = store::get_user(tx, &source, &id)?
+                .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
+            let before = render::user(&old, &groups_of(tx, &id)?, &base);
+            store::delete_user(tx, &source, &id)?;
+            let revision = store::record_event(
+                tx,
+                &super::event("User", &source, "delete", &id, Some(before), None),
+            )?;
+            tracing::info!(%id, revision, "SCIM user deleted");
+            Ok(ScimResponse {
+                status: StatusCode::NO_CONTENT,
+                body: None,
+                location: None,
+                etag: None,
             })
-            .await
-    }
-    .await;
-    count(
-        "DELETE",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status.as_u16()),
-    );
-    result
+        })
+        .await
 }
