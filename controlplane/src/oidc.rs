@@ -279,4 +279,92 @@ mod tests {
         ));
         assert!(matches!(parse_jwks("nope"), Err(OidcError::Json { .. })));
     }
+
+    /// A loopback IdP serving a discovery document and a JWKS.
+    async fn idp(issuer_override: Option<&'static str>) -> (String, tokio::task::JoinHandle<()>) {
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let issuer = issuer_override
+            .map(str::to_owned)
+            .unwrap_or_else(|| base.clone());
+        let jwks_uri = format!("{base}/keys");
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let doc = serde_json::json!({"issuer": issuer, "jwks_uri": jwks_uri});
+                    async move { axum::Json(doc) }
+                }),
+            )
+            .route(
+                "/keys",
+                get(|| async {
+                    axum::Json(serde_json::json!({"keys": [
+                        {"kty": "EC", "kid": "k1", "alg": "ES256", "crv": "P-256", "x": "AA", "y": "AA"}
+                    ]}))
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (base, task)
+    }
+
+    fn source(issuer: &str, jwks_uri: Option<String>) -> SourceConfig {
+        SourceConfig {
+            name: "okta".into(),
+            scim_token_sha256: vec![],
+            oidc: Some(OidcConfig {
+                issuer: issuer.into(),
+                audiences: vec!["portcullis".into()],
+                algorithms: vec!["ES256".into()],
+                principal_claim: crate::config::ClaimName::Email,
+                jwks_file: None,
+                jwks_uri,
+                leeway_secs: 30,
+                require_email_verified: true,
+                refresh_secs: 300,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_load_by_discovery_and_by_jwks_uri() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (base, _idp) = idp(None).await;
+        let by_discovery = IssuerRegistry::new(&[source(&base, None)]);
+        assert!(by_discovery.current()[0].keys.is_empty());
+        assert!(by_discovery.refresh_all().await, "keys changed");
+        assert_eq!(by_discovery.current()[0].keys[0].kid.as_deref(), Some("k1"));
+        assert!(
+            !by_discovery.refresh_all().await,
+            "unchanged keys are not a change"
+        );
+
+        let direct = IssuerRegistry::new(&[source(
+            "https://elsewhere.invalid",
+            Some(format!("{base}/keys")),
+        )]);
+        assert!(direct.refresh_all().await);
+        assert_eq!(direct.current()[0].keys.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_discovery_document_naming_another_issuer_is_refused() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (base, _idp) = idp(Some("https://impostor.invalid")).await;
+        let registry = IssuerRegistry::new(&[source(&base, None)]);
+        assert!(!registry.refresh_all().await);
+        assert!(
+            registry.current()[0].keys.is_empty(),
+            "no keys from a mismatched issuer"
+        );
+        let err = load_keys(&registry.client, &registry.entries[0].config)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OidcError::IssuerMismatch { .. }), "{err}");
+    }
 }

@@ -31,9 +31,16 @@ pub struct Bound {
 /// every listener accepts connections.
 pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let compile_buckets = [1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0];
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                "portcullis_snapshot_compile_seconds".into(),
+            ),
+            &compile_buckets,
+        )
+        .ok()
+        .and_then(|b| b.install_recorder().ok());
 
     let store = Store::open(&config.database_path())
         .with_context(|| format!("opening the store at {}", config.database_path().display()))?;

@@ -75,10 +75,30 @@ fn init_tracing(format: &str) {
     }
 }
 
-fn run(config: Arc<Config>) -> ExitCode {
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+/// The Prometheus recorder, with real histogram buckets for the latency metrics.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let decision = [
+        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2,
+    ];
+    let request = [
+        1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("portcullis_decision_seconds".into()),
+            &decision,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full("portcullis_request_seconds".into()), &request)
+        })
+        .ok()?
         .install_recorder()
-        .ok();
+        .ok()
+}
+
+fn run(config: Arc<Config>) -> ExitCode {
+    let prometheus = install_metrics();
     let state = NodeState::new();
 
     match LastKnownGood::new(&config.state_dir).load() {

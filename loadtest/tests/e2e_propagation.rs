@@ -149,6 +149,32 @@ async fn group_move_and_deactivation_reach_every_node() -> anyhow::Result<()> {
         "{table}"
     );
 
+    // Each node's metrics show its decisions, their latency and its snapshot.
+    for n in &c.nodes {
+        let text = c
+            .http
+            .get(format!("http://{}/metrics", n.admin))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for needle in [
+            "portcullis_decisions_total{decision=\"allow\",reason=\"permitted\"}",
+            "portcullis_decisions_total{decision=\"deny\",reason=\"principal_inactive\"}",
+            "portcullis_decisions_total{decision=\"deny\",reason=\"no_matching_permit\"}",
+            "portcullis_decision_seconds_bucket{le=",
+            "portcullis_snapshot_version ",
+            "portcullis_snapshot_age_seconds ",
+            "portcullis_control_plane_connected 1",
+        ] {
+            assert!(
+                text.contains(needle),
+                "{}: {needle} missing from\n{text}",
+                n.id
+            );
+        }
+    }
+
     // The upstream only ever saw the injected credential, never a client's token.
     let seen = c
         .get_json(&format!("http://{}/_demo/requests", c.upstream))
