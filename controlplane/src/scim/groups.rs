@@ -119,11 +119,7 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    let params = ListParams::parse(&query)?;
-    let parsed = params.filter.as_deref().map(filter::parse).transpose()?;
-    if let Some(f) = &parsed {
-        filter::validate(f, &schema::GROUP)?;
-    }
+    let (params, parsed) = ListParams::parse_with_filter(&query, &schema::GROUP)?;
     let base = base_url(&headers, &source);
     state
         .read(move |c| {
@@ -270,12 +266,7 @@ pub async fn remove(
                 &super::event("Group", &source, "delete", &id, Some(before), None),
             )?;
             tracing::info!(%id, revision, "SCIM group deleted");
-            Ok(ScimResponse {
-                status: StatusCode::NO_CONTENT,
-                body: None,
-                location: None,
-                etag: None,
-            })
+            Ok(ScimResponse::no_content())
         })
         .await
 }

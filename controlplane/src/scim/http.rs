@@ -33,6 +33,16 @@ impl ScimResponse {
         }
     }
 
+    /// 204, as DELETE answers.
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            location: None,
+            etag: None,
+        }
+    }
+
     pub fn with_etag(mut self, version: u64) -> Self {
         self.etag = Some(etag(version));
         self
@@ -140,6 +150,23 @@ impl ListParams {
             start_index,
             count,
         })
+    }
+
+    /// Parses the parameters and the filter, validated against `rt`.
+    pub fn parse_with_filter(
+        query: &HashMap<String, String>,
+        rt: &super::schema::ResourceType,
+    ) -> Result<(Self, Option<super::filter::Filter>), ScimError> {
+        let params = Self::parse(query)?;
+        let filter = params
+            .filter
+            .as_deref()
+            .map(super::filter::parse)
+            .transpose()?;
+        if let Some(f) = &filter {
+            super::filter::validate(f, rt)?;
+        }
+        Ok((params, filter))
     }
 
     /// The `ListResponse` for all matching `resources`, paged.

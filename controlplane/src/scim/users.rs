@@ -113,11 +113,7 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    let params = ListParams::parse(&query)?;
-    let parsed = params.filter.as_deref().map(filter::parse).transpose()?;
-    if let Some(f) = &parsed {
-        filter::validate(f, &schema::USER)?;
-    }
+    let (params, parsed) = ListParams::parse_with_filter(&query, &schema::USER)?;
     let base = base_url(&headers, &source);
     state
         .read(move |c| {
@@ -288,12 +284,7 @@ pub async fn remove(
                 &super::event("User", &source, "delete", &id, Some(before), None),
             )?;
             tracing::info!(%id, revision, "SCIM user deleted");
-            Ok(ScimResponse {
-                status: StatusCode::NO_CONTENT,
-                body: None,
-                location: None,
-                etag: None,
-            })
+            Ok(ScimResponse::no_content())
         })
         .await
 }
