@@ -159,8 +159,9 @@ async fn the_quickstart_runs_the_demo_it_prints() {
 
     // SIGTERM stops every part.
     let pid = child.0.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
+    // The shell's builtin `kill`: minimal images may not ship procps.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .expect("kill");
     assert!(killed.success());
