@@ -162,7 +162,7 @@ fn user_from_row(u: &UserRow, groups: Vec<u32>) -> User {
         external_id: get_str(r, "externalId").map(str::to_owned),
         display_name,
         email: primary_email(r),
-        active: get(r, "active").and_then(Value::as_bool).unwrap_or(true),
+        active: u.active,
         department: get(r, ENTERPRISE_USER)
             .and_then(|e| get_str(e, "department"))
             .map(str::to_owned),
@@ -211,6 +211,7 @@ mod tests {
                 .map(|(id, kind)| Member {
                     id: (*id).into(),
                     kind: *kind,
+                    display: None,
                 })
                 .collect(),
             created_ms: 0,
@@ -223,6 +224,7 @@ mod tests {
         UserRow {
             id: id.into(),
             source: "okta".into(),
+            active: UserRow::status_after(&resource, true),
             resource,
             created_ms: 0,
             modified_ms: 0,

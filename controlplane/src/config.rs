@@ -57,6 +57,8 @@ struct RawConfig {
     #[serde(default)]
     compile: CompileConfig,
     #[serde(default)]
+    scim: ScimConfig,
+    #[serde(default)]
     sources: Vec<SourceConfig>,
 }
 
@@ -97,6 +99,107 @@ pub struct NodesConfig {
     pub token_sha256: Vec<String>,
 }
 
+/// SCIM service limits, advertised in `/ServiceProviderConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// Most resources in one list page (`filter.maxResults`).
+    #[serde(default = "default_max_page")]
+    pub max_page: usize,
+    /// Most resources a filter may have to examine; beyond it the answer is 400 `tooMany`.
+    #[serde(default = "default_max_scan")]
+    pub max_scan: usize,
+    /// Bulk limits (`bulk.maxOperations`, `bulk.maxPayloadSize`).
+    #[serde(default = "default_bulk_ops")]
+    pub bulk_max_operations: usize,
+    #[serde(default = "default_bulk_payload")]
+    pub bulk_max_payload_bytes: usize,
+    /// Requests per second each source may make (token bucket); beyond it 429 with
+    /// `Retry-After`. 0 disables the limit.
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Burst allowance of the token bucket.
+    #[serde(default = "default_burst")]
+    pub rate_burst: u32,
+}
+
+fn default_max_page() -> usize {
+    1000
+}
+fn default_max_scan() -> usize {
+    200_000
+}
+fn default_bulk_ops() -> usize {
+    1000
+}
+fn default_bulk_payload() -> usize {
+    4 << 20
+}
+fn default_rate() -> u32 {
+    500
+}
+fn default_burst() -> u32 {
+    1000
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            max_page: default_max_page(),
+            max_scan: default_max_scan(),
+            bulk_max_operations: default_bulk_ops(),
+            bulk_max_payload_bytes: default_bulk_payload(),
+            rate_per_second: default_rate(),
+            rate_burst: default_burst(),
+        }
+    }
+}
+
+/// A custom User extension schema a source sends (RFC 7643 §3.3), for example a clearance
+/// level or an ethical-wall side. Served in `/Schemas`, validated on input, and carried into
+/// snapshots as principal attributes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionConfig {
+    /// The schema URN, e.g. `urn:example:params:scim:schemas:extension:acme:2.0:User`.
+    pub urn: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub attributes: Vec<ExtensionAttribute>,
+}
+
+/// One attribute of a custom extension.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionAttribute {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ExtensionType,
+    #[serde(default)]
+    pub multi_valued: bool,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub case_exact: bool,
+    #[serde(default)]
+    pub canonical_values: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The simple SCIM types an extension attribute may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExtensionType {
+    String,
+    Boolean,
+    Integer,
+    Decimal,
+    DateTime,
+    Reference,
+}
+
 /// Snapshot compilation tuning.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +231,9 @@ pub struct SourceConfig {
     #[serde(default)]
     pub scim_token_sha256: Vec<String>,
     pub oidc: Option<OidcConfig>,
+    /// Custom User extension schemas this source sends.
+    #[serde(default)]
+    pub extensions: Vec<ExtensionConfig>,
 }
 
 /// The OIDC issuer whose tokens name this source's users.
@@ -206,6 +312,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub nodes: NodesConfig,
     pub compile: CompileConfig,
+    pub scim: ScimConfig,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -290,6 +397,12 @@ impl Config {
                 }
             }
         }
+        validate_extensions(&sources).map_err(invalid)?;
+        if raw.scim.max_page == 0 || raw.scim.bulk_max_operations == 0 {
+            return Err(invalid(
+                "scim.max_page and scim.bulk_max_operations must be positive".into(),
+            ));
+        }
         let mut issuers = std::collections::HashMap::new();
         for s in &sources {
             if let Some(o) = &s.oidc
@@ -337,6 +450,7 @@ impl Config {
             admin: raw.admin,
             nodes: raw.nodes,
             compile: raw.compile,
+            scim: raw.scim,
             sources,
         })
     }
@@ -367,6 +481,74 @@ impl OidcConfig {
             .filter_map(|a| JwtAlgorithm::parse(a))
             .collect()
     }
+}
+
+/// Extension URNs must be URNs and not the standard schemas; attribute names must be SCIM
+/// attribute names, unique within their extension; an attribute name used by several
+/// extensions must have one type everywhere (it becomes one principal attribute).
+fn validate_extensions(sources: &[SourceConfig]) -> Result<(), String> {
+    const RESERVED: [&str; 3] = [
+        "urn:ietf:params:scim:schemas:core:2.0:User",
+        "urn:ietf:params:scim:schemas:core:2.0:Group",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+    ];
+    let mut types: std::collections::HashMap<String, (ExtensionType, bool)> = Default::default();
+    for s in sources {
+        let mut urns = std::collections::HashSet::new();
+        for e in &s.extensions {
+            if !e.urn.to_ascii_lowercase().starts_with("urn:") || e.urn.ends_with(':') {
+                return Err(format!(
+                    "source {:?}: extension URN {:?} must be a URN",
+                    s.name, e.urn
+                ));
+            }
+            if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(&e.urn)) {
+                return Err(format!(
+                    "source {:?}: {:?} is a standard schema, not an extension",
+                    s.name, e.urn
+                ));
+            }
+            if !urns.insert(e.urn.to_ascii_lowercase()) {
+                return Err(format!(
+                    "source {:?}: extension {:?} declared twice",
+                    s.name, e.urn
+                ));
+            }
+            let mut names = std::collections::HashSet::new();
+            for a in &e.attributes {
+                let valid = a
+                    .name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+                    && a.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !valid {
+                    return Err(format!(
+                        "extension {:?}: {:?} is not a valid attribute name",
+                        e.urn, a.name
+                    ));
+                }
+                if !names.insert(a.name.to_ascii_lowercase()) {
+                    return Err(format!(
+                        "extension {:?}: attribute {:?} declared twice",
+                        e.urn, a.name
+                    ));
+                }
+                let shape = (a.ty, a.multi_valued);
+                if let Some(prev) = types.insert(a.name.clone(), shape)
+                    && prev != shape
+                {
+                    return Err(format!(
+                        "attribute {:?} is declared with different types by different extensions",
+                        a.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Source names appear in URLs and logs: keep them plain.

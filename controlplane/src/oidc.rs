@@ -328,6 +328,7 @@ mod tests {
                 require_email_verified: true,
                 refresh_secs: 300,
             }),
+            extensions: vec![],
         }
     }
 

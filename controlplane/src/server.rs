@@ -102,6 +102,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         store: store.clone(),
         config: config.clone(),
         publisher: publisher.clone(),
+        types: Arc::new(scim::sources::build(&config.sources)),
     });
     let admin_app = admin::router(AdminState {
         store: store.clone(),

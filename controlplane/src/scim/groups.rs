@@ -4,9 +4,14 @@
 //! its `members`. Every member must be a user or group of the same source: a group naming a
 //! member the store does not know is refused (400 invalidValue), never half-applied.
 
-use super::http::{ListParams, ScimResponse, base_url, json_object};
+use super::http::{
+    ScimResponse, base_url, check_if_match, etag, if_none_match, json_object, json_value,
+    not_modified,
+};
+use super::project::Projection;
+use super::query::{self, ListQuery};
 use super::render;
-use super::{ScimError, ScimState, filter, patch, schema};
+use super::{ScimError, ScimState, patch};
 use crate::store::{self, GroupRow, Member};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -21,8 +26,10 @@ fn resolve_members(
     c: &Connection,
     source: &str,
     group_id: &str,
-    ids: &[String],
+    requested: &[render::MemberRequest],
 ) -> Result<Vec<Member>, ScimError> {
+    let ids: Vec<String> = requested.iter().map(|(id, _)| id.clone()).collect();
+    let ids = ids.as_slice();
     if ids.iter().any(|i| i == group_id) {
         return Err(ScimError::invalid_value(
             "a group cannot be a member of itself",
@@ -40,12 +47,13 @@ fn resolve_members(
             missing.join(", ")
         )));
     }
-    let mut members: Vec<Member> = ids
+    let mut members: Vec<Member> = requested
         .iter()
-        .filter_map(|i| {
+        .filter_map(|(i, display)| {
             found.get(i).map(|kind| Member {
                 id: i.clone(),
                 kind: *kind,
+                display: display.clone(),
             })
         })
         .collect();
@@ -53,16 +61,23 @@ fn resolve_members(
     Ok(members)
 }
 
+fn not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("group {id} not found"))
+}
+
 /// `POST /Groups`
 pub async fn create(
     State(state): State<ScimState>,
     Path(source): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let (resource, member_ids) = render::group_for_storage(json_object(&body)?)?;
+    let rt = state.types(&source).group;
+    let projection = Projection::from_query(&query)?;
+    let (resource, member_ids) = render::group_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
-    state
+    let rendered = state
         .write(move |tx| {
             let now = store::now_ms();
             let id = uuid::Uuid::new_v4().to_string();
@@ -84,30 +99,43 @@ pub async fn create(
             }
             store::put_group(tx, &row)?;
             let rendered = render::group(&row, &base);
-            let revision = store::record_event(tx, &super::event("Group", &source, "create", &row.id, None, Some(rendered.clone())))?;
+            let revision = store::record_event(
+                tx,
+                &super::event("Group", &source, "create", &row.id, None, Some(rendered.clone())),
+            )?;
             tracing::info!(id = %row.id, revision, members = row.members.len(), "SCIM group created");
-            Ok(ScimResponse {
-                status: StatusCode::CREATED,
-                location: rendered["meta"]["location"].as_str().map(str::to_owned),
-                etag: Some(super::http::etag(1)),
-                body: Some(rendered),
-            })
+            Ok(rendered)
         })
-        .await
+        .await?;
+    Ok(ScimResponse {
+        status: StatusCode::CREATED,
+        location: rendered["meta"]["location"].as_str().map(str::to_owned),
+        etag: Some(etag(1)),
+        body: Some(projection.apply(rendered, rt)),
+    })
 }
 
-/// `GET /Groups/{id}`
+/// `GET /Groups/{id}`, honouring `If-None-Match`, `attributes` and `excludedAttributes`
+/// (Entra ID asks for `excludedAttributes=members`).
 pub async fn fetch(
     State(state): State<ScimState>,
     Path((source, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
+    let rt = state.types(&source).group;
+    let projection = Projection::from_query(&query)?;
     let base = base_url(&headers, &source);
     state
         .read(move |c| {
-            let row = store::get_group(c, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
-            Ok(ScimResponse::ok(render::group(&row, &base)).with_etag(row.version))
+            let row = store::get_group(c, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            if if_none_match(&headers, row.version) {
+                return Ok(not_modified(row.version));
+            }
+            Ok(
+                ScimResponse::ok(projection.apply(render::group(&row, &base), rt))
+                    .with_etag(row.version),
+            )
         })
         .await
 }
@@ -119,57 +147,51 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    let (params, parsed) = ListParams::parse_with_filter(&query, &schema::GROUP)?;
+    let rt = state.types(&source).group;
+    let q = ListQuery::from_query(&query, &[rt], &state.config.scim)?;
     let base = base_url(&headers, &source);
+    let limits = state.config.scim.clone();
     state
         .read(move |c| {
-            let candidates = match parsed.as_ref().and_then(display_name_eq) {
-                Some(name) => store::find_group_by_name(c, &source, &name)?
-                    .into_iter()
-                    .collect(),
-                None => store::list_groups(c, Some(&source))?,
-            };
-            let out = candidates
-                .iter()
-                .map(|g| render::group(g, &base))
-                .filter(|r| {
-                    parsed
-                        .as_ref()
-                        .is_none_or(|f| filter::matches(f, r, &schema::GROUP))
-                })
-                .collect();
-            Ok(ScimResponse::ok(params.page(out)))
+            Ok(ScimResponse::ok(query::run(
+                c, &source, &q, rt, &base, &limits,
+            )?))
         })
         .await
 }
 
-/// `displayName eq "…"` is answered from an index (the filter still applies).
-fn display_name_eq(f: &filter::Filter) -> Option<String> {
-    let filter::Filter::Compare(path, filter::CompareOp::Eq, filter::CompValue::String(v)) = f
-    else {
-        return None;
-    };
-    (path.sub.is_none()
-        && path.attr.eq_ignore_ascii_case("displayName")
-        && path
-            .uri
-            .as_deref()
-            .is_none_or(|u| u.eq_ignore_ascii_case(schema::GROUP_SCHEMA)))
-    .then(|| v.clone())
+/// `POST /Groups/.search`
+pub async fn search(
+    State(state): State<ScimState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ScimResponse, ScimError> {
+    let rt = state.types(&source).group;
+    let q = ListQuery::from_search(&json_value(&body)?, &[rt], &state.config.scim)?;
+    let base = base_url(&headers, &source);
+    let limits = state.config.scim.clone();
+    state
+        .read(move |c| {
+            Ok(ScimResponse::ok(query::run(
+                c, &source, &q, rt, &base, &limits,
+            )?))
+        })
+        .await
 }
 
-/// Stores the new state of `old` if it differs; returns the response.
+/// Stores the new state of `old` if it differs; returns the full representation and version.
 fn save(
     tx: &Connection,
     old: GroupRow,
     resource: Value,
-    member_ids: Vec<String>,
+    member_ids: Vec<render::MemberRequest>,
     operation: &str,
     base: &str,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<(Value, u64), ScimError> {
     let members = resolve_members(tx, &old.source, &old.id, &member_ids)?;
     if resource == old.resource && members == old.members {
-        return Ok(ScimResponse::ok(render::group(&old, base)).with_etag(old.version));
+        return Ok((render::group(&old, base), old.version));
     }
     let new = GroupRow {
         resource,
@@ -199,53 +221,61 @@ fn save(
         ),
     )?;
     tracing::info!(id = %new.id, operation, revision, members = new.members.len(), "SCIM group changed");
-    Ok(ScimResponse::ok(after).with_etag(new.version))
+    Ok((after, new.version))
 }
 
 /// `PUT /Groups/{id}`: replaces the group, members included; never creates one.
 pub async fn replace(
     State(state): State<ScimState>,
     Path((source, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let (resource, member_ids) = render::group_for_storage(json_object(&body)?)?;
+    let rt = state.types(&source).group;
+    let projection = Projection::from_query(&query)?;
+    let (resource, member_ids) = render::group_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
-    state
+    let (full, version) = state
         .write(move |tx| {
-            let old = store::get_group(tx, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
+            let old = store::get_group(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            check_if_match(&headers, old.version)?;
             save(tx, old, resource, member_ids, "replace", &base)
         })
-        .await
+        .await?;
+    Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
 }
 
 /// `PATCH /Groups/{id}`: all operations apply, in order, or none does.
 pub async fn modify(
     State(state): State<ScimState>,
     Path((source, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let ops = patch::parse_request(&super::http::json_value(&body)?)?;
+    let rt = state.types(&source).group;
+    let projection = Projection::from_query(&query)?;
+    let ops = patch::parse_request(&json_value(&body)?)?;
     let base = base_url(&headers, &source);
-    state
+    let (full, version) = state
         .write(move |tx| {
-            let old = store::get_group(tx, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
+            let old = store::get_group(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            check_if_match(&headers, old.version)?;
             // Patch the full representation, members included.
             let mut full = old.resource.clone();
             if let Value::Object(m) = &mut full {
                 m.insert("members".into(), render::members(&old.members, &base));
             }
-            patch::apply(&mut full, &ops, &schema::GROUP)?;
+            patch::apply(&mut full, &ops, rt)?;
             let Value::Object(obj) = full else {
                 return Err(ScimError::internal("patched group is not an object"));
             };
-            let (resource, member_ids) = render::group_for_storage(obj)?;
+            let (resource, member_ids) = render::group_for_storage(obj, rt)?;
             save(tx, old, resource, member_ids, "patch", &base)
         })
-        .await
+        .await?;
+    Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
 }
 
 /// `DELETE /Groups/{id}`
@@ -257,8 +287,8 @@ pub async fn remove(
     let base = base_url(&headers, &source);
     state
         .write(move |tx| {
-            let old = store::get_group(tx, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("group {id} not found")))?;
+            let old = store::get_group(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            check_if_match(&headers, old.version)?;
             let before = render::group(&old, &base);
             store::delete_group(tx, &source, &id)?;
             let revision = store::record_event(

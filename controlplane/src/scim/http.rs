@@ -4,15 +4,9 @@ use super::ScimError;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use serde_json::{Map, Value};
 
 pub const CONTENT_TYPE: &str = "application/scim+json";
-pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-
-/// Default and largest page size.
-pub const DEFAULT_COUNT: usize = 100;
-pub const MAX_COUNT: usize = 1000;
 
 /// A SCIM response: status, optional JSON body, and extra headers.
 #[derive(Debug)]
@@ -47,6 +41,44 @@ impl ScimResponse {
         self.etag = Some(etag(version));
         self
     }
+}
+
+/// 304 for a conditional GET whose `If-None-Match` matched.
+pub fn not_modified(version: u64) -> ScimResponse {
+    ScimResponse {
+        status: StatusCode::NOT_MODIFIED,
+        body: None,
+        location: None,
+        etag: Some(etag(version)),
+    }
+}
+
+/// True if an `If-Match`/`If-None-Match` header value names `version` (weak comparison:
+/// `W/"3"` and `"3"` both match version 3; `*` matches any).
+fn etag_listed(header: &str, version: u64) -> bool {
+    header.split(',').map(str::trim).any(|tag| {
+        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == version.to_string()
+    })
+}
+
+/// `If-Match` on PUT, PATCH and DELETE: 412 unless it names the current version.
+pub fn check_if_match(headers: &HeaderMap, version: u64) -> Result<(), ScimError> {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(h) if !etag_listed(h, version) => Err(ScimError::new(
+            412,
+            None,
+            format!("the resource has changed: its version is {}", etag(version)),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `If-None-Match` on GET: true when the client's copy is current (answer 304).
+pub fn if_none_match(headers: &HeaderMap, version: u64) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| etag_listed(h, version))
 }
 
 /// `W/"<version>"`: weak, since equal versions mean semantically equal resources.
@@ -111,82 +143,6 @@ pub fn json_value(body: &Bytes) -> Result<Value, ScimError> {
         .map_err(|e| ScimError::invalid_syntax(format!("request body is not valid JSON: {e}")))
 }
 
-/// `filter`, `startIndex` and `count` from a list request's query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListParams {
-    pub filter: Option<String>,
-    /// 1-based.
-    pub start_index: usize,
-    pub count: usize,
-}
-
-impl ListParams {
-    pub fn parse(query: &HashMap<String, String>) -> Result<Self, ScimError> {
-        let get = |name: &str| {
-            query
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let int = |name: &str| -> Result<Option<i64>, ScimError> {
-            get(name)
-                .map(|v| {
-                    v.trim().parse::<i64>().map_err(|_| {
-                        ScimError::invalid_value(format!("{name} must be an integer, got {v:?}"))
-                    })
-                })
-                .transpose()
-        };
-        // RFC 7644 §3.4.2.4: startIndex < 1 means 1; a negative count means 0.
-        let start_index = int("startIndex")?.unwrap_or(1).max(1) as usize;
-        let count = int("count")?
-            .map(|c| c.clamp(0, MAX_COUNT as i64) as usize)
-            .unwrap_or(DEFAULT_COUNT);
-        let filter = get("filter")
-            .map(str::to_owned)
-            .filter(|f| !f.trim().is_empty());
-        Ok(Self {
-            filter,
-            start_index,
-            count,
-        })
-    }
-
-    /// Parses the parameters and the filter, validated against `rt`.
-    pub fn parse_with_filter(
-        query: &HashMap<String, String>,
-        rt: &super::schema::ResourceType,
-    ) -> Result<(Self, Option<super::filter::Filter>), ScimError> {
-        let params = Self::parse(query)?;
-        let filter = params
-            .filter
-            .as_deref()
-            .map(super::filter::parse)
-            .transpose()?;
-        if let Some(f) = &filter {
-            super::filter::validate(f, rt)?;
-        }
-        Ok((params, filter))
-    }
-
-    /// The `ListResponse` for all matching `resources`, paged.
-    pub fn page(&self, resources: Vec<Value>) -> Value {
-        let total = resources.len();
-        let page: Vec<Value> = resources
-            .into_iter()
-            .skip(self.start_index - 1)
-            .take(self.count)
-            .collect();
-        json!({
-            "schemas": [LIST_SCHEMA],
-            "totalResults": total,
-            "startIndex": self.start_index,
-            "itemsPerPage": page.len(),
-            "Resources": page,
-        })
-    }
-}
-
 /// The base URL resources are addressed under, from the request's `Host`.
 pub fn base_url(headers: &HeaderMap, source: &str) -> String {
     let host = headers
@@ -201,30 +157,16 @@ pub fn base_url(headers: &HeaderMap, source: &str) -> String {
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
     #[test]
-    fn list_params_follow_rfc_7644_paging_rules() {
-        let p = ListParams::parse(&q(&[("startIndex", "0"), ("count", "-5")])).expect("ok");
-        assert_eq!((p.start_index, p.count), (1, 0));
-        let p = ListParams::parse(&q(&[("COUNT", "5000")])).expect("ok");
-        assert_eq!(p.count, MAX_COUNT);
-        assert!(ListParams::parse(&q(&[("count", "ten")])).is_err());
-        let page = ListParams::parse(&q(&[("startIndex", "2"), ("count", "1")]))
-            .expect("ok")
-            .page(vec![json!(1), json!(2), json!(3)]);
-        assert_eq!(page["totalResults"], 3);
-        assert_eq!(page["itemsPerPage"], 1);
-        assert_eq!(page["Resources"], json!([2]));
-        let only_total = ListParams::parse(&q(&[("count", "0")]))
-            .expect("ok")
-            .page(vec![json!(1)]);
-        assert_eq!(only_total["Resources"], json!([]));
-        assert_eq!(only_total["totalResults"], 1);
+    fn etags_compare_weakly_and_star_matches() {
+        assert!(etag_listed("W/\"3\"", 3));
+        assert!(etag_listed("\"3\"", 3));
+        assert!(etag_listed("W/\"1\", W/\"3\"", 3));
+        assert!(etag_listed("*", 9));
+        assert!(!etag_listed("W/\"2\"", 3));
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_MATCH, HeaderValue::from_static("W/\"2\""));
+        assert_eq!(check_if_match(&h, 3).unwrap_err().status, 412);
+        assert!(check_if_match(&HeaderMap::new(), 3).is_ok());
     }
 }

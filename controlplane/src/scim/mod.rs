@@ -5,14 +5,19 @@
 //! one transaction, the identity revision increments, and only after the commit is the SCIM
 //! response sent and a new snapshot compiled.
 
+mod discovery;
 pub mod error;
 pub mod filter;
 mod groups;
 mod http;
 pub mod patch;
+pub mod project;
+pub mod query;
 mod render;
 pub mod schema;
+pub mod sources;
 mod users;
+pub mod validate;
 
 pub use error::{ScimError, ScimType};
 
@@ -23,8 +28,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -34,6 +40,8 @@ pub struct ScimState {
     pub store: Store,
     pub config: Arc<Config>,
     pub publisher: Arc<Publisher>,
+    /// Each source's resource types (standard schemas plus its custom extensions).
+    pub types: Arc<HashMap<String, sources::SourceTypes>>,
 }
 
 /// Largest SCIM request body (a group PUT with many members is the big case).
@@ -41,28 +49,71 @@ const MAX_BODY: usize = 16 << 20;
 
 /// The SCIM router, mounted at the root of the SCIM listener.
 pub fn router(state: ScimState) -> Router {
+    let read_only = || axum::routing::any(discovery::read_only);
     Router::new()
         .route(
             "/scim/v2/{source}/Users",
-            get(users::list).post(users::create),
+            get(users::list)
+                .post(users::create)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/scim/v2/{source}/Users/.search",
+            post(users::search).fallback(method_not_allowed),
         )
         .route(
             "/scim/v2/{source}/Users/{id}",
             get(users::fetch)
                 .put(users::replace)
                 .patch(users::modify)
-                .delete(users::remove),
+                .delete(users::remove)
+                .fallback(method_not_allowed),
         )
         .route(
             "/scim/v2/{source}/Groups",
-            get(groups::list).post(groups::create),
+            get(groups::list)
+                .post(groups::create)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/scim/v2/{source}/Groups/.search",
+            post(groups::search).fallback(method_not_allowed),
         )
         .route(
             "/scim/v2/{source}/Groups/{id}",
             get(groups::fetch)
                 .put(groups::replace)
                 .patch(groups::modify)
-                .delete(groups::remove),
+                .delete(groups::remove)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/scim/v2/{source}/.search",
+            post(search_all).fallback(method_not_allowed),
+        )
+        .route(
+            "/scim/v2/{source}/ServiceProviderConfig",
+            get(discovery::service_provider_config).fallback(discovery::read_only),
+        )
+        .route(
+            "/scim/v2/{source}/ResourceTypes",
+            get(discovery::resource_types).fallback(discovery::read_only),
+        )
+        .route(
+            "/scim/v2/{source}/ResourceTypes/{name}",
+            get(discovery::resource_type).fallback(discovery::read_only),
+        )
+        .route(
+            "/scim/v2/{source}/Schemas",
+            get(discovery::schemas).fallback(discovery::read_only),
+        )
+        .route(
+            "/scim/v2/{source}/Schemas/{urn}",
+            get(discovery::schema).fallback(discovery::read_only),
+        )
+        .route(
+            "/scim/v2/{source}/ServiceProviderConfig/{rest}",
+            read_only(),
         )
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -71,6 +122,62 @@ pub fn router(state: ScimState) -> Router {
             require_source_token,
         ))
         .with_state(state)
+}
+
+async fn method_not_allowed() -> ScimError {
+    ScimError::new(405, None, "method not allowed on this endpoint")
+}
+
+/// `POST /.search` across Users and Groups.
+async fn search_all(
+    axum::extract::State(state): axum::extract::State<ScimState>,
+    axum::extract::Path(source): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<http::ScimResponse, ScimError> {
+    let types = state.types(&source);
+    let q = query::ListQuery::from_search(
+        &http::json_value(&body)?,
+        &[types.user, types.group],
+        &state.config.scim,
+    )?;
+    let base = http::base_url(&headers, &source);
+    let limits = state.config.scim.clone();
+    state
+        .read(move |c| {
+            Ok(http::ScimResponse::ok(query::run_all(
+                c,
+                &source,
+                &q,
+                types.user,
+                types.group,
+                &base,
+                &limits,
+            )?))
+        })
+        .await
+}
+
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "SCIM request failed in the store");
+        ScimError::internal("internal error; the change was not applied")
+    }
+}
+
+impl ScimState {
+    /// The resource types of `source` (the standard ones for an unconfigured name, which
+    /// authentication never lets through anyway).
+    pub fn types(&self, source: &str) -> sources::SourceTypes {
+        self.types
+            .get(source)
+            .copied()
+            .unwrap_or(sources::SourceTypes {
+                user: &schema::USER,
+                group: &schema::GROUP,
+                custom: &[],
+            })
+    }
 }
 
 /// Authenticates `/scim/v2/{source}/…` before the handler runs, so an unauthenticated client
@@ -129,13 +236,6 @@ fn event(
         resource_id: id.to_owned(),
         before,
         after,
-    }
-}
-
-impl From<StoreError> for ScimError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "SCIM request failed in the store");
-        ScimError::internal("internal error; the change was not applied")
     }
 }
 

@@ -25,9 +25,13 @@ pub struct GroupRef {
 
 /// Normalises an incoming user for storage: canonical attribute names, server-owned and
 /// write-only attributes removed, types checked.
-pub fn user_for_storage(mut obj: Map<String, Value>) -> Result<Value, ScimError> {
+pub fn user_for_storage(
+    mut obj: Map<String, Value>,
+    rt: &ResourceType,
+) -> Result<Value, ScimError> {
+    super::validate::resource(&mut obj, rt)?;
     strip(&mut obj, &["groups", "password"]);
-    canonicalize(&mut obj, &schema::USER);
+    canonicalize(&mut obj, rt);
     coerce_bool(&mut obj, "active")?;
     require_string(&obj, "userName", true)?;
     for key in [
@@ -57,16 +61,23 @@ pub fn user_for_storage(mut obj: Map<String, Value>) -> Result<Value, ScimError>
     Ok(Value::Object(obj))
 }
 
-/// Normalises an incoming group for storage; returns it and its requested member ids.
-pub fn group_for_storage(mut obj: Map<String, Value>) -> Result<(Value, Vec<String>), ScimError> {
-    canonicalize(&mut obj, &schema::GROUP);
+/// A requested member: its id and the client's `display`, if any.
+pub type MemberRequest = (String, Option<String>);
+
+/// Normalises an incoming group for storage; returns it and its requested members.
+pub fn group_for_storage(
+    mut obj: Map<String, Value>,
+    rt: &ResourceType,
+) -> Result<(Value, Vec<MemberRequest>), ScimError> {
+    super::validate::resource(&mut obj, rt)?;
+    canonicalize(&mut obj, rt);
     let members = match obj.remove("members") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => {
-            let mut ids = Vec::with_capacity(items.len());
+            let mut members: Vec<MemberRequest> = Vec::with_capacity(items.len());
             for item in items {
-                let id = item
-                    .as_object()
+                let obj = item.as_object();
+                let id = obj
                     .and_then(|o| ci_get(o, "value"))
                     .and_then(Value::as_str)
                     .filter(|v| !v.is_empty())
@@ -75,11 +86,15 @@ pub fn group_for_storage(mut obj: Map<String, Value>) -> Result<(Value, Vec<Stri
                             "each member must be an object with a string value",
                         )
                     })?;
-                if !ids.iter().any(|x: &String| x == id) {
-                    ids.push(id.to_owned());
+                let display = obj
+                    .and_then(|o| ci_get(o, "display"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if !members.iter().any(|(x, _)| x == id) {
+                    members.push((id.to_owned(), display));
                 }
             }
-            ids
+            members
         }
         Some(_) => return Err(ScimError::invalid_value("members must be an array")),
     };
@@ -159,11 +174,15 @@ pub fn members(members: &[Member], base: &str) -> Value {
                     crate::store::MemberKind::User => "Users",
                     crate::store::MemberKind::Group => "Groups",
                 };
-                json!({
+                let mut v = json!({
                     "value": m.id,
                     "type": m.kind.as_str(),
                     "$ref": format!("{base}/{endpoint}/{}", m.id),
-                })
+                });
+                if let Some(d) = &m.display {
+                    v["display"] = json!(d);
+                }
+                v
             })
             .collect(),
     )
@@ -272,6 +291,16 @@ fn require_string(obj: &Map<String, Value>, key: &str, required: bool) -> Result
 mod tests {
     use super::*;
 
+    fn user_for_storage_t(m: Map<String, Value>) -> Result<Value, ScimError> {
+        user_for_storage(m, &schema::USER)
+    }
+
+    fn group_for_storage_t(
+        m: Map<String, Value>,
+    ) -> Result<(Value, Vec<MemberRequest>), ScimError> {
+        group_for_storage(m, &schema::GROUP)
+    }
+
     fn obj(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(m) => m,
@@ -281,7 +310,7 @@ mod tests {
 
     #[test]
     fn users_are_normalised_for_storage() {
-        let stored = user_for_storage(obj(json!({
+        let stored = user_for_storage_t(obj(json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "id": "client-chosen",
             "UserName": "ana@x.com",
@@ -308,10 +337,9 @@ mod tests {
             json!({"userName": ""}),
             json!({"userName": 7}),
             json!({"userName": "a", "active": "maybe"}),
-            json!({"userName": "a", "active": null}),
             json!({"userName": "a", "emails": "a@x"}),
         ] {
-            let e = user_for_storage(obj(bad.clone())).unwrap_err();
+            let e = user_for_storage_t(obj(bad.clone())).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
             assert_eq!(
                 e.scim_type,
@@ -323,17 +351,23 @@ mod tests {
 
     #[test]
     fn group_members_are_extracted_and_deduplicated() {
-        let (g, m) = group_for_storage(obj(json!({
+        let (g, m) = group_for_storage_t(obj(json!({
             "displayName": "Sales",
             "members": [{"value": "u1"}, {"value": "u2", "display": "x"}, {"value": "u1"}]
         })))
         .expect("valid");
         assert_eq!(g, json!({"displayName": "Sales"}));
-        assert_eq!(m, ["u1", "u2"]);
-        assert!(
-            group_for_storage(obj(json!({"displayName": "S", "members": [{"v": 1}]}))).is_err()
+        assert_eq!(
+            m,
+            [
+                ("u1".to_owned(), None),
+                ("u2".to_owned(), Some("x".to_owned()))
+            ]
         );
-        assert!(group_for_storage(obj(json!({"members": []}))).is_err());
+        assert!(
+            group_for_storage_t(obj(json!({"displayName": "S", "members": [{"v": 1}]}))).is_err()
+        );
+        assert!(group_for_storage_t(obj(json!({"members": []}))).is_err());
     }
 
     #[test]
@@ -345,6 +379,7 @@ mod tests {
             created_ms: 0,
             modified_ms: 1_700_000_000_123,
             version: 3,
+            active: true,
         };
         let v = user(
             &u,

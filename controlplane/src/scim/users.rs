@@ -1,8 +1,13 @@
 //! `/Users` handlers.
 
-use super::http::{ListParams, ScimResponse, base_url, json_object};
+use super::http::{
+    ScimResponse, base_url, check_if_match, etag, if_none_match, json_object, json_value,
+    not_modified,
+};
+use super::project::Projection;
+use super::query::{self, ListQuery};
 use super::render::{self, GroupRef};
-use super::{ScimError, ScimState, filter, patch, schema};
+use super::{ScimError, ScimState, patch};
 use crate::store::{self, StoreError, UserRow};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -12,7 +17,7 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 /// A user's direct groups and the groups those are nested in.
-fn groups_of(c: &Connection, user_id: &str) -> Result<Vec<GroupRef>, StoreError> {
+pub(super) fn groups_of(c: &Connection, user_id: &str) -> Result<Vec<GroupRef>, StoreError> {
     let mut out: Vec<GroupRef> = store::groups_containing(c, user_id)?
         .into_iter()
         .map(|(id, display)| GroupRef {
@@ -38,14 +43,21 @@ fn groups_of(c: &Connection, user_id: &str) -> Result<Vec<GroupRef>, StoreError>
     Ok(out)
 }
 
+fn not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("user {id} not found"))
+}
+
 /// `POST /Users`
 pub async fn create(
     State(state): State<ScimState>,
     Path(source): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let resource = render::user_for_storage(json_object(&body)?)?;
+    let rt = state.types(&source).user;
+    let projection = Projection::from_query(&query)?;
+    let resource = render::user_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
     let (rendered, revision) = state
         .write(move |tx| {
@@ -57,6 +69,11 @@ pub async fn create(
                 created_ms: now,
                 modified_ms: now,
                 version: 1,
+                active: true,
+            };
+            let row = UserRow {
+                active: UserRow::status_after(&row.resource, true),
+                ..row
             };
             if store::user_name_taken(tx, &source, row.user_name(), &row.id)? {
                 return Err(ScimError::uniqueness(format!(
@@ -84,24 +101,30 @@ pub async fn create(
     Ok(ScimResponse {
         status: StatusCode::CREATED,
         location: rendered["meta"]["location"].as_str().map(str::to_owned),
-        etag: Some(super::http::etag(1)),
-        body: Some(rendered),
+        etag: Some(etag(1)),
+        body: Some(projection.apply(rendered, rt)),
     })
 }
 
-/// `GET /Users/{id}`
+/// `GET /Users/{id}`, honouring `If-None-Match`, `attributes` and `excludedAttributes`.
 pub async fn fetch(
     State(state): State<ScimState>,
     Path((source, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
+    let rt = state.types(&source).user;
+    let projection = Projection::from_query(&query)?;
     let base = base_url(&headers, &source);
     state
         .read(move |c| {
-            let row = store::get_user(c, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
+            let row = store::get_user(c, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            if if_none_match(&headers, row.version) {
+                return Ok(not_modified(row.version));
+            }
             let groups = groups_of(c, &row.id)?;
-            Ok(ScimResponse::ok(render::user(&row, &groups, &base)).with_etag(row.version))
+            let full = render::user(&row, &groups, &base);
+            Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(row.version))
         })
         .await
 }
@@ -113,75 +136,54 @@ pub async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
-    let (params, parsed) = ListParams::parse_with_filter(&query, &schema::USER)?;
+    let rt = state.types(&source).user;
+    let q = ListQuery::from_query(&query, &[rt], &state.config.scim)?;
     let base = base_url(&headers, &source);
+    let limits = state.config.scim.clone();
     state
         .read(move |c| {
-            let candidates = match parsed.as_ref().and_then(indexed_lookup) {
-                Some(Lookup::UserName(v)) => store::find_user_by_name(c, &source, &v)?
-                    .into_iter()
-                    .collect(),
-                Some(Lookup::ExternalId(v)) => store::find_users_by_external_id(c, &source, &v)?,
-                None => store::list_users(c, Some(&source))?,
-            };
-            let mut out = Vec::new();
-            for row in candidates {
-                let groups = groups_of(c, &row.id)?;
-                let rendered = render::user(&row, &groups, &base);
-                if parsed
-                    .as_ref()
-                    .is_none_or(|f| filter::matches(f, &rendered, &schema::USER))
-                {
-                    out.push(rendered);
-                }
-            }
-            Ok(ScimResponse::ok(params.page(out)))
+            Ok(ScimResponse::ok(query::run(
+                c, &source, &q, rt, &base, &limits,
+            )?))
         })
         .await
 }
 
-enum Lookup {
-    UserName(String),
-    ExternalId(String),
+/// `POST /Users/.search`
+pub async fn search(
+    State(state): State<ScimState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ScimResponse, ScimError> {
+    let rt = state.types(&source).user;
+    let q = ListQuery::from_search(&json_value(&body)?, &[rt], &state.config.scim)?;
+    let base = base_url(&headers, &source);
+    let limits = state.config.scim.clone();
+    state
+        .read(move |c| {
+            Ok(ScimResponse::ok(query::run(
+                c, &source, &q, rt, &base, &limits,
+            )?))
+        })
+        .await
 }
 
-/// `userName eq "…"` and `externalId eq "…"` are answered from an index; the full filter is
-/// still applied to the candidates, so this is only an optimisation.
-fn indexed_lookup(f: &filter::Filter) -> Option<Lookup> {
-    let filter::Filter::Compare(path, filter::CompareOp::Eq, filter::CompValue::String(v)) = f
-    else {
-        return None;
-    };
-    if path.sub.is_some()
-        || path
-            .uri
-            .as_deref()
-            .is_some_and(|u| !u.eq_ignore_ascii_case(schema::USER_SCHEMA))
-    {
-        return None;
-    }
-    if path.attr.eq_ignore_ascii_case("userName") {
-        Some(Lookup::UserName(v.clone()))
-    } else if path.attr.eq_ignore_ascii_case("externalId") {
-        Some(Lookup::ExternalId(v.clone()))
-    } else {
-        None
-    }
-}
-
-/// Stores `resource` as the new state of `old` if it differs; returns the response.
+/// Stores `resource` as the new state of `old` if it differs; returns the full representation
+/// and its version.
 fn save(
     tx: &Connection,
     old: UserRow,
     resource: Value,
     operation: &str,
     base: &str,
-) -> Result<ScimResponse, ScimError> {
+) -> Result<(Value, u64), ScimError> {
     if resource == old.resource {
         let groups = groups_of(tx, &old.id)?;
-        return Ok(ScimResponse::ok(render::user(&old, &groups, base)).with_etag(old.version));
+        return Ok((render::user(&old, &groups, base), old.version));
     }
     let new = UserRow {
+        active: UserRow::status_after(&resource, old.active),
         resource,
         modified_ms: store::now_ms(),
         version: old.version + 1,
@@ -208,62 +210,59 @@ fn save(
             Some(after.clone()),
         ),
     )?;
-    tracing::info!(id = %new.id, operation, revision, active = new.active(), "SCIM user changed");
-    Ok(ScimResponse::ok(after).with_etag(new.version))
+    tracing::info!(id = %new.id, operation, revision, active = new.active, "SCIM user changed");
+    Ok((after, new.version))
 }
 
 /// `PUT /Users/{id}`: replaces the user; never creates one.
 pub async fn replace(
     State(state): State<ScimState>,
     Path((source, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let resource = render::user_for_storage(json_object(&body)?)?;
+    let rt = state.types(&source).user;
+    let projection = Projection::from_query(&query)?;
+    let resource = render::user_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
-    state
+    let (full, version) = state
         .write(move |tx| {
-            let old = store::get_user(tx, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
-            // A PUT that omits `active` keeps it: omission must never reactivate a leaver.
-            let mut resource = resource;
-            if let (Value::Object(m), Some(active)) = (&mut resource, old.resource.get("active"))
-                && !m.contains_key("active")
-            {
-                m.insert("active".into(), active.clone());
-            }
+            let old = store::get_user(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            check_if_match(&headers, old.version)?;
+            // A PUT that omits `active` leaves the status as it was (see `UserRow::active`).
             save(tx, old, resource, "replace", &base)
         })
-        .await
+        .await?;
+    Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
 }
 
 /// `PATCH /Users/{id}`: all operations apply, in order, or none does.
 pub async fn modify(
     State(state): State<ScimState>,
     Path((source, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<ScimResponse, ScimError> {
-    let ops = patch::parse_request(&super::http::json_value(&body)?)?;
+    let rt = state.types(&source).user;
+    let projection = Projection::from_query(&query)?;
+    let ops = patch::parse_request(&json_value(&body)?)?;
     let base = base_url(&headers, &source);
-    state
+    let (full, version) = state
         .write(move |tx| {
-            let old = store::get_user(tx, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
+            let old = store::get_user(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            check_if_match(&headers, old.version)?;
             let mut resource = old.resource.clone();
-            patch::apply(&mut resource, &ops, &schema::USER)?;
+            patch::apply(&mut resource, &ops, rt)?;
             let Value::Object(obj) = resource else {
                 return Err(ScimError::internal("patched user is not an object"));
             };
-            if old.resource.get("active").is_some() && !obj.contains_key("active") {
-                return Err(ScimError::mutability(
-                    "active cannot be removed; replace it with false to deactivate the user",
-                ));
-            }
-            let resource = render::user_for_storage(obj)?;
+            let resource = render::user_for_storage(obj, rt)?;
             save(tx, old, resource, "patch", &base)
         })
-        .await
+        .await?;
+    Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
 }
 
 /// `DELETE /Users/{id}`: the user and its memberships go; its history stays in the event log.
@@ -275,8 +274,8 @@ pub async fn remove(
     let base = base_url(&headers, &source);
     state
         .write(move |tx| {
-            let old = store::get_user(tx, &source, &id)?
-                .ok_or_else(|| ScimError::not_found(format!("user {id} not found")))?;
+            let old = store::get_user(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
+            check_if_match(&headers, old.version)?;
             let before = render::user(&old, &groups_of(tx, &id)?, &base);
             store::delete_user(tx, &source, &id)?;
             let revision = store::record_event(

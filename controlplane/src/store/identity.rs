@@ -18,9 +18,21 @@ pub struct UserRow {
     pub modified_ms: u64,
     /// Bumped on every change; the SCIM `meta.version` / ETag.
     pub version: u64,
+    /// The effective status, which snapshots use: the `active` attribute when the resource
+    /// has one; when a write drops the attribute, the status it had (a removal never
+    /// reactivates anyone); `true` for a user created without it.
+    pub active: bool,
 }
 
 impl UserRow {
+    /// The status after a write that stores `resource` for a user whose status was `before`.
+    pub fn status_after(resource: &Value, before: bool) -> bool {
+        resource
+            .get("active")
+            .and_then(Value::as_bool)
+            .unwrap_or(before)
+    }
+
     pub fn user_name(&self) -> &str {
         self.resource
             .get("userName")
@@ -31,13 +43,6 @@ impl UserRow {
     pub fn external_id(&self) -> Option<&str> {
         self.resource.get("externalId").and_then(Value::as_str)
     }
-
-    pub fn active(&self) -> bool {
-        self.resource
-            .get("active")
-            .and_then(Value::as_bool)
-            .unwrap_or(true)
-    }
 }
 
 /// A member of a group.
@@ -45,6 +50,8 @@ impl UserRow {
 pub struct Member {
     pub id: String,
     pub kind: MemberKind,
+    /// The client's `display` for the member, kept as sent.
+    pub display: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,7 +121,7 @@ pub struct IdentityEvent {
 
 // ---- users ----------------------------------------------------------------------------------
 
-const USER_COLUMNS: &str = "id, source, resource, created_ms, modified_ms, version";
+const USER_COLUMNS: &str = "id, source, resource, created_ms, modified_ms, version, active";
 
 fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(UserRow, String)> {
     let text: String = r.get(2)?;
@@ -126,6 +133,7 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(UserRow, String)> {
             created_ms: r.get::<_, i64>(3)? as u64,
             modified_ms: r.get::<_, i64>(4)? as u64,
             version: r.get::<_, i64>(5)? as u64,
+            active: r.get::<_, i64>(6)? != 0,
         },
         text,
     ))
@@ -218,7 +226,7 @@ pub fn put_user(c: &Connection, u: &UserRow) -> Result<(), StoreError> {
             u.user_name(),
             u.user_name().to_lowercase(),
             u.external_id(),
-            u.active(),
+            u.active,
             serde_json::to_string(&u.resource)?,
             u.created_ms as i64,
             u.modified_ms as i64,
@@ -358,10 +366,11 @@ pub fn put_group(c: &Connection, g: &GroupRow) -> Result<(), StoreError> {
         params![g.id],
     )?;
     let mut stmt = c.prepare_cached(
-        "INSERT OR IGNORE INTO group_members (group_id, member_id, member_type) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO group_members (group_id, member_id, member_type, display)
+         VALUES (?1, ?2, ?3, ?4)",
     )?;
     for m in &g.members {
-        stmt.execute(params![g.id, m.id, m.kind.as_str()])?;
+        stmt.execute(params![g.id, m.id, m.kind.as_str(), m.display])?;
     }
     Ok(())
 }
@@ -384,12 +393,14 @@ pub fn delete_group(c: &Connection, source: &str, id: &str) -> Result<bool, Stor
 /// Direct members of a group, ordered.
 pub fn members_of(c: &Connection, group_id: &str) -> Result<Vec<Member>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT member_id, member_type FROM group_members WHERE group_id = ?1 ORDER BY member_id",
+        "SELECT member_id, member_type, display FROM group_members WHERE group_id = ?1
+         ORDER BY member_id",
     )?;
     let rows = stmt.query_map(params![group_id], |r| {
         Ok(Member {
             id: r.get(0)?,
             kind: MemberKind::parse(&r.get::<_, String>(1)?),
+            display: r.get(2)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -400,7 +411,7 @@ fn all_members(
     source: Option<&str>,
 ) -> Result<std::collections::HashMap<String, Vec<Member>>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT m.group_id, m.member_id, m.member_type FROM group_members m
+        "SELECT m.group_id, m.member_id, m.member_type, m.display FROM group_members m
          JOIN groups g ON g.id = m.group_id
          WHERE ?1 IS NULL OR g.source = ?1 ORDER BY m.group_id, m.member_id",
     )?;
@@ -411,6 +422,7 @@ fn all_members(
             Member {
                 id: r.get(1)?,
                 kind: MemberKind::parse(&r.get::<_, String>(2)?),
+                display: r.get(3)?,
             },
         ))
     })?;
@@ -524,4 +536,127 @@ pub fn events_after(
         Ok(e)
     })
     .collect()
+}
+
+// ---- paging and membership index -----------------------------------------------------------
+
+pub fn count_users(c: &Connection, source: &str) -> Result<u64, StoreError> {
+    Ok(c.query_row(
+        "SELECT COUNT(*) FROM users WHERE source = ?1",
+        params![source],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+pub fn count_groups(c: &Connection, source: &str) -> Result<u64, StoreError> {
+    Ok(c.query_row(
+        "SELECT COUNT(*) FROM groups WHERE source = ?1",
+        params![source],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Users of a source in id order, `offset` skipped, at most `limit`: one page of a stable
+/// listing.
+pub fn page_users(
+    c: &Connection,
+    source: &str,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<UserRow>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE source = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"
+    ))?;
+    let rows = stmt.query_map(params![source, limit as i64, offset as i64], user_from_row)?;
+    rows.map(|r| finish_user(r?)).collect()
+}
+
+/// Groups of a source in id order, a page; `with_members` loads each group's members.
+pub fn page_groups(
+    c: &Connection,
+    source: &str,
+    offset: u64,
+    limit: u64,
+    with_members: bool,
+) -> Result<Vec<GroupRow>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups WHERE source = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"
+    ))?;
+    let rows = stmt
+        .query_map(params![source, limit as i64, offset as i64], group_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(mut row, text)| {
+            row.resource = serde_json::from_str(&text)?;
+            if with_members {
+                row.members = members_of(c, &row.id)?;
+            }
+            Ok(row)
+        })
+        .collect()
+}
+
+/// Every membership of a source's groups, and every group's display name: enough to answer
+/// "which groups is this user in, directly or not" for a whole listing at once.
+#[derive(Debug, Default)]
+pub struct MembershipIndex {
+    names: std::collections::HashMap<String, String>,
+    /// member id → groups listing it directly.
+    containing: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl MembershipIndex {
+    pub fn load(c: &Connection, source: &str) -> Result<Self, StoreError> {
+        let mut names = std::collections::HashMap::new();
+        let mut stmt = c.prepare_cached("SELECT id, display_name FROM groups WHERE source = ?1")?;
+        for row in stmt.query_map(params![source], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (id, name) = row?;
+            names.insert(id, name);
+        }
+        let mut containing: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut stmt = c.prepare_cached(
+            "SELECT m.group_id, m.member_id FROM group_members m JOIN groups g ON g.id = m.group_id
+             WHERE g.source = ?1",
+        )?;
+        for row in stmt.query_map(params![source], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (group, member) = row?;
+            containing.entry(member).or_default().push(group);
+        }
+        Ok(Self { names, containing })
+    }
+
+    /// `(group id, display name, direct?)` for every group `member` is in, directly first.
+    pub fn groups_of(&self, member: &str) -> Vec<(String, String, bool)> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let direct = self.containing.get(member).cloned().unwrap_or_default();
+        let mut frontier: Vec<String> = Vec::new();
+        for g in direct {
+            if seen.insert(g.clone()) {
+                out.push((
+                    g.clone(),
+                    self.names.get(&g).cloned().unwrap_or_default(),
+                    true,
+                ));
+                frontier.push(g);
+            }
+        }
+        while let Some(g) = frontier.pop() {
+            for parent in self.containing.get(&g).into_iter().flatten() {
+                if seen.insert(parent.clone()) {
+                    out.push((
+                        parent.clone(),
+                        self.names.get(parent).cloned().unwrap_or_default(),
+                        false,
+                    ));
+                    frontier.push(parent.clone());
+                }
+            }
+        }
+        out
+    }
 }

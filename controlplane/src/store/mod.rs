@@ -34,7 +34,10 @@ pub enum StoreError {
 }
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` records the last applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_member_display.sql"),
+];
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone, Debug)]

@@ -9,6 +9,7 @@ fn user(id: &str, name: &str) -> UserRow {
         created_ms: 1,
         modified_ms: 1,
         version: 1,
+        active: true,
     }
 }
 
@@ -82,6 +83,7 @@ fn groups_keep_members_and_deletes_clean_up_memberships() {
             members: vec![Member {
                 id: "u1".into(),
                 kind: MemberKind::User,
+                display: Some("Ana".into()),
             }],
             created_ms: 1,
             modified_ms: 1,
@@ -94,6 +96,7 @@ fn groups_keep_members_and_deletes_clean_up_memberships() {
             members: vec![Member {
                 id: "g-inner".into(),
                 kind: MemberKind::Group,
+                display: None,
             }],
             ..inner.clone()
         };

@@ -432,13 +432,15 @@ impl<'a> Parser<'a> {
     }
 
     /// `compValue := false / null / true / number / string`.
+    ///
+    /// Beyond the ABNF, a bare token that is none of those is read as a string: Entra ID
+    /// sends `externalId eq jyoung`. The token ends at whitespace, `)` or `]`.
     fn comp_value(&mut self) -> PResult<CompValue> {
         match self.peek() {
             Some('"') => self.string_literal().map(CompValue::String),
             Some('-' | '0'..='9') => self.number_literal(),
             _ => {
-                let start = self.pos;
-                let word = self.take_while(|c| c.is_ascii_alphanumeric());
+                let word = self.take_while(is_bare_value_char);
                 match word.to_ascii_lowercase().as_str() {
                     "true" => Ok(CompValue::Bool(true)),
                     "false" => Ok(CompValue::Bool(false)),
@@ -447,10 +449,7 @@ impl<'a> Parser<'a> {
                         "expected a value (a JSON string, number, true, false or null), found {}",
                         self.describe_next()
                     ))),
-                    _ => Err(self.err_at(
-                        start,
-                        format!("invalid value '{word}'; string values must be double-quoted"),
-                    )),
+                    _ => Ok(CompValue::String(word.to_owned())),
                 }
             }
         }
@@ -479,12 +478,22 @@ impl<'a> Parser<'a> {
 
     fn number_literal(&mut self) -> PResult<CompValue> {
         let start = self.pos;
-        let text =
-            self.take_while(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'));
-        serde_json::from_str::<serde_json::Number>(text)
-            .map(CompValue::Number)
-            .map_err(|_| self.err_at(start, format!("invalid number '{text}'")))
+        let text = self.take_while(is_bare_value_char);
+        let numeric = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'));
+        match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(n) => Ok(CompValue::Number(n)),
+            // A bare token that merely starts like a number (`12-ab`): a string, as above.
+            Err(_) if !numeric => Ok(CompValue::String(text.to_owned())),
+            Err(_) => Err(self.err_at(start, format!("invalid number '{text}'"))),
+        }
     }
+}
+
+/// Characters of an unquoted value token.
+fn is_bare_value_char(c: char) -> bool {
+    !c.is_whitespace() && !matches!(c, ')' | ']' | '(' | '[' | '"')
 }
 
 /// Makes an inner path of a value filter relative to the element: `emails.type` inside

@@ -237,6 +237,37 @@ fn display_round_trips() {
 }
 
 #[test]
+fn entra_style_unquoted_values_are_strings() {
+    let f = parse("externalId eq jyoung").expect("parses");
+    assert_eq!(
+        f,
+        Filter::Compare(
+            AttrPath::new("externalId"),
+            CompareOp::Eq,
+            CompValue::String("jyoung".into())
+        )
+    );
+    let f = parse("userName eq jyoung@contoso.com and (title pr)").expect("parses");
+    assert!(matches!(f, Filter::And(..)), "{f:?}");
+    assert_eq!(
+        parse("employeeNumber eq 12-ab").expect("parses"),
+        Filter::Compare(
+            AttrPath::new("employeeNumber"),
+            CompareOp::Eq,
+            CompValue::String("12-ab".into())
+        )
+    );
+    assert_eq!(
+        parse("active eq True").expect("parses"),
+        Filter::Compare(
+            AttrPath::new("active"),
+            CompareOp::Eq,
+            CompValue::Bool(true)
+        )
+    );
+}
+
+#[test]
 fn rejects_invalid_filters() {
     let cases = [
         ("", "empty filter"),
@@ -248,7 +279,6 @@ fn rejects_invalid_filters() {
         ("userName pr \"x\"", "does not take a value"),
         ("userName pr true", "does not take a value"),
         ("userName like \"x\"", "unknown operator 'like'"),
-        ("userName eq bjensen", "must be double-quoted"),
         ("userName eq \"x", "unterminated string"),
         ("userName eq \"\\q\"", "invalid string literal"),
         ("userName eq 1.2.3", "invalid number"),

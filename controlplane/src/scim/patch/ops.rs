@@ -253,6 +253,11 @@ impl Session<'_> {
             ScimError::invalid_value(format!("'{urn}' must be an object of attributes"))
         })?;
         for (name, member) in members {
+            // Some clients serialise an extension object with its own `schemas` list; it
+            // carries nothing to store (the server maintains `schemas`).
+            if name.eq_ignore_ascii_case("schemas") {
+                continue;
+            }
             let mut path = filter::parse_attr_path(name)?;
             if path.uri.is_some() {
                 return Err(ScimError::invalid_path(format!(
