@@ -3,48 +3,13 @@
 
 mod common;
 
-use common::{start, write_config};
+use common::{Scim, start, write_config};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-struct Scim {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Scim {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/scim+json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let v = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).expect("json body")
-        };
-        (status, headers, v)
-    }
-}
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -61,11 +26,7 @@ async fn scim_writes_are_durable_evented_and_survive_a_restart() {
     let config = write_config(dir.path(), &hash);
     let cp = start(&config);
     let http = client();
-    let scim = Scim {
-        http: http.clone(),
-        base: format!("{}/okta", cp.scim),
-        token: token.clone(),
-    };
+    let scim = Scim::new(format!("{}/okta", cp.scim), &token);
     use reqwest::Method;
 
     // POST: 201 with Location, ETag and meta.
@@ -283,17 +244,9 @@ async fn scim_writes_are_durable_evented_and_survive_a_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
     let entra_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let entra = Scim {
-        http: http.clone(),
-        base: format!("{}/entra", cp.scim),
-        token: entra_token.clone(),
-    };
+    let entra = Scim::new(format!("{}/entra", cp.scim), &entra_token);
     assert_eq!(entra.call(Method::GET, "/Users", None).await.0, 200);
-    let cross = Scim {
-        http: http.clone(),
-        base: format!("{}/okta", cp.scim),
-        token: entra_token,
-    };
+    let cross = Scim::new(format!("{}/okta", cp.scim), &entra_token);
     assert_eq!(cross.call(Method::GET, "/Users", None).await.0, 401);
     let list = Command::new(env!("CARGO_BIN_EXE_portcullis-cp"))
         .args(["scim-token", "list", "--config"])
@@ -323,11 +276,7 @@ async fn scim_writes_are_durable_evented_and_survive_a_restart() {
     let version = status["snapshot"]["version"].as_u64().expect("version");
     drop(cp);
     let cp = start(&config);
-    let scim = Scim {
-        http: http.clone(),
-        base: format!("{}/okta", cp.scim),
-        token,
-    };
+    let scim = Scim::new(format!("{}/okta", cp.scim), &token);
     let (s, _, v) = scim.call(Method::GET, &format!("/Users/{id}"), None).await;
     assert_eq!((s, v["displayName"].as_str()), (200, Some("Ana")));
     let again: Value = http

@@ -11,6 +11,7 @@ use super::http::{
 use super::project::Projection;
 use super::query::{self, ListQuery};
 use super::render;
+use super::schema::ResourceType;
 use super::{ScimError, ScimState, patch};
 use crate::store::{self, GroupRow, Member};
 use axum::body::Bytes;
@@ -65,6 +66,49 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("group {id} not found"))
 }
 
+/// Creates a group from a validated resource and members; returns the full representation.
+pub(super) fn create_tx(
+    tx: &Connection,
+    source: &str,
+    resource: Value,
+    requested: &[render::MemberRequest],
+    base: &str,
+) -> Result<Value, ScimError> {
+    let now = store::now_ms();
+    let id = uuid::Uuid::new_v4().to_string();
+    let members = resolve_members(tx, source, &id, requested)?;
+    let row = GroupRow {
+        id,
+        source: source.to_owned(),
+        resource,
+        members,
+        created_ms: now,
+        modified_ms: now,
+        version: 1,
+    };
+    if store::display_name_taken(tx, source, row.display_name(), &row.id)? {
+        return Err(ScimError::uniqueness(format!(
+            "group displayName {:?} is already in use",
+            row.display_name()
+        )));
+    }
+    store::put_group(tx, &row)?;
+    let rendered = render::group(&row, base);
+    let revision = store::record_event(
+        tx,
+        &super::event(
+            "Group",
+            source,
+            "create",
+            &row.id,
+            None,
+            Some(rendered.clone()),
+        ),
+    )?;
+    tracing::info!(id = %row.id, revision, members = row.members.len(), "SCIM group created");
+    Ok(rendered)
+}
+
 /// `POST /Groups`
 pub async fn create(
     State(state): State<ScimState>,
@@ -75,37 +119,10 @@ pub async fn create(
 ) -> Result<ScimResponse, ScimError> {
     let rt = state.types(&source).group;
     let projection = Projection::from_query(&query)?;
-    let (resource, member_ids) = render::group_for_storage(json_object(&body)?, rt)?;
+    let (resource, members) = render::group_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
     let rendered = state
-        .write(move |tx| {
-            let now = store::now_ms();
-            let id = uuid::Uuid::new_v4().to_string();
-            let members = resolve_members(tx, &source, &id, &member_ids)?;
-            let row = GroupRow {
-                id,
-                source: source.clone(),
-                resource,
-                members,
-                created_ms: now,
-                modified_ms: now,
-                version: 1,
-            };
-            if store::display_name_taken(tx, &source, row.display_name(), &row.id)? {
-                return Err(ScimError::uniqueness(format!(
-                    "group displayName {:?} is already in use",
-                    row.display_name()
-                )));
-            }
-            store::put_group(tx, &row)?;
-            let rendered = render::group(&row, &base);
-            let revision = store::record_event(
-                tx,
-                &super::event("Group", &source, "create", &row.id, None, Some(rendered.clone())),
-            )?;
-            tracing::info!(id = %row.id, revision, members = row.members.len(), "SCIM group created");
-            Ok(rendered)
-        })
+        .write(move |tx| create_tx(tx, &source, resource, &members, &base))
         .await?;
     Ok(ScimResponse {
         status: StatusCode::CREATED,
@@ -224,6 +241,72 @@ fn save(
     Ok((after, new.version))
 }
 
+/// Replaces a group (members included), if `if_match` allows.
+pub(super) fn replace_tx(
+    tx: &Connection,
+    source: &str,
+    id: &str,
+    resource: Value,
+    requested: Vec<render::MemberRequest>,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<(Value, u64), ScimError> {
+    let old = store::get_group(tx, source, id)?.ok_or_else(|| not_found(id))?;
+    check_if_match(if_match, old.version)?;
+    save(tx, old, resource, requested, "replace", base)
+}
+
+/// Applies PATCH operations to a group's full representation, members included.
+pub(super) fn patch_tx(
+    tx: &Connection,
+    source: &str,
+    id: &str,
+    ops: &[patch::PatchOperation],
+    rt: &ResourceType,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<(Value, u64), ScimError> {
+    let old = store::get_group(tx, source, id)?.ok_or_else(|| not_found(id))?;
+    check_if_match(if_match, old.version)?;
+    let mut full = old.resource.clone();
+    if let Value::Object(m) = &mut full {
+        m.insert("members".into(), render::members(&old.members, base));
+    }
+    patch::apply(&mut full, ops, rt)?;
+    let Value::Object(obj) = full else {
+        return Err(ScimError::internal("patched group is not an object"));
+    };
+    let (resource, requested) = render::group_for_storage(obj, rt)?;
+    save(tx, old, resource, requested, "patch", base)
+}
+
+/// Deletes a group, if `if_match` allows.
+pub(super) fn delete_tx(
+    tx: &Connection,
+    source: &str,
+    id: &str,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<(), ScimError> {
+    let old = store::get_group(tx, source, id)?.ok_or_else(|| not_found(id))?;
+    check_if_match(if_match, old.version)?;
+    let before = render::group(&old, base);
+    store::delete_group(tx, source, id)?;
+    let revision = store::record_event(
+        tx,
+        &super::event("Group", source, "delete", id, Some(before), None),
+    )?;
+    tracing::info!(%id, revision, "SCIM group deleted");
+    Ok(())
+}
+
+fn if_match_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// `PUT /Groups/{id}`: replaces the group, members included; never creates one.
 pub async fn replace(
     State(state): State<ScimState>,
@@ -234,13 +317,20 @@ pub async fn replace(
 ) -> Result<ScimResponse, ScimError> {
     let rt = state.types(&source).group;
     let projection = Projection::from_query(&query)?;
-    let (resource, member_ids) = render::group_for_storage(json_object(&body)?, rt)?;
+    let (resource, requested) = render::group_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
+    let if_match = if_match_header(&headers);
     let (full, version) = state
         .write(move |tx| {
-            let old = store::get_group(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, old.version)?;
-            save(tx, old, resource, member_ids, "replace", &base)
+            replace_tx(
+                tx,
+                &source,
+                &id,
+                resource,
+                requested,
+                if_match.as_deref(),
+                &base,
+            )
         })
         .await?;
     Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
@@ -258,22 +348,9 @@ pub async fn modify(
     let projection = Projection::from_query(&query)?;
     let ops = patch::parse_request(&json_value(&body)?)?;
     let base = base_url(&headers, &source);
+    let if_match = if_match_header(&headers);
     let (full, version) = state
-        .write(move |tx| {
-            let old = store::get_group(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, old.version)?;
-            // Patch the full representation, members included.
-            let mut full = old.resource.clone();
-            if let Value::Object(m) = &mut full {
-                m.insert("members".into(), render::members(&old.members, &base));
-            }
-            patch::apply(&mut full, &ops, rt)?;
-            let Value::Object(obj) = full else {
-                return Err(ScimError::internal("patched group is not an object"));
-            };
-            let (resource, member_ids) = render::group_for_storage(obj, rt)?;
-            save(tx, old, resource, member_ids, "patch", &base)
-        })
+        .write(move |tx| patch_tx(tx, &source, &id, &ops, rt, if_match.as_deref(), &base))
         .await?;
     Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
 }
@@ -285,18 +362,9 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
     let base = base_url(&headers, &source);
+    let if_match = if_match_header(&headers);
     state
-        .write(move |tx| {
-            let old = store::get_group(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, old.version)?;
-            let before = render::group(&old, &base);
-            store::delete_group(tx, &source, &id)?;
-            let revision = store::record_event(
-                tx,
-                &super::event("Group", &source, "delete", &id, Some(before), None),
-            )?;
-            tracing::info!(%id, revision, "SCIM group deleted");
-            Ok(ScimResponse::no_content())
-        })
-        .await
+        .write(move |tx| delete_tx(tx, &source, &id, if_match.as_deref(), &base))
+        .await?;
+    Ok(ScimResponse::no_content())
 }

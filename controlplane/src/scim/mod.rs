@@ -5,6 +5,7 @@
 //! one transaction, the identity revision increments, and only after the commit is the SCIM
 //! response sent and a new snapshot compiled.
 
+mod bulk;
 mod discovery;
 pub mod error;
 pub mod filter;
@@ -90,6 +91,10 @@ pub fn router(state: ScimState) -> Router {
         .route(
             "/scim/v2/{source}/.search",
             post(search_all).fallback(method_not_allowed),
+        )
+        .route(
+            "/scim/v2/{source}/Bulk",
+            post(bulk::bulk).fallback(method_not_allowed),
         )
         .route(
             "/scim/v2/{source}/ServiceProviderConfig",

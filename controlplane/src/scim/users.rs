@@ -7,6 +7,7 @@ use super::http::{
 use super::project::Projection;
 use super::query::{self, ListQuery};
 use super::render::{self, GroupRef};
+use super::schema::ResourceType;
 use super::{ScimError, ScimState, patch};
 use crate::store::{self, StoreError, UserRow};
 use axum::body::Bytes;
@@ -47,6 +48,46 @@ fn not_found(id: &str) -> ScimError {
     ScimError::not_found(format!("user {id} not found"))
 }
 
+/// Creates a user from a validated resource; returns the full representation.
+pub(super) fn create_tx(
+    tx: &Connection,
+    source: &str,
+    resource: Value,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let now = store::now_ms();
+    let row = UserRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        source: source.to_owned(),
+        active: UserRow::status_after(&resource, true),
+        resource,
+        created_ms: now,
+        modified_ms: now,
+        version: 1,
+    };
+    if store::user_name_taken(tx, source, row.user_name(), &row.id)? {
+        return Err(ScimError::uniqueness(format!(
+            "userName {:?} is already in use",
+            row.user_name()
+        )));
+    }
+    store::put_user(tx, &row)?;
+    let rendered = render::user(&row, &[], base);
+    let revision = store::record_event(
+        tx,
+        &super::event(
+            "User",
+            source,
+            "create",
+            &row.id,
+            None,
+            Some(rendered.clone()),
+        ),
+    )?;
+    tracing::info!(id = %row.id, revision, "SCIM user created");
+    Ok(rendered)
+}
+
 /// `POST /Users`
 pub async fn create(
     State(state): State<ScimState>,
@@ -59,45 +100,9 @@ pub async fn create(
     let projection = Projection::from_query(&query)?;
     let resource = render::user_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
-    let (rendered, revision) = state
-        .write(move |tx| {
-            let now = store::now_ms();
-            let row = UserRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                source: source.clone(),
-                resource,
-                created_ms: now,
-                modified_ms: now,
-                version: 1,
-                active: true,
-            };
-            let row = UserRow {
-                active: UserRow::status_after(&row.resource, true),
-                ..row
-            };
-            if store::user_name_taken(tx, &source, row.user_name(), &row.id)? {
-                return Err(ScimError::uniqueness(format!(
-                    "userName {:?} is already in use",
-                    row.user_name()
-                )));
-            }
-            store::put_user(tx, &row)?;
-            let rendered = render::user(&row, &[], &base);
-            let rev = store::record_event(
-                tx,
-                &super::event(
-                    "User",
-                    &source,
-                    "create",
-                    &row.id,
-                    None,
-                    Some(rendered.clone()),
-                ),
-            )?;
-            Ok((rendered, rev))
-        })
+    let rendered = state
+        .write(move |tx| create_tx(tx, &source, resource, &base))
         .await?;
-    tracing::info!(id = %rendered["id"], revision, "SCIM user created");
     Ok(ScimResponse {
         status: StatusCode::CREATED,
         location: rendered["meta"]["location"].as_str().map(str::to_owned),
@@ -214,6 +219,69 @@ fn save(
     Ok((after, new.version))
 }
 
+/// Replaces a user with a validated resource, if `if_match` (an `If-Match` value) allows.
+pub(super) fn replace_tx(
+    tx: &Connection,
+    source: &str,
+    id: &str,
+    resource: Value,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<(Value, u64), ScimError> {
+    let old = store::get_user(tx, source, id)?.ok_or_else(|| not_found(id))?;
+    check_if_match(if_match, old.version)?;
+    // A PUT that omits `active` leaves the status as it was (see `UserRow::active`).
+    save(tx, old, resource, "replace", base)
+}
+
+/// Applies PATCH operations to a user, if `if_match` allows.
+pub(super) fn patch_tx(
+    tx: &Connection,
+    source: &str,
+    id: &str,
+    ops: &[patch::PatchOperation],
+    rt: &ResourceType,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<(Value, u64), ScimError> {
+    let old = store::get_user(tx, source, id)?.ok_or_else(|| not_found(id))?;
+    check_if_match(if_match, old.version)?;
+    let mut resource = old.resource.clone();
+    patch::apply(&mut resource, ops, rt)?;
+    let Value::Object(obj) = resource else {
+        return Err(ScimError::internal("patched user is not an object"));
+    };
+    let resource = render::user_for_storage(obj, rt)?;
+    save(tx, old, resource, "patch", base)
+}
+
+/// Deletes a user, if `if_match` allows.
+pub(super) fn delete_tx(
+    tx: &Connection,
+    source: &str,
+    id: &str,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<(), ScimError> {
+    let old = store::get_user(tx, source, id)?.ok_or_else(|| not_found(id))?;
+    check_if_match(if_match, old.version)?;
+    let before = render::user(&old, &groups_of(tx, id)?, base);
+    store::delete_user(tx, source, id)?;
+    let revision = store::record_event(
+        tx,
+        &super::event("User", source, "delete", id, Some(before), None),
+    )?;
+    tracing::info!(%id, revision, "SCIM user deleted");
+    Ok(())
+}
+
+fn if_match_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// `PUT /Users/{id}`: replaces the user; never creates one.
 pub async fn replace(
     State(state): State<ScimState>,
@@ -226,13 +294,9 @@ pub async fn replace(
     let projection = Projection::from_query(&query)?;
     let resource = render::user_for_storage(json_object(&body)?, rt)?;
     let base = base_url(&headers, &source);
+    let if_match = if_match_header(&headers);
     let (full, version) = state
-        .write(move |tx| {
-            let old = store::get_user(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, old.version)?;
-            // A PUT that omits `active` leaves the status as it was (see `UserRow::active`).
-            save(tx, old, resource, "replace", &base)
-        })
+        .write(move |tx| replace_tx(tx, &source, &id, resource, if_match.as_deref(), &base))
         .await?;
     Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
 }
@@ -249,18 +313,9 @@ pub async fn modify(
     let projection = Projection::from_query(&query)?;
     let ops = patch::parse_request(&json_value(&body)?)?;
     let base = base_url(&headers, &source);
+    let if_match = if_match_header(&headers);
     let (full, version) = state
-        .write(move |tx| {
-            let old = store::get_user(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, old.version)?;
-            let mut resource = old.resource.clone();
-            patch::apply(&mut resource, &ops, rt)?;
-            let Value::Object(obj) = resource else {
-                return Err(ScimError::internal("patched user is not an object"));
-            };
-            let resource = render::user_for_storage(obj, rt)?;
-            save(tx, old, resource, "patch", &base)
-        })
+        .write(move |tx| patch_tx(tx, &source, &id, &ops, rt, if_match.as_deref(), &base))
         .await?;
     Ok(ScimResponse::ok(projection.apply(full, rt)).with_etag(version))
 }
@@ -272,18 +327,9 @@ pub async fn remove(
     headers: HeaderMap,
 ) -> Result<ScimResponse, ScimError> {
     let base = base_url(&headers, &source);
+    let if_match = if_match_header(&headers);
     state
-        .write(move |tx| {
-            let old = store::get_user(tx, &source, &id)?.ok_or_else(|| not_found(&id))?;
-            check_if_match(&headers, old.version)?;
-            let before = render::user(&old, &groups_of(tx, &id)?, &base);
-            store::delete_user(tx, &source, &id)?;
-            let revision = store::record_event(
-                tx,
-                &super::event("User", &source, "delete", &id, Some(before), None),
-            )?;
-            tracing::info!(%id, revision, "SCIM user deleted");
-            Ok(ScimResponse::no_content())
-        })
-        .await
+        .write(move |tx| delete_tx(tx, &source, &id, if_match.as_deref(), &base))
+        .await?;
+    Ok(ScimResponse::no_content())
 }

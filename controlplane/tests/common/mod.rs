@@ -21,6 +21,12 @@ impl Drop for ControlPlane {
 }
 
 pub fn write_config(dir: &Path, token_hash: &str) -> PathBuf {
+    write_config_with(dir, token_hash, "", "")
+}
+
+/// A configuration with `top` added before the sources (e.g. a `[scim]` table) and `okta`
+/// added to the `okta` source (e.g. `[[sources.extensions]]`).
+pub fn write_config_with(dir: &Path, token_hash: &str, top: &str, okta: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
     std::fs::write(
         dir.join("policies/base.cedar"),
@@ -40,9 +46,11 @@ admin = "127.0.0.1:0"
 grpc = "127.0.0.1:0"
 [nodes]
 token_sha256 = ["{token_hash}"]
+{top}
 [[sources]]
 name = "okta"
 scim_token_sha256 = ["{token_hash}"]
+{okta}
 [[sources]]
 name = "entra"
 "#
@@ -86,5 +94,66 @@ pub fn start(config: &Path) -> ControlPlane {
         scim: format!("http://{}/scim/v2", addrs["scim"].as_str().expect("scim")),
         admin: format!("http://{}", addrs["admin"].as_str().expect("admin")),
         grpc: format!("http://{}", addrs["grpc"].as_str().expect("grpc")),
+    }
+}
+
+/// A SCIM client for tests: every call returns status, headers and the JSON body.
+pub struct Scim {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+impl Scim {
+    pub fn new(base: String, token: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+            base,
+            token: token.to_owned(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, headers, v)
     }
 }
