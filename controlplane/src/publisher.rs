@@ -157,9 +157,10 @@ impl Publisher {
         let started = Instant::now();
         let policy = self.policies.live().ok_or(PublishError::NoPolicy)?;
         let issuers = self.issuers.current();
+        // A reader connection: compiling a large directory never holds up SCIM writes.
         let directory = self
             .store
-            .run(|c| {
+            .read(|c| {
                 let tx = c.transaction()?;
                 let d = Directory {
                     revision: store::identity_revision(&tx)?,

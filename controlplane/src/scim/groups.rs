@@ -223,9 +223,19 @@ fn save(
             new.display_name()
         )));
     }
-    store::put_group(tx, &new)?;
-    let before = render::group(&old, base);
+    store::put_group_changed(tx, &new, Some(&old.members))?;
     let after = render::group(&new, base);
+    // Members travel as a delta: a change to a large group records what changed.
+    let (added, removed) = store::member_delta(&old.members, &new.members);
+    let ids = |ms: Vec<&store::Member>| ms.into_iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    let mut before_ev = render::group(&old, base);
+    let mut after_ev = after.clone();
+    for v in [&mut before_ev, &mut after_ev] {
+        if let Value::Object(m) = v {
+            m.remove("members");
+        }
+    }
+    after_ev["membersDelta"] = serde_json::json!({"added": ids(added), "removed": ids(removed)});
     let revision = store::record_event(
         tx,
         &super::event(
@@ -233,8 +243,8 @@ fn save(
             &new.source,
             operation,
             &new.id,
-            Some(before),
-            Some(after.clone()),
+            Some(before_ev),
+            Some(after_ev),
         ),
     )?;
     tracing::info!(id = %new.id, operation, revision, members = new.members.len(), "SCIM group changed");

@@ -303,6 +303,6 @@ impl ScimState {
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ScimError> + Send + 'static,
     ) -> Result<T, ScimError> {
-        self.store.run(f).await
+        self.store.read(f).await
     }
 }

@@ -341,6 +341,16 @@ pub fn display_name_taken(
 
 /// Inserts or replaces a group row and sets its members to exactly `g.members`.
 pub fn put_group(c: &Connection, g: &GroupRow) -> Result<(), StoreError> {
+    put_group_changed(c, g, None)
+}
+
+/// [`put_group`] given the members the group had: only the difference is written, so a
+/// membership change on a large group costs what changed, not the group's size.
+pub fn put_group_changed(
+    c: &Connection,
+    g: &GroupRow,
+    previous: Option<&[Member]>,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO groups (id, source, display_name, display_name_lc, external_id, resource,
                              created_ms, modified_ms, version)
@@ -361,18 +371,46 @@ pub fn put_group(c: &Connection, g: &GroupRow) -> Result<(), StoreError> {
             g.version as i64,
         ],
     )?;
-    c.execute(
-        "DELETE FROM group_members WHERE group_id = ?1",
-        params![g.id],
-    )?;
-    let mut stmt = c.prepare_cached(
-        "INSERT OR IGNORE INTO group_members (group_id, member_id, member_type, display)
+    let mut insert = c.prepare_cached(
+        "INSERT OR REPLACE INTO group_members (group_id, member_id, member_type, display)
          VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for m in &g.members {
-        stmt.execute(params![g.id, m.id, m.kind.as_str(), m.display])?;
+    let Some(previous) = previous else {
+        c.execute(
+            "DELETE FROM group_members WHERE group_id = ?1",
+            params![g.id],
+        )?;
+        for m in &g.members {
+            insert.execute(params![g.id, m.id, m.kind.as_str(), m.display])?;
+        }
+        return Ok(());
+    };
+    let (added, removed) = member_delta(previous, &g.members);
+    let mut delete =
+        c.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2")?;
+    for m in removed {
+        delete.execute(params![g.id, m.id])?;
+    }
+    for m in added {
+        insert.execute(params![g.id, m.id, m.kind.as_str(), m.display])?;
     }
     Ok(())
+}
+
+/// Members in `after` that are not (identically) in `before`, and members of `before` whose
+/// id is gone from `after`.
+pub fn member_delta<'a>(
+    before: &'a [Member],
+    after: &'a [Member],
+) -> (Vec<&'a Member>, Vec<&'a Member>) {
+    let old: std::collections::HashSet<&Member> = before.iter().collect();
+    let new_ids: std::collections::HashSet<&str> = after.iter().map(|m| m.id.as_str()).collect();
+    let added = after.iter().filter(|m| !old.contains(m)).collect();
+    let removed = before
+        .iter()
+        .filter(|m| !new_ids.contains(m.id.as_str()))
+        .collect();
+    (added, removed)
 }
 
 /// Deletes a group, its memberships, and its membership in other groups.

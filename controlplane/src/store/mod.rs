@@ -39,10 +39,16 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_member_display.sql"),
 ];
 
+/// How many read-only connections serve long reads (snapshot compilation, SCIM queries)
+/// beside the one writer. WAL lets them read a consistent state while the writer commits.
+const READERS: usize = 3;
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
     path: PathBuf,
 }
 
@@ -68,10 +74,55 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut conn)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let r = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                r.busy_timeout(std::time::Duration::from_secs(10))?;
+                Ok(Mutex::new(r))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             path: path.to_owned(),
         })
+    }
+
+    /// Runs a read on one of the read-only connections, on the blocking pool: it sees every
+    /// commit that finished before it started and never waits for the writer.
+    pub async fn read<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            // Prefer an idle reader; otherwise wait for the one in turn.
+            let n = readers.len();
+            let mut guard = (0..n)
+                .find_map(|i| readers[(start + i) % n].try_lock().ok())
+                .map_or_else(
+                    || {
+                        readers[start % n]
+                            .lock()
+                            .map_err(|_| StoreError::Worker("reader mutex poisoned".into()))
+                    },
+                    Ok,
+                )?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Worker(e.to_string())))?
     }
 
     pub fn path(&self) -> &Path {
