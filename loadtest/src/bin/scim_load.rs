@@ -275,7 +275,7 @@ scim_token_sha256 = ["{hash}"]
             let mut n = w;
             while done.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < stop_at {
                 n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let pick = (n >> 33) as usize;
+                let pick = n >> 33;
                 let (path, body) = match pick % 3 {
                     0 => (
                         format!("/Users/{}", users[pick % users.len()]),
