@@ -66,6 +66,22 @@ pub enum TokenCommand {
         source: String,
         #[arg(long)]
         label: Option<String>,
+        /// Make the token expire after this long (e.g. 90d, 12h).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// Create a new token for a source and make its current tokens expire after an overlap
+    /// window, so the IdP can be switched to the new one without an outage.
+    Rotate {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        /// How long the previous tokens keep working (e.g. 24h, 30m).
+        #[arg(long, value_parser = parse_duration, default_value = "24h")]
+        overlap: std::time::Duration,
+        #[arg(long)]
+        label: Option<String>,
     },
     /// List tokens (never their values).
     List {
@@ -232,12 +248,72 @@ pub fn new_token() -> (String, String) {
     (token, hash)
 }
 
+/// Parses `90s`, `15m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 24h or 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?} is not a duration like 30m, 24h or 7d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Stores a new token for `source`; returns its id and value.
+fn issue_token(
+    store: &Store,
+    source: &str,
+    label: Option<String>,
+    expires_ms: Option<u64>,
+) -> anyhow::Result<(String, String)> {
+    let (token, hash) = new_token();
+    let mut id_bytes = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+    let row = TokenRow {
+        id: format!("tok_{}", hex::encode(id_bytes)),
+        source: source.to_owned(),
+        label,
+        created_ms: store::now_ms(),
+        revoked_ms: None,
+        expires_ms,
+    };
+    store.blocking(|c| store::insert_token(c, &row, &hash))?;
+    Ok((row.id, token))
+}
+
 fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
+        TokenCommand::Rotate {
+            config,
+            source,
+            overlap,
+            label,
+        } => {
+            let config = Config::load(&config)?;
+            if config.source(&source).is_none() {
+                bail!("source {source:?} is not in {}", config.path.display());
+            }
+            let store = Store::open(&config.database_path())?;
+            let until = store::now_ms() + overlap.as_millis() as u64;
+            let expiring = store.blocking(|c| store::expire_tokens(c, &source, until))?;
+            let (id, token) = issue_token(&store, &source, label, None)?;
+            eprintln!(
+                "created SCIM token {id} for source {source}; {expiring} previous token(s) stop working in {}s. The new token is shown only once:",
+                overlap.as_secs()
+            );
+            println!("{token}");
+        }
         TokenCommand::Create {
             config,
             source,
             label,
+            expires_in,
         } => {
             let config = Config::load(&config)?;
             if config.source(&source).is_none() {
@@ -253,39 +329,37 @@ fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 );
             }
             let store = Store::open(&config.database_path())?;
-            let (token, hash) = new_token();
-            let mut id_bytes = [0u8; 6];
-            rand::rngs::OsRng.fill_bytes(&mut id_bytes);
-            let row = TokenRow {
-                id: format!("tok_{}", hex::encode(id_bytes)),
-                source: source.clone(),
-                label,
-                created_ms: store::now_ms(),
-                revoked_ms: None,
-            };
-            store.blocking(|c| store::insert_token(c, &row, &hash))?;
-            eprintln!(
-                "created SCIM token {} for source {source}; it is shown only once:",
-                row.id
-            );
+            let expires_ms = expires_in.map(|d| store::now_ms() + d.as_millis() as u64);
+            let (id, token) = issue_token(&store, &source, label, expires_ms)?;
+            eprintln!("created SCIM token {id} for source {source}; it is shown only once:");
             println!("{token}");
         }
         TokenCommand::List { config } => {
             let config = Config::load(&config)?;
             let store = Store::open(&config.database_path())?;
             let rows = store.blocking(|c| store::list_tokens(c))?;
-            println!("{:<18} {:<16} {:<8} LABEL", "ID", "SOURCE", "STATE");
+            println!(
+                "{:<18} {:<16} {:<8} {:<22} LABEL",
+                "ID", "SOURCE", "STATE", "EXPIRES"
+            );
+            let now = store::now_ms();
             for r in rows {
-                let state = if r.revoked_ms.is_some() {
-                    "revoked"
-                } else {
-                    "live"
+                let state = match (r.revoked_ms, r.expires_ms) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(e)) if e <= now => "expired",
+                    _ => "live",
                 };
+                let expires = r
+                    .expires_ms
+                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms as i64).ok())
+                    .map(|t| format!("{t:.0}"))
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<18} {:<16} {:<8} {}",
+                    "{:<18} {:<16} {:<8} {:<22} {}",
                     r.id,
                     r.source,
                     state,
+                    expires,
                     r.label.unwrap_or_default()
                 );
             }

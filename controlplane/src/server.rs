@@ -103,6 +103,10 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         config: config.clone(),
         publisher: publisher.clone(),
         types: Arc::new(scim::sources::build(&config.sources)),
+        limiter: Arc::new(scim::limit::RateLimiter::new(
+            config.scim.rate_per_second,
+            config.scim.rate_burst,
+        )),
     });
     let admin_app = admin::router(AdminState {
         store: store.clone(),

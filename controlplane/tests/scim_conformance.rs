@@ -614,3 +614,85 @@ async fn bulk_resolves_references_and_honours_its_limits() {
         .await;
     assert_error(st, &b, 400, Some("invalidSyntax"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_source_is_rate_limited_with_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (token, hash) = portcullis_controlplane::cli::new_token();
+    let cp = start(&write_config_with(
+        dir.path(),
+        &hash,
+        "[scim]\nrate_per_second = 4\nrate_burst = 4\n",
+        "",
+    ));
+    let s = Scim::new(format!("{}/okta", cp.scim), &token);
+    let mut limited = None;
+    for _ in 0..12 {
+        let (st, h, body) = s.call(Method::GET, "/Users?count=1", None).await;
+        if st == 429 {
+            limited = Some((h, body));
+            break;
+        }
+        assert_eq!(st, 200);
+    }
+    let (h, body) = limited.expect("the 12th request within a second must be limited");
+    assert_error(429, &body, 429, None);
+    let wait: u64 = h
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in integer seconds");
+    assert!((1..=2).contains(&wait), "{wait}");
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    assert_eq!(s.call(Method::GET, "/Users?count=1", None).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotate_with_an_overlap_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, hash) = portcullis_controlplane::cli::new_token();
+    let config = write_config_with(dir.path(), &hash, "", "");
+    let cp = start(&config);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis-cp"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("cli");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let old = cli(&["scim-token", "create", "--source", "okta"]);
+    let new = cli(&[
+        "scim-token",
+        "rotate",
+        "--source",
+        "okta",
+        "--overlap",
+        "2s",
+    ]);
+    let with = |t: &str| Scim::new(format!("{}/okta", cp.scim), t);
+    assert_eq!(
+        with(&old).call(Method::GET, "/Users", None).await.0,
+        200,
+        "inside the overlap"
+    );
+    assert_eq!(with(&new).call(Method::GET, "/Users", None).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        with(&old).call(Method::GET, "/Users", None).await.0,
+        401,
+        "expired after the overlap"
+    );
+    assert_eq!(with(&new).call(Method::GET, "/Users", None).await.0, 200);
+    let listing = cli(&["scim-token", "list"]);
+    assert!(
+        listing.contains("expired") && listing.contains("live"),
+        "{listing}"
+    );
+}

@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 mod groups;
 mod http;
+pub mod limit;
 pub mod patch;
 pub mod project;
 pub mod query;
@@ -43,6 +44,8 @@ pub struct ScimState {
     pub publisher: Arc<Publisher>,
     /// Each source's resource types (standard schemas plus its custom extensions).
     pub types: Arc<HashMap<String, sources::SourceTypes>>,
+    /// Per-source request rate limit.
+    pub limiter: Arc<limit::RateLimiter>,
 }
 
 /// Largest SCIM request body (a group PUT with many members is the big case).
@@ -209,7 +212,21 @@ async fn require_source_token(
         _ => "other",
     };
     let response = match state.authorize(request.headers(), &source).await {
-        Ok(()) => next.run(request).await,
+        Ok(()) => match state.limiter.take(&source) {
+            Ok(()) => next.run(request).await,
+            Err(wait) => {
+                let e = ScimError::new(
+                    429,
+                    None,
+                    format!("too many requests for source {source}; retry in {wait} s"),
+                );
+                let mut r = axum::response::IntoResponse::into_response(e);
+                if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+                    r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                }
+                r
+            }
+        },
         Err(e) => axum::response::IntoResponse::into_response(e),
     };
     metrics::counter!(

@@ -15,29 +15,51 @@ pub struct TokenRow {
     pub label: Option<String>,
     pub created_ms: u64,
     pub revoked_ms: Option<u64>,
+    /// After this instant the token no longer opens its source (a rotation's overlap).
+    pub expires_ms: Option<u64>,
 }
 
 pub fn insert_token(c: &Connection, row: &TokenRow, sha256_hex: &str) -> Result<(), StoreError> {
     c.execute(
-        "INSERT INTO scim_tokens (id, source, token_sha256, label, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![row.id, row.source, sha256_hex, row.label, row.created_ms as i64],
+        "INSERT INTO scim_tokens (id, source, token_sha256, label, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.id,
+            row.source,
+            sha256_hex,
+            row.label,
+            row.created_ms as i64,
+            row.expires_ms.map(|v| v as i64)
+        ],
     )?;
     Ok(())
 }
 
-/// The source a live (unrevoked) token belongs to, by the token's SHA-256.
+/// The source a live token (not revoked, not expired at `now_ms`) belongs to, by its SHA-256.
 pub fn token_source(c: &Connection, sha256_hex: &str) -> Result<Option<String>, StoreError> {
     Ok(c.query_row(
-        "SELECT source FROM scim_tokens WHERE token_sha256 = ?1 AND revoked_ms IS NULL",
-        params![sha256_hex],
+        "SELECT source FROM scim_tokens WHERE token_sha256 = ?1 AND revoked_ms IS NULL
+           AND (expires_ms IS NULL OR expires_ms > ?2)",
+        params![sha256_hex, super::now_ms() as i64],
         |r| r.get(0),
     )
     .optional()?)
 }
 
+/// Makes every live token of `source` expire at `at_ms` (unless it expires sooner already);
+/// returns how many. The rotation's overlap: old tokens keep working until then.
+pub fn expire_tokens(c: &Connection, source: &str, at_ms: u64) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "UPDATE scim_tokens SET expires_ms = ?2
+         WHERE source = ?1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?2)",
+        params![source, at_ms as i64],
+    )?)
+}
+
 pub fn list_tokens(c: &Connection) -> Result<Vec<TokenRow>, StoreError> {
     let mut stmt = c.prepare(
-        "SELECT id, source, label, created_ms, revoked_ms FROM scim_tokens ORDER BY created_ms, id",
+        "SELECT id, source, label, created_ms, revoked_ms, expires_ms FROM scim_tokens
+         ORDER BY created_ms, id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(TokenRow {
@@ -46,6 +68,7 @@ pub fn list_tokens(c: &Connection) -> Result<Vec<TokenRow>, StoreError> {
             label: r.get(2)?,
             created_ms: r.get::<_, i64>(3)? as u64,
             revoked_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+            expires_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

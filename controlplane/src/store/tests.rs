@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::now_ms;
 use serde_json::json;
 
 fn user(id: &str, name: &str) -> UserRow {
@@ -184,9 +185,19 @@ fn tokens_are_found_by_hash_until_revoked() {
             label: None,
             created_ms: 1,
             revoked_ms: None,
+            expires_ms: None,
         };
         insert_token(c, &row, "abc")?;
         assert_eq!(token_source(c, "abc")?, Some("okta".into()));
+        assert_eq!(expire_tokens(c, "okta", now_ms() + 60_000)?, 1);
+        assert_eq!(
+            token_source(c, "abc")?,
+            Some("okta".into()),
+            "still inside the overlap"
+        );
+        assert_eq!(expire_tokens(c, "okta", 1)?, 1);
+        assert_eq!(token_source(c, "abc")?, None, "expired");
+        c.execute("UPDATE scim_tokens SET expires_ms = NULL", [])?;
         assert!(revoke_token(c, "t1", 2)?);
         assert_eq!(token_source(c, "abc")?, None);
         assert!(!revoke_token(c, "t1", 3)?);
