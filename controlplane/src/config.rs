@@ -58,8 +58,17 @@ struct RawConfig {
     compile: CompileConfig,
     #[serde(default)]
     scim: ScimConfig,
+    scim_tls: Option<TlsConfig>,
     #[serde(default)]
     sources: Vec<SourceConfig>,
+}
+
+/// TLS for a listener (rustls): a PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Listener addresses.
@@ -234,6 +243,9 @@ pub struct SourceConfig {
     /// Custom User extension schemas this source sends.
     #[serde(default)]
     pub extensions: Vec<ExtensionConfig>,
+    /// PEM CA certificate(s): when set, this source's SCIM requests must also present a client
+    /// certificate issued by one of them (mTLS; needs `[scim_tls]`).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The OIDC issuer whose tokens name this source's users.
@@ -313,6 +325,7 @@ pub struct Config {
     pub nodes: NodesConfig,
     pub compile: CompileConfig,
     pub scim: ScimConfig,
+    pub scim_tls: Option<TlsConfig>,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -398,6 +411,17 @@ impl Config {
             }
         }
         validate_extensions(&sources).map_err(invalid)?;
+        for s in &mut sources {
+            if let Some(ca) = &s.client_ca {
+                if raw.scim_tls.is_none() {
+                    return Err(invalid(format!(
+                        "source {:?} sets client_ca, which needs [scim_tls] (mTLS is TLS)",
+                        s.name
+                    )));
+                }
+                s.client_ca = Some(abs(ca));
+            }
+        }
         if raw.scim.max_page == 0 || raw.scim.bulk_max_operations == 0 {
             return Err(invalid(
                 "scim.max_page and scim.bulk_max_operations must be positive".into(),
@@ -451,6 +475,10 @@ impl Config {
             nodes: raw.nodes,
             compile: raw.compile,
             scim: raw.scim,
+            scim_tls: raw.scim_tls.map(|t| TlsConfig {
+                cert: abs(&t.cert),
+                key: abs(&t.key),
+            }),
             sources,
         })
     }

@@ -18,3 +18,4 @@ pub mod publisher;
 pub mod scim;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -329,6 +329,7 @@ mod tests {
                 refresh_secs: 300,
             }),
             extensions: vec![],
+            client_ca: None,
         }
     }
 

@@ -107,7 +107,13 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
             config.scim.rate_per_second,
             config.scim.rate_burst,
         )),
+        mtls: Arc::new(crate::tls::source_verifiers(&config.sources)?),
     });
+    let scim_tls = config
+        .scim_tls
+        .as_ref()
+        .map(|t| crate::tls::server_config(t, &config.sources))
+        .transpose()?;
     let admin_app = admin::router(AdminState {
         store: store.clone(),
         publisher: publisher.clone(),
@@ -120,11 +126,24 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
             .as_deref()
             .and_then(Hash32::from_hex),
     });
-    let scim_task = tokio::spawn(
-        axum::serve(scim_listener, scim_app)
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let scim_task = match scim_tls {
+        Some(tls) => tokio::spawn(crate::tls::serve(
+            scim_listener,
+            tls,
+            scim_app,
+            stopped(stop_rx.clone()),
+        )),
+        None => {
+            let serving = axum::serve(scim_listener, scim_app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future();
+            tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "SCIM listener failed");
+                }
+            })
+        }
+    };
     let admin_task = tokio::spawn(
         axum::serve(admin_listener, admin_app)
             .with_graceful_shutdown(stopped(stop_rx.clone()))

@@ -46,6 +46,8 @@ pub struct ScimState {
     pub types: Arc<HashMap<String, sources::SourceTypes>>,
     /// Per-source request rate limit.
     pub limiter: Arc<limit::RateLimiter>,
+    /// Sources that also require a client certificate (mTLS), with their verifiers.
+    pub mtls: Arc<crate::tls::SourceVerifiers>,
 }
 
 /// Largest SCIM request body (a group PUT with many members is the big case).
@@ -211,7 +213,22 @@ async fn require_source_token(
         Some("Groups") => "Group",
         _ => "other",
     };
-    let response = match state.authorize(request.headers(), &source).await {
+    let mtls = match state.mtls.get(&source) {
+        None => Ok(()),
+        Some(v) => {
+            let certs = request
+                .extensions()
+                .get::<crate::tls::ClientCerts>()
+                .cloned()
+                .unwrap_or_default();
+            crate::tls::check_client(v.as_ref(), &certs).map_err(ScimError::unauthorized)
+        }
+    };
+    let authorized = match mtls {
+        Ok(()) => state.authorize(request.headers(), &source).await,
+        Err(e) => Err(e),
+    };
+    let response = match authorized {
         Ok(()) => match state.limiter.take(&source) {
             Ok(()) => next.run(request).await,
             Err(wait) => {

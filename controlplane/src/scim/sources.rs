@@ -130,6 +130,7 @@ mod tests {
                     description: String::new(),
                 }],
             }],
+            client_ca: None,
         };
         let types = build(std::slice::from_ref(&source));
         let t = types["okta"];
