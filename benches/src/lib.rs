@@ -73,6 +73,7 @@ pub fn snapshot(users: usize, groups: usize, policies: usize) -> Snapshot {
             active: true,
             department: Some(["Sales", "Legal", "Eng", "Support"][u % 4].into()),
             groups: gs,
+            attributes: Default::default(),
         });
     }
     let mut text = String::new();

@@ -100,7 +100,12 @@ pub enum TokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Validate a directory of Cedar files against Portcullis's schema (offline).
-    Check { dir: PathBuf },
+    Check {
+        dir: PathBuf,
+        /// Also declare the principal attributes of this configuration's SCIM extensions.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Ask the running control plane to reload its policy directory.
     Reload {
         #[command(flatten)]
@@ -170,6 +175,13 @@ fn init_tracing(format: &str) {
     }
 }
 
+/// The schema a configuration's policies are validated against: the built-in one plus the
+/// principal attributes its SCIM extensions declare.
+fn effective_schema(config: &Config) -> String {
+    let attributes = crate::attributes::PrincipalAttributes::from_sources(&config.sources);
+    portcullis_shared::schema::with_principal_attributes(attributes.decls())
+}
+
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config, ready_file } => {
@@ -179,7 +191,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => {
             let config = Config::load(&config)?;
             let files = crate::policies::read_dir(&config.policy_dir)?;
-            match portcullis_shared::policy::compile(portcullis_shared::schema::SCHEMA, &files) {
+            match portcullis_shared::policy::compile(&effective_schema(&config), &files) {
                 Ok(c) => println!(
                     "configuration OK: {} source(s), {} policies in {} file(s)",
                     config.sources.len(),
@@ -198,9 +210,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let v = admin_get(&admin, "/admin/v1/status").await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        Command::Policies(PolicyCommand::Check { dir }) => {
+        Command::Policies(PolicyCommand::Check { dir, config }) => {
             let files = crate::policies::read_dir(&dir)?;
-            match portcullis_shared::policy::compile(portcullis_shared::schema::SCHEMA, &files) {
+            let schema = match config {
+                Some(path) => effective_schema(&Config::load(&path)?),
+                None => portcullis_shared::schema::SCHEMA.to_owned(),
+            };
+            match portcullis_shared::policy::compile(&schema, &files) {
                 Ok(c) => {
                     for p in &c.policies {
                         println!("{:<40} {}:{}", p.id, p.file, p.line);

@@ -6,6 +6,7 @@
 //! nesting. A nesting cycle in the IdP's data cannot hang the compiler: each walk visits a group
 //! at most once, and the cycle is reported.
 
+use crate::attributes::PrincipalAttributes;
 use crate::policies::LivePolicy;
 use crate::store::{GroupRow, MemberKind, UserRow};
 use portcullis_shared::snapshot::{Group, Issuer, Snapshot, User};
@@ -30,10 +31,12 @@ pub struct CompileReport {
     pub cyclic_groups: Vec<String>,
 }
 
-/// Builds the snapshot for `version`.
+/// Builds the snapshot for `version`. Users carry the `attributes` their source's extensions
+/// declare, limited to those the live policy version was validated with.
 pub fn compile(
     directory: &Directory,
     policy: &LivePolicy,
+    attributes: &PrincipalAttributes,
     issuers: Vec<Issuer>,
     version: u64,
     created_at_ms: u64,
@@ -95,7 +98,9 @@ pub fn compile(
                 all.insert(g);
                 all.extend(ancestors[g as usize].iter().copied());
             }
-            user_from_row(u, all.into_iter().collect())
+            let mut user = user_from_row(u, all.into_iter().collect());
+            user.attributes = attributes.extract(&u.source, &u.resource, &policy.attributes);
+            user
         })
         .collect();
 
@@ -107,6 +112,7 @@ pub fn compile(
         issuers,
         groups: snapshot_groups,
         users: snapshot_users,
+        principal_attributes: policy.attributes.clone(),
         schema: policy.schema.clone(),
         policies: policy.files.clone(),
     };
@@ -167,6 +173,7 @@ fn user_from_row(u: &UserRow, groups: Vec<u32>) -> User {
             .and_then(|e| get_str(e, "department"))
             .map(str::to_owned),
         groups,
+        attributes: Default::default(),
     }
 }
 
@@ -236,6 +243,7 @@ mod tests {
         LivePolicy {
             version: PolicyVersion::default(),
             schema: portcullis_shared::schema::SCHEMA.into(),
+            attributes: vec![],
             files: vec![],
         }
     }
@@ -262,7 +270,14 @@ mod tests {
                 group("g4-sales", "Sales", &[("u-kim", User)]),
             ],
         };
-        let (s, report) = compile(&dir, &policy(), vec![], 3, 0);
+        let (s, report) = compile(
+            &dir,
+            &policy(),
+            &PrincipalAttributes::default(),
+            vec![],
+            3,
+            0,
+        );
         assert!(report.cyclic_groups.is_empty());
         assert_eq!(s.identity_revision, 9);
         let sam = s.users.iter().find(|u| u.id == "u-sam").expect("sam");
@@ -287,7 +302,14 @@ mod tests {
                 group("c", "C", &[("c", Group)]),
             ],
         };
-        let (s, report) = compile(&dir, &policy(), vec![], 1, 0);
+        let (s, report) = compile(
+            &dir,
+            &policy(),
+            &PrincipalAttributes::default(),
+            vec![],
+            1,
+            0,
+        );
         assert_eq!(report.cyclic_groups, ["a", "b", "c"]);
         let u = &s.users[0];
         let mut got = names(&s, &u.groups);
@@ -315,7 +337,14 @@ mod tests {
             ],
             groups: vec![],
         };
-        let (s, _) = compile(&dir, &policy(), vec![], 1, 0);
+        let (s, _) = compile(
+            &dir,
+            &policy(),
+            &PrincipalAttributes::default(),
+            vec![],
+            1,
+            0,
+        );
         let u = &s.users[0];
         assert_eq!(u.user_name, "Ana@X.com");
         assert_eq!(u.display_name, "Ana Lima");

@@ -520,7 +520,8 @@ fn validate_extensions(sources: &[SourceConfig]) -> Result<(), String> {
         "urn:ietf:params:scim:schemas:core:2.0:Group",
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
     ];
-    let mut types: std::collections::HashMap<String, (ExtensionType, bool)> = Default::default();
+    let mut types: std::collections::HashMap<String, (String, ExtensionType, bool)> =
+        Default::default();
     for s in sources {
         let mut urns = std::collections::HashSet::new();
         for e in &s.extensions {
@@ -564,12 +565,23 @@ fn validate_extensions(sources: &[SourceConfig]) -> Result<(), String> {
                         e.urn, a.name
                     ));
                 }
-                let shape = (a.ty, a.multi_valued);
-                if let Some(prev) = types.insert(a.name.clone(), shape)
+                if portcullis_shared::schema::BUILT_IN_USER_ATTRIBUTES
+                    .iter()
+                    .any(|b| b.eq_ignore_ascii_case(&a.name))
+                {
+                    return Err(format!(
+                        "extension {:?}: attribute {:?} would shadow the built-in principal \
+                         attribute of that name",
+                        e.urn, a.name
+                    ));
+                }
+                let shape = (a.name.clone(), a.ty, a.multi_valued);
+                if let Some(prev) = types.insert(a.name.to_ascii_lowercase(), shape.clone())
                     && prev != shape
                 {
                     return Err(format!(
-                        "attribute {:?} is declared with different types by different extensions",
+                        "attribute {:?} is declared with different spellings or types by \
+                         different extensions (it becomes one principal attribute)",
                         a.name
                     ));
                 }
@@ -663,6 +675,36 @@ jwks_file = "keys/okta.json"
                 .to_string()
                 .contains("twice")
         );
+    }
+
+    #[test]
+    fn extension_attributes_are_checked() {
+        let p = Path::new("/x/cp.toml");
+        let ext = |source: &str, urn: &str, attr: &str, ty: &str| {
+            format!(
+                "\n[[sources]]\nname = \"{source}\"\n[[sources.extensions]]\nurn = \"{urn}\"\n\
+                 name = \"X\"\n[[sources.extensions.attributes]]\nname = \"{attr}\"\ntype = \"{ty}\"\n"
+            )
+        };
+        const URN: &str = "urn:example:ext:1.0:User";
+        let ok = format!("{GOOD}{}", ext("a", URN, "clearance", "integer"));
+        assert!(Config::parse(p, &ok).is_ok());
+        let err = |text: String| Config::parse(p, &text).unwrap_err().to_string();
+        assert!(err(format!("{GOOD}{}", ext("a", URN, "Department", "string"))).contains("shadow"));
+        assert!(err(format!("{GOOD}{}", ext("a", "acme", "x", "string"))).contains("URN"));
+        assert!(err(format!("{GOOD}{}", ext("a", URN, "9lives", "string"))).contains("valid"));
+        let clash = format!(
+            "{GOOD}{}{}",
+            ext("a", URN, "clearance", "integer"),
+            ext("b", URN, "Clearance", "integer")
+        );
+        assert!(err(clash).contains("spellings or types"));
+        let retyped = format!(
+            "{GOOD}{}{}",
+            ext("a", URN, "clearance", "integer"),
+            ext("b", URN, "clearance", "string")
+        );
+        assert!(err(retyped).contains("spellings or types"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! back what they applied ([`nodes`]). Operators use the [`admin`] API and the [`cli`].
 
 pub mod admin;
+pub mod attributes;
 pub mod cli;
 pub mod compiler;
 pub mod config;

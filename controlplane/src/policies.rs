@@ -8,8 +8,8 @@
 
 use crate::store::{self, PolicyRow, Store, StoreError};
 use portcullis_shared::policy::{self, PolicyDiagnostic, PolicyError};
-use portcullis_shared::schema::SCHEMA;
-use portcullis_shared::snapshot::{PolicyFile, PolicyVersion};
+use portcullis_shared::schema;
+use portcullis_shared::snapshot::{AttributeDecl, PolicyFile, PolicyVersion};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -49,6 +49,8 @@ impl ReloadError {
 pub struct LivePolicy {
     pub version: PolicyVersion,
     pub schema: String,
+    /// The principal attributes `schema` declares beyond the built-in ones.
+    pub attributes: Vec<AttributeDecl>,
     pub files: Vec<PolicyFile>,
 }
 
@@ -66,23 +68,34 @@ pub enum ReloadOutcome {
 pub struct PolicyStore {
     dir: PathBuf,
     store: Store,
+    /// Principal attributes from configured extensions, and the schema declaring them.
+    attributes: Vec<AttributeDecl>,
+    schema: String,
     live: Arc<RwLock<Option<LivePolicy>>>,
     /// Serialises reloads so two cannot allocate the same counter.
     reload_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PolicyStore {
-    /// Restores the last stored version (if any) as live. Call [`Self::reload`] next.
-    pub async fn open(dir: PathBuf, store: Store) -> Result<Self, StoreError> {
+    /// Restores the last stored version (if any) as live. Call [`Self::reload`] next, which
+    /// validates against the schema with `attributes` declared on `User`.
+    pub async fn open(
+        dir: PathBuf,
+        store: Store,
+        attributes: Vec<AttributeDecl>,
+    ) -> Result<Self, StoreError> {
         let latest = store.run(|c| store::latest_policy(c)).await?;
         let live = latest.map(|row| LivePolicy {
             version: row.version,
             schema: row.schema,
+            attributes: row.attributes,
             files: row.files,
         });
         Ok(Self {
             dir,
             store,
+            schema: schema::with_principal_attributes(&attributes),
+            attributes,
             live: Arc::new(RwLock::new(live)),
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
         })
@@ -105,20 +118,21 @@ impl PolicyStore {
         let files = tokio::task::spawn_blocking(move || read_dir(&dir))
             .await
             .map_err(|e| ReloadError::Store(StoreError::Worker(e.to_string())))??;
-        let hash = policy::content_hash(SCHEMA, &files);
+        let hash = policy::content_hash(&self.schema, &files);
         let current = self.live();
         if let Some(live) = &current
             && live.version.hash == hash
         {
             return Ok(ReloadOutcome::Unchanged(live.version));
         }
-        policy::compile(SCHEMA, &files).map_err(ReloadError::Invalid)?;
+        policy::compile(&self.schema, &files).map_err(ReloadError::Invalid)?;
 
         let counter = current.as_ref().map_or(0, |l| l.version.counter) + 1;
         let version = PolicyVersion { counter, hash };
         let row = PolicyRow {
             version,
-            schema: SCHEMA.to_owned(),
+            schema: self.schema.clone(),
+            attributes: self.attributes.clone(),
             files: files.clone(),
             created_ms: store::now_ms(),
         };
@@ -128,7 +142,8 @@ impl PolicyStore {
         if let Ok(mut g) = self.live.write() {
             *g = Some(LivePolicy {
                 version,
-                schema: SCHEMA.to_owned(),
+                schema: self.schema.clone(),
+                attributes: self.attributes.clone(),
                 files,
             });
         }
@@ -178,7 +193,7 @@ mod tests {
         std::fs::write(pdir.join("sales.cedar"), OK).expect("write");
         std::fs::write(pdir.join("README.md"), "ignored").expect("write");
         let store = Store::open(&dir.path().join("p.db")).expect("store");
-        let ps = PolicyStore::open(pdir.clone(), store.clone())
+        let ps = PolicyStore::open(pdir.clone(), store.clone(), vec![])
             .await
             .expect("open");
         assert!(ps.live().is_none());
@@ -213,7 +228,71 @@ mod tests {
         assert_eq!(v2.counter, 2);
 
         // A restart restores the live version from the store.
-        let again = PolicyStore::open(pdir, store).await.expect("open");
+        let again = PolicyStore::open(pdir, store, vec![]).await.expect("open");
         assert_eq!(again.live().expect("restored").version, v2);
+    }
+
+    #[tokio::test]
+    async fn declared_principal_attributes_are_validated_and_versioned() {
+        use portcullis_shared::snapshot::{AttrKind, AttributeDecl};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pdir = dir.path().join("policies");
+        std::fs::create_dir(&pdir).expect("mkdir");
+        std::fs::write(
+            pdir.join("clearance.cedar"),
+            "permit(principal, action == Action::\"chat\", resource)\n  \
+             when { principal has clearance && principal.clearance >= 3 };\n",
+        )
+        .expect("write");
+        let store = Store::open(&dir.path().join("p.db")).expect("store");
+        let clearance = vec![AttributeDecl {
+            name: "clearance".into(),
+            kind: AttrKind::Long,
+            multi: false,
+        }];
+
+        // Without the declaration the policy names an unknown attribute.
+        let bare = PolicyStore::open(pdir.clone(), store.clone(), vec![])
+            .await
+            .expect("open");
+        let err = bare.reload().await.unwrap_err();
+        assert!(err.to_string().contains("impossible"), "{err}");
+
+        let ps = PolicyStore::open(pdir.clone(), store.clone(), clearance.clone())
+            .await
+            .expect("open");
+        let ReloadOutcome::Updated(v1) = ps.reload().await.expect("valid") else {
+            panic!("expected update")
+        };
+        let live = ps.live().expect("live");
+        assert_eq!(live.attributes, clearance);
+        assert!(
+            live.schema.contains("\"clearance\"?: Long"),
+            "{}",
+            live.schema
+        );
+
+        // A restart restores the declarations with the version; the same configuration keeps
+        // the version, a changed one (the attribute is now a string) is re-validated.
+        let again = PolicyStore::open(pdir.clone(), store.clone(), clearance.clone())
+            .await
+            .expect("open");
+        assert_eq!(again.live().expect("restored").attributes, clearance);
+        assert_eq!(
+            again.reload().await.expect("same"),
+            ReloadOutcome::Unchanged(v1)
+        );
+        let as_string = vec![AttributeDecl {
+            kind: AttrKind::String,
+            ..clearance[0].clone()
+        }];
+        let retyped = PolicyStore::open(pdir, store, as_string)
+            .await
+            .expect("open");
+        assert!(
+            retyped.reload().await.is_err(),
+            "a String cannot be compared with >="
+        );
+        assert_eq!(retyped.live().expect("kept").attributes, clearance);
     }
 }

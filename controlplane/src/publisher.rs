@@ -5,6 +5,7 @@
 //! writes coalesces into as few snapshots as compilation speed allows. Subscribers hold a
 //! `watch` receiver: a slow node skips intermediate versions rather than queueing them.
 
+use crate::attributes::PrincipalAttributes;
 use crate::compiler::{self, Directory};
 use crate::oidc::IssuerRegistry;
 use crate::policies::PolicyStore;
@@ -61,6 +62,7 @@ pub struct Publisher {
     store: Store,
     policies: PolicyStore,
     issuers: IssuerRegistry,
+    attributes: PrincipalAttributes,
     keep: u32,
     tx: watch::Sender<Option<Arc<Published>>>,
     dirty: Notify,
@@ -74,6 +76,7 @@ impl Publisher {
         store: Store,
         policies: PolicyStore,
         issuers: IssuerRegistry,
+        attributes: PrincipalAttributes,
         keep: u32,
     ) -> Result<Arc<Self>, PublishError> {
         let last = store.run(|c| store::latest_snapshot(c)).await?;
@@ -107,6 +110,7 @@ impl Publisher {
             store,
             policies,
             issuers,
+            attributes,
             keep,
             tx,
             dirty: Notify::new(),
@@ -194,7 +198,14 @@ impl Publisher {
         }
 
         let created_ms = store::now_ms();
-        let (mut snapshot, report) = compiler::compile(&directory, &policy, issuers, 0, created_ms);
+        let (mut snapshot, report) = compiler::compile(
+            &directory,
+            &policy,
+            &self.attributes,
+            issuers,
+            0,
+            created_ms,
+        );
         for g in &report.cyclic_groups {
             tracing::warn!(group = %g, "group is nested in itself; the cycle is ignored");
         }

@@ -2,6 +2,7 @@
 //! three listeners (SCIM, admin, gRPC) together, and runs until SIGINT/SIGTERM.
 
 use crate::admin::{self, AdminState};
+use crate::attributes::PrincipalAttributes;
 use crate::config::Config;
 use crate::grpc::SnapshotGrpc;
 use crate::nodes::NodeRegistry;
@@ -46,7 +47,13 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         .with_context(|| format!("opening the store at {}", config.database_path().display()))?;
     tracing::info!(db = %store.path().display(), "store open");
 
-    let policies = PolicyStore::open(config.policy_dir.clone(), store.clone()).await?;
+    let attributes = PrincipalAttributes::from_sources(&config.sources);
+    let policies = PolicyStore::open(
+        config.policy_dir.clone(),
+        store.clone(),
+        attributes.decls().to_vec(),
+    )
+    .await?;
     match policies.reload().await {
         Ok(ReloadOutcome::Updated(v)) => tracing::info!(policy_version = %v, "policies loaded"),
         Ok(ReloadOutcome::Unchanged(v)) => {
@@ -73,6 +80,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         store.clone(),
         policies.clone(),
         issuers.clone(),
+        attributes,
         config.compile.keep_snapshots,
     )
     .await?;

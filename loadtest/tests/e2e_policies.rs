@@ -107,3 +107,104 @@ async fn invalid_policies_are_refused_and_valid_ones_reach_the_nodes() -> anyhow
     }
     Ok(())
 }
+
+/// A custom SCIM extension attribute (`clearance`) reaches the nodes as a principal attribute:
+/// the demo permits contact export to Legal only with clearance 3 or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_attributes_from_scim_decide_requests() -> anyhow::Result<()> {
+    use portcullis_demo::configs::DEMO_EXTENSION;
+    use portcullis_loadtest::http::call_tool;
+    let c = Cluster::start(ClusterOptions {
+        nodes: 1,
+        ..Default::default()
+    })
+    .await?;
+    let edge = c.nodes[0].proxy;
+    let bob = c.token("bob@example.com");
+    let r = call_tool(&c.http, edge, &bob, "export_all_contacts", 1).await?;
+    assert_eq!(r.status, 200, "bob has clearance 3: {}", r.body);
+
+    let scim = c.scim();
+    let bob_id = c.ids.user("bob@example.com").to_owned();
+    let set_clearance = |value: i64| {
+        let scim = scim.clone();
+        let path = format!("/Users/{bob_id}");
+        async move {
+            let body = serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": format!("{DEMO_EXTENSION}:clearance"), "value": value}],
+            });
+            let (status, v) = scim.call(reqwest::Method::PATCH, &path, Some(body)).await?;
+            anyhow::ensure!(status == 200 || status == 204, "PATCH {status}: {v}");
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+
+    set_clearance(1).await?;
+    eventually(
+        "lowered clearance is enforced",
+        Duration::from_secs(15),
+        || async {
+            Ok(call_tool(&c.http, edge, &bob, "export_all_contacts", 2)
+                .await?
+                .status
+                == 403)
+        },
+    )
+    .await?;
+    // The search tool does not depend on clearance.
+    let r = call_tool(&c.http, edge, &bob, "search_accounts", 3).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A mistyped value is a SCIM error and changes nothing.
+    let body = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": format!("{DEMO_EXTENSION}:clearance"), "value": "top"}],
+    });
+    let (status, v) = scim
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{bob_id}"),
+            Some(body),
+        )
+        .await?;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["scimType"], "invalidValue", "{v}");
+
+    set_clearance(4).await?;
+    eventually(
+        "raised clearance is enforced",
+        Duration::from_secs(15),
+        || async {
+            Ok(call_tool(&c.http, edge, &bob, "export_all_contacts", 4)
+                .await?
+                .status
+                == 200)
+        },
+    )
+    .await?;
+
+    // The offline check needs the configuration to know `clearance`.
+    let cp = portcullis_loadtest::proc::bin("portcullis-cp")?;
+    let bare = std::process::Command::new(&cp)
+        .args(["policies", "check"])
+        .arg(&c.policy_dir)
+        .output()?;
+    assert!(!bare.status.success());
+    assert!(
+        String::from_utf8_lossy(&bare.stderr).contains("impossible"),
+        "{}",
+        String::from_utf8_lossy(&bare.stderr)
+    );
+    let with_config = std::process::Command::new(&cp)
+        .args(["policies", "check", "--config"])
+        .arg(&c.cp_config)
+        .arg(&c.policy_dir)
+        .output()?;
+    assert!(
+        with_config.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_config.stderr)
+    );
+    Ok(())
+}

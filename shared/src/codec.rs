@@ -148,6 +148,7 @@ mod tests {
             active: true,
             department: None,
             groups: vec![0],
+            attributes: Default::default(),
         });
         s.policies.push(PolicyFile {
             name: "a.cedar".into(),

@@ -11,7 +11,7 @@
 use crate::policy::{self, CompiledPolicies, PolicyError, PolicyInfo};
 use crate::request::{Request, Resource};
 use crate::schema::entity;
-use crate::snapshot::{Issuer, PrincipalClaim, Snapshot, User};
+use crate::snapshot::{AttrValue, Issuer, PrincipalClaim, Snapshot, User};
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
     RestrictedExpression,
@@ -379,7 +379,7 @@ impl Engine {
 
     fn user_entity(&self, user: &User, principal: EntityUid) -> Result<Entity, String> {
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let attrs = HashMap::from([
+        let mut attrs = HashMap::from([
             ("userName".to_owned(), s(&user.user_name)),
             ("displayName".to_owned(), s(&user.display_name)),
             ("email".to_owned(), s(user.email.as_deref().unwrap_or(""))),
@@ -397,6 +397,9 @@ impl Engine {
                 RestrictedExpression::new_bool(user.active),
             ),
         ]);
+        for (name, value) in &user.attributes {
+            attrs.insert(name.clone(), attr_expr(value));
+        }
         let mut parents: HashSet<EntityUid> = user
             .groups
             .iter()
@@ -404,6 +407,16 @@ impl Engine {
             .collect();
         parents.insert(uid(entity::SOURCE, &user.source));
         Entity::new(principal, attrs, parents).map_err(|e| e.to_string())
+    }
+}
+
+fn attr_expr(value: &AttrValue) -> RestrictedExpression {
+    match value {
+        AttrValue::String(v) => RestrictedExpression::new_string(v.clone()),
+        AttrValue::Long(v) => RestrictedExpression::new_long(*v),
+        AttrValue::Bool(v) => RestrictedExpression::new_bool(*v),
+        AttrValue::Decimal(v) => RestrictedExpression::new_decimal(v),
+        AttrValue::Set(vs) => RestrictedExpression::new_set(vs.iter().map(attr_expr)),
     }
 }
 

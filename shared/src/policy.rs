@@ -194,6 +194,35 @@ pub fn compile(schema_text: &str, files: &[PolicyFile]) -> Result<CompiledPolici
             }
             diagnostics.push(locate(&files[fi], e, message));
         }
+        // Cedar only warns about these; Portcullis rejects them. A policy that can never apply
+        // is a mistake (a misspelt or undeclared attribute behind `has` makes a condition
+        // always false), and for a `forbid` a silent one: the author believes something is
+        // forbidden that is not. Bidirectional control characters hide what the text says.
+        for w in result.validation_warnings() {
+            use cedar_policy::ValidationWarning as W;
+            let rejected = matches!(
+                w,
+                W::ImpossiblePolicy(_)
+                    | W::InvalidActionApplication(_)
+                    | W::BidiCharsInString(_)
+                    | W::BidiCharsInIdentifier(_)
+            );
+            if !rejected {
+                continue;
+            }
+            let id = w.policy_id().to_string();
+            let Some(&fi) = owner.get(&id) else {
+                continue;
+            };
+            let mut message = format!("policy `{id}`: {w}");
+            if matches!(w, W::ImpossiblePolicy(_)) {
+                message.push_str(
+                    " (is an attribute behind `has` misspelt, or not declared by any configured \
+                     SCIM extension?)",
+                );
+            }
+            diagnostics.push(locate(&files[fi], w, message));
+        }
     }
 
     if !diagnostics.is_empty() {

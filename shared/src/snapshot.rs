@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub groups: Vec<Group>,
     /// Every user (active or not), sorted by `(source, id)`.
     pub users: Vec<User>,
+    /// Principal attributes beyond the built-in ones (from custom SCIM extensions), declared
+    /// as optional `User` attributes in [`Snapshot::schema`].
+    pub principal_attributes: Vec<AttributeDecl>,
     /// The Cedar schema the policies were validated against.
     pub schema: String,
     /// The Cedar policy files, sorted by name.
@@ -196,6 +199,39 @@ pub struct User {
     /// Indices (into [`Snapshot::groups`]) of every group the user is in, directly or through
     /// nesting; sorted and unique.
     pub groups: Vec<u32>,
+    /// Declared extension attributes this user has, by name (see
+    /// [`Snapshot::principal_attributes`]).
+    pub attributes: std::collections::BTreeMap<String, AttrValue>,
+}
+
+/// A principal attribute declaration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeDecl {
+    pub name: String,
+    pub kind: AttrKind,
+    /// A set of values rather than one.
+    pub multi: bool,
+}
+
+/// The Cedar type of a principal attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttrKind {
+    String,
+    Long,
+    Bool,
+    /// Cedar's `decimal` extension type (up to four fractional digits).
+    Decimal,
+}
+
+/// A principal attribute value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttrValue {
+    String(String),
+    Long(i64),
+    Bool(bool),
+    /// Decimal literal text, e.g. `"1.25"`.
+    Decimal(String),
+    Set(Vec<AttrValue>),
 }
 
 impl Snapshot {
@@ -209,6 +245,7 @@ impl Snapshot {
             issuers: Vec::new(),
             groups: Vec::new(),
             users: Vec::new(),
+            principal_attributes: Vec::new(),
             schema: crate::schema::SCHEMA.to_owned(),
             policies: Vec::new(),
         }

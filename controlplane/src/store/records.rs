@@ -2,7 +2,7 @@
 
 use super::StoreError;
 use portcullis_shared::Hash32;
-use portcullis_shared::snapshot::{PolicyFile, PolicyVersion};
+use portcullis_shared::snapshot::{AttributeDecl, PolicyFile, PolicyVersion};
 use rusqlite::{Connection, OptionalExtension, params};
 
 // ---- SCIM tokens ----------------------------------------------------------------------------
@@ -89,6 +89,8 @@ pub fn revoke_token(c: &Connection, id: &str, at_ms: u64) -> Result<bool, StoreE
 pub struct PolicyRow {
     pub version: PolicyVersion,
     pub schema: String,
+    /// The principal attributes `schema` declares beyond the built-in ones.
+    pub attributes: Vec<AttributeDecl>,
     pub files: Vec<PolicyFile>,
     pub created_ms: u64,
 }
@@ -102,8 +104,8 @@ struct FileJson {
 pub fn latest_policy(c: &Connection) -> Result<Option<PolicyRow>, StoreError> {
     let row = c
         .query_row(
-            "SELECT counter, hash, schema, files_json, created_ms FROM policy_versions
-             ORDER BY counter DESC LIMIT 1",
+            "SELECT counter, hash, schema, files_json, created_ms, attributes_json
+             FROM policy_versions ORDER BY counter DESC LIMIT 1",
             [],
             |r| {
                 Ok((
@@ -112,20 +114,23 @@ pub fn latest_policy(c: &Connection) -> Result<Option<PolicyRow>, StoreError> {
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, i64>(4)? as u64,
+                    r.get::<_, String>(5)?,
                 ))
             },
         )
         .optional()?;
-    let Some((counter, hash, schema, files, created_ms)) = row else {
+    let Some((counter, hash, schema, files, created_ms, attributes)) = row else {
         return Ok(None);
     };
     let files: Vec<FileJson> = serde_json::from_str(&files)?;
+    let attributes: Vec<AttributeDecl> = serde_json::from_str(&attributes)?;
     Ok(Some(PolicyRow {
         version: PolicyVersion {
             counter,
             hash: Hash32::from_hex(&hash).unwrap_or_default(),
         },
         schema,
+        attributes,
         files: files
             .into_iter()
             .map(|f| PolicyFile {
@@ -147,14 +152,15 @@ pub fn insert_policy(c: &Connection, row: &PolicyRow) -> Result<(), StoreError> 
         })
         .collect();
     c.execute(
-        "INSERT INTO policy_versions (counter, hash, schema, files_json, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO policy_versions (counter, hash, schema, files_json, created_ms, attributes_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             row.version.counter as i64,
             row.version.hash.to_hex(),
             row.schema,
             serde_json::to_string(&files)?,
-            row.created_ms as i64
+            row.created_ms as i64,
+            serde_json::to_string(&row.attributes)?
         ],
     )?;
     Ok(())

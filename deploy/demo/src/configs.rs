@@ -33,6 +33,9 @@ pub struct ControlPlaneAddrs {
 }
 
 /// `cp.toml` for one source whose SCIM token hash and JWKS file are given.
+/// The demo source's custom User extension (carries `clearance`).
+pub const DEMO_EXTENSION: &str = "urn:example:params:scim:schemas:extension:demo:2.0:User";
+
 pub fn control_plane_toml(
     data_dir: &Path,
     policy_dir: &Path,
@@ -66,6 +69,16 @@ algorithms = ["ES256", "RS256"]
 principal_claim = "email"
 jwks_file = {jwks:?}
 refresh_secs = 5
+
+# A custom SCIM extension: `clearance` becomes a principal attribute policies can test.
+[[sources.extensions]]
+urn = "{DEMO_EXTENSION}"
+name = "DemoUser"
+description = "Demo clearance level"
+[[sources.extensions.attributes]]
+name = "clearance"
+type = "integer"
+description = "Clearance level, 0-5"
 "#,
         data = data_dir.display().to_string(),
         policies = policy_dir.display().to_string(),

@@ -1,20 +1,23 @@
 //! The demo directory, pushed through SCIM the way an IdP would.
 //!
-//! | user | groups | department |
-//! |---|---|---|
-//! | alice@example.com | Sales | Sales |
-//! | bob@example.com | Legal | Legal |
-//! | carol@example.com | Engineering (nested in R&D) | Platform |
-//! | dave@example.com | — | Support |
+//! | user | groups | department | clearance (custom extension) |
+//! |---|---|---|---|
+//! | alice@example.com | Sales | Sales | — |
+//! | bob@example.com | Legal | Legal | 3 |
+//! | carol@example.com | Engineering (nested in R&D) | Platform | 2 |
+//! | dave@example.com | — | Support | — |
 
+use crate::configs::DEMO_EXTENSION;
 use crate::scim::ScimClient;
+use serde_json::json;
 use std::collections::BTreeMap;
 
-pub const USERS: &[(&str, &str, &str)] = &[
-    ("alice@example.com", "Alice Adams", "Sales"),
-    ("bob@example.com", "Bob Brown", "Legal"),
-    ("carol@example.com", "Carol Chen", "Platform"),
-    ("dave@example.com", "Dave Diaz", "Support"),
+/// `(userName, displayName, department, clearance)`.
+pub const USERS: &[(&str, &str, &str, Option<i64>)] = &[
+    ("alice@example.com", "Alice Adams", "Sales", None),
+    ("bob@example.com", "Bob Brown", "Legal", Some(3)),
+    ("carol@example.com", "Carol Chen", "Platform", Some(2)),
+    ("dave@example.com", "Dave Diaz", "Support", None),
 ];
 
 /// Groups and their user members; `R&D` contains the group `Engineering`.
@@ -45,10 +48,17 @@ impl DemoIds {
 /// the same data directory is a no-op) and returns every id.
 pub async fn seed(scim: &ScimClient) -> anyhow::Result<DemoIds> {
     let mut ids = DemoIds::default();
-    for (user_name, display, dept) in USERS {
+    for (user_name, display, dept, clearance) in USERS {
         let id = match scim.find("/Users", "userName", user_name).await? {
             Some(id) => id,
-            None => scim.create_user(user_name, display, Some(dept)).await?,
+            None => {
+                let extensions: Vec<(&str, serde_json::Value)> = clearance
+                    .iter()
+                    .map(|c| (DEMO_EXTENSION, json!({ "clearance": c })))
+                    .collect();
+                scim.create_user_with(user_name, display, Some(dept), &extensions)
+                    .await?
+            }
         };
         ids.users.insert((*user_name).to_owned(), id);
     }

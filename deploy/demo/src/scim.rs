@@ -92,6 +92,18 @@ impl ScimClient {
         display_name: &str,
         department: Option<&str>,
     ) -> anyhow::Result<String> {
+        self.create_user_with(user_name, display_name, department, &[])
+            .await
+    }
+
+    /// Creates a user that also carries custom extensions, given as `(schema URN, object)`.
+    pub async fn create_user_with(
+        &self,
+        user_name: &str,
+        display_name: &str,
+        department: Option<&str>,
+        extensions: &[(&str, Value)],
+    ) -> anyhow::Result<String> {
         let mut body = json!({
             "schemas": [USER],
             "userName": user_name,
@@ -99,10 +111,16 @@ impl ScimClient {
             "emails": [{"value": user_name, "type": "work", "primary": true}],
             "active": true,
         });
+        let mut schemas = vec![json!(USER)];
         if let Some(d) = department {
-            body["schemas"] = json!([USER, ENTERPRISE]);
+            schemas.push(json!(ENTERPRISE));
             body[ENTERPRISE] = json!({ "department": d });
         }
+        for (urn, value) in extensions {
+            schemas.push(json!(urn));
+            body[*urn] = value.clone();
+        }
+        body["schemas"] = Value::Array(schemas);
         let v = self
             .expect(reqwest::Method::POST, "/Users", Some(body), &[201])
             .await?;

@@ -48,6 +48,7 @@ fn user(id: &str, name: &str, active: bool, dept: Option<&str>, groups: Vec<u32>
         active,
         department: dept.map(Into::into),
         groups,
+        attributes: Default::default(),
     }
 }
 
@@ -277,4 +278,129 @@ fn invalid_policies_refuse_the_engine() {
         .push_str("\npermit(principal, action == Action::\"fly\", resource);");
     s.policy_version.hash = policy::content_hash(&s.schema, &s.policies);
     assert!(matches!(Engine::new(s), Err(EngineError::Policy(_))));
+}
+
+#[test]
+fn declared_principal_attributes_reach_policies() {
+    use crate::snapshot::{AttrKind, AttrValue, AttributeDecl};
+    let decl = |name: &str, kind, multi| AttributeDecl {
+        name: name.into(),
+        kind,
+        multi,
+    };
+    let mut s = Snapshot::empty(1);
+    s.principal_attributes = vec![
+        decl("clearance", AttrKind::Long, false),
+        decl("ethical-wall", AttrKind::String, false),
+        decl("quota", AttrKind::Decimal, false),
+        decl("projects", AttrKind::String, true),
+    ];
+    s.schema = crate::schema::with_principal_attributes(&s.principal_attributes);
+    let mut ana = user("u-ana", "ana@example.com", true, None, vec![]);
+    ana.attributes = [
+        ("clearance".to_owned(), AttrValue::Long(4)),
+        ("ethical-wall".to_owned(), AttrValue::String("buy".into())),
+        ("quota".to_owned(), AttrValue::Decimal("2.5".into())),
+        (
+            "projects".to_owned(),
+            AttrValue::Set(vec![AttrValue::String("apollo".into())]),
+        ),
+    ]
+    .into();
+    let mut ben = user("u-ben", "ben@example.com", true, None, vec![]);
+    ben.attributes = [("clearance".to_owned(), AttrValue::Long(2))].into();
+    let cy = user("u-cy", "cy@example.com", true, None, vec![]);
+    s.users = vec![ana, ben, cy];
+    s.policies = vec![PolicyFile {
+        name: "attrs.cedar".into(),
+        text: r#"
+@id("cleared")
+permit(principal, action == Action::"chat", resource)
+  when { principal has clearance && principal.clearance >= 3 };
+
+@id("wall")
+forbid(principal, action == Action::"chat", resource == Model::"sell-side")
+  when { principal has "ethical-wall" && principal["ethical-wall"] == "buy" };
+
+@id("quota")
+permit(principal, action == Action::"chat", resource == Model::"metered")
+  when { principal has quota && principal.quota.greaterThan(decimal("1.0")) };
+
+@id("apollo")
+permit(principal, action == Action::"chat", resource == Model::"apollo")
+  when { principal has projects && principal.projects.contains("apollo") };
+"#
+        .into(),
+    }];
+    s.policy_version = PolicyVersion {
+        counter: 1,
+        hash: policy::content_hash(&s.schema, &s.policies),
+    };
+    let e = Engine::new(s).expect("engine builds with declared attributes");
+    let decide = |name: &str, model: &str| e.decide(who(&e, name), &chat("openai", model));
+
+    let d = decide("ana@example.com", "gpt-4o");
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Allow, &["cleared".to_owned()][..])
+    );
+    assert_eq!(
+        decide("ben@example.com", "gpt-4o").effect,
+        Effect::Deny,
+        "clearance 2"
+    );
+    assert_eq!(
+        decide("cy@example.com", "gpt-4o").effect,
+        Effect::Deny,
+        "no clearance"
+    );
+    let d = decide("ana@example.com", "sell-side");
+    assert_eq!((d.effect, &d.reason), (Effect::Deny, &Reason::Forbidden));
+    assert!(d.policies.contains(&"wall".to_owned()), "{d:?}");
+    assert_eq!(decide("ben@example.com", "metered").effect, Effect::Deny);
+    let d = decide("ana@example.com", "apollo");
+    assert_eq!(d.effect, Effect::Allow);
+    assert!(d.policies.contains(&"apollo".to_owned()), "{d:?}");
+}
+
+#[test]
+fn undeclared_or_unguarded_attributes_fail_validation() {
+    use crate::snapshot::{AttrKind, AttributeDecl};
+    let check = |schema: &str, condition: &str| {
+        policy::compile(
+            schema,
+            &[PolicyFile {
+                name: "a.cedar".into(),
+                text: format!("permit(principal, action, resource) when {{ {condition} }};"),
+            }],
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let declared = crate::schema::with_principal_attributes(&[AttributeDecl {
+        name: "clearance".into(),
+        kind: AttrKind::Long,
+        multi: false,
+    }]);
+    let guarded = "principal has clearance && principal.clearance > 1";
+    assert_eq!(check(&declared, guarded), Ok(()));
+    let err = check(&declared, "principal.clearance > 1").unwrap_err();
+    assert!(
+        err.contains("clearance"),
+        "optional attributes need `has`: {err}"
+    );
+    let err = check(crate::schema::SCHEMA, "principal.clearance > 1").unwrap_err();
+    assert!(err.contains("clearance"), "{err}");
+    // Guarded but undeclared (or misspelt): Cedar types it as always false; rejected.
+    let err = check(crate::schema::SCHEMA, guarded).unwrap_err();
+    assert!(
+        err.contains("impossible") && err.contains("not declared"),
+        "{err}"
+    );
+    let err = check(
+        &declared,
+        "principal has clearence && principal.clearence > 1",
+    )
+    .unwrap_err();
+    assert!(err.contains("a.cedar:1"), "{err}");
 }
