@@ -214,6 +214,10 @@ async fn events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Re
                 "resource_id": e.resource_id,
                 "before": e.before,
                 "after": e.after,
+                "outcome": e.outcome,
+                "status": e.status,
+                "detail": e.detail,
+                "request": e.request,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),

@@ -215,7 +215,47 @@ async fn scim_writes_are_durable_evented_and_survive_a_restart() {
         .json()
         .await
         .expect("json");
-    let events = events["events"].as_array().expect("events").clone();
+    let all = events["events"].as_array().expect("events").clone();
+    let outcome =
+        |o: &str| -> Vec<Value> { all.iter().filter(|e| e["outcome"] == o).cloned().collect() };
+    // Every refused write is recorded too, with its status, reason and body, and without
+    // moving the revision: the duplicate userName, the PATCH with a bad operation, the PUT of
+    // a missing user, the group with an unknown member.
+    let rejected = outcome("rejected");
+    let summary: Vec<(u64, &str, &str)> = rejected
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_u64().unwrap_or(0),
+                e["operation"].as_str().unwrap_or(""),
+                e["resource_type"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (409, "create", "User"),
+            (400, "patch", "User"),
+            (404, "replace", "User"),
+            (400, "create", "Group")
+        ],
+        "{rejected:?}"
+    );
+    assert_eq!(rejected[0]["request"]["userName"], "ana@example.COM");
+    assert!(
+        rejected[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("uniqueness: ")),
+        "{}",
+        rejected[0]
+    );
+    assert_eq!(rejected[2]["resource_id"], "does-not-exist");
+    assert_eq!(
+        rejected[0]["revision"], 1,
+        "a refusal does not move the revision"
+    );
+    let events = outcome("applied");
     assert_eq!(events.len(), 7);
     assert!(
         events

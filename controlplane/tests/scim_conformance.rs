@@ -501,6 +501,11 @@ async fn every_scim_type_is_returned_where_it_belongs() {
         36,
         "the userName is free again"
     );
+
+    // A body beyond the server's limit is refused with a SCIM error, before any parsing.
+    let huge = json!({"userName": "huge@x.com", "title": "x".repeat(17 << 20)});
+    let (st, _, b) = s.call(Method::POST, "/Users", Some(huge)).await;
+    assert_error(st, &b, 413, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,6 +618,50 @@ async fn bulk_resolves_references_and_honours_its_limits() {
         .call(Method::POST, "/Bulk", Some(json!({"Operations": []})))
         .await;
     assert_error(st, &b, 400, Some("invalidSyntax"));
+
+    // Refused operations and refused bulk requests are identity events too.
+    let events: Value = s
+        .http
+        .get(format!("{}/admin/v1/events?limit=1000", cp.admin))
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    let rejected: Vec<(String, u64, String)> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["outcome"] == "rejected")
+        .map(|e| {
+            (
+                e["resource_type"].as_str().unwrap_or("").to_owned(),
+                e["status"].as_u64().unwrap_or(0),
+                e["detail"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let in_bulk: Vec<(&str, u64)> = rejected
+        .iter()
+        .filter(|r| r.2.starts_with("in a bulk request"))
+        .map(|r| (r.0.as_str(), r.1))
+        .collect();
+    assert_eq!(
+        in_bulk,
+        [("User", 409), ("Group", 409), ("Group", 409)],
+        "{rejected:?}"
+    );
+    let whole: Vec<(&str, u64)> = rejected
+        .iter()
+        .filter(|r| !r.2.starts_with("in a bulk request"))
+        .map(|r| (r.0.as_str(), r.1))
+        .collect();
+    assert_eq!(
+        whole,
+        [("Bulk", 413), ("Bulk", 413), ("Bulk", 400)],
+        "{rejected:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,6 +237,7 @@ fn run(
                 }
                 Err(e) => {
                     errors += 1;
+                    record_failure(tx, source, &op, &e);
                     failure(&op, &e)
                 }
             };
@@ -257,6 +258,7 @@ fn run(
                     "a bulkId it references is not created by any operation of this request (unknown or circular)",
                 );
                 errors += 1;
+                record_failure(tx, source, &ops[i], &e);
                 results[i] = Some(failure(&ops[i], &e));
                 if fail_on_errors.is_some_and(|n| errors >= n) {
                     break;
@@ -278,6 +280,42 @@ fn failure(op: &Operation, e: &ScimError) -> Value {
         r["bulkId"] = json!(b);
     }
     r
+}
+
+/// Records a refused operation as a `rejected` identity event, like a refused single request.
+fn record_failure(tx: &Connection, source: &str, op: &Operation, e: &ScimError) {
+    let trimmed = op.path.trim_start_matches('/');
+    let (endpoint, id) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let resource_type = if endpoint.eq_ignore_ascii_case("Users") {
+        "User"
+    } else if endpoint.eq_ignore_ascii_case("Groups") {
+        "Group"
+    } else {
+        "Bulk"
+    };
+    let operation = match op.method.as_str() {
+        "POST" => "create",
+        "PUT" => "replace",
+        "PATCH" => "patch",
+        _ => "delete",
+    };
+    let detail = match e.scim_type {
+        Some(t) => format!("{}: {}", t.as_str(), e.detail),
+        None => e.detail.clone(),
+    };
+    let event = crate::store::IdentityEvent {
+        outcome: crate::store::EventOutcome::Rejected,
+        status: Some(e.status),
+        detail: Some(format!("in a bulk request: {detail}")),
+        request: op
+            .data
+            .clone()
+            .filter(|d| d.to_string().len() <= super::MAX_RECORDED_REQUEST),
+        ..super::event(resource_type, source, operation, id, None, None)
+    };
+    if let Err(err) = crate::store::record_event(tx, &event) {
+        tracing::error!(error = %err, "could not record a rejected bulk operation");
+    }
 }
 
 /// Runs `f` in a savepoint, rolled back if it fails.

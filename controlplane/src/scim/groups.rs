@@ -208,7 +208,16 @@ fn save(
 ) -> Result<(Value, u64), ScimError> {
     let members = resolve_members(tx, &old.source, &old.id, &member_ids)?;
     if resource == old.resource && members == old.members {
-        return Ok((render::group(&old, base), old.version));
+        let current = render::group(&old, base);
+        let mut recorded = current.clone();
+        if let Value::Object(m) = &mut recorded {
+            m.remove("members");
+        }
+        store::record_event(
+            tx,
+            &super::unchanged_event("Group", &old.source, operation, &old.id, recorded),
+        )?;
+        return Ok((current, old.version));
     }
     let new = GroupRow {
         resource,

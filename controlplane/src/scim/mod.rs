@@ -230,7 +230,7 @@ async fn require_source_token(
     };
     let response = match authorized {
         Ok(()) => match state.limiter.take(&source) {
-            Ok(()) => next.run(request).await,
+            Ok(()) => run_recorded(&state, &source, request, next).await,
             Err(wait) => {
                 let e = ScimError::new(
                     429,
@@ -256,6 +256,155 @@ async fn require_source_token(
     response
 }
 
+/// How much of a rejected request's body its identity event keeps.
+const MAX_RECORDED_REQUEST: usize = 64 << 10;
+
+/// Runs an authenticated request. Bodies are read here, bounded (413 with a SCIM error
+/// beyond [`MAX_BODY`]); a write to Users, Groups or Bulk that is refused becomes a `rejected`
+/// identity event with its status, reason and body, so the event log holds every write an IdP
+/// sent, not only those that changed something.
+async fn run_recorded(
+    state: &ScimState,
+    source: &str,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let method = request.method().clone();
+    let segments: Vec<String> = request
+        .uri()
+        .path()
+        .split('/')
+        .skip(4)
+        .map(str::to_owned)
+        .collect();
+    let (resource_type, resource_id) = match segments.as_slice() {
+        [e, rest @ ..] if e == "Users" || e == "Groups" || e == "Bulk" => {
+            let ty = match e.as_str() {
+                "Users" => "User",
+                "Groups" => "Group",
+                _ => "Bulk",
+            };
+            (ty, rest.first().cloned().unwrap_or_default())
+        }
+        _ => ("", String::new()),
+    };
+    let operation = match method.as_str() {
+        "POST" if resource_type == "Bulk" => "bulk",
+        "POST" => "create",
+        "PUT" => "replace",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        _ => "",
+    };
+    let recorded = !resource_type.is_empty()
+        && !operation.is_empty()
+        && !resource_id.starts_with(".search")
+        && segments.len() <= 2;
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ScimError::new(
+                413,
+                None,
+                format!("the request body exceeds {MAX_BODY} bytes"),
+            );
+            if recorded {
+                let reason = Rejection {
+                    status: e.status,
+                    scim_type: None,
+                    detail: e.detail.clone(),
+                };
+                record_rejected(
+                    state,
+                    source,
+                    operation,
+                    resource_type,
+                    &resource_id,
+                    reason,
+                    &[],
+                )
+                .await;
+            }
+            return e.into_response();
+        }
+    };
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body.clone()),
+        ))
+        .await;
+    if !recorded || response.status().as_u16() < 400 {
+        return response;
+    }
+    let (parts, response_body) = response.into_parts();
+    let bytes = axum::body::to_bytes(response_body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let reason = Rejection {
+        status: parts.status.as_u16(),
+        scim_type: error["scimType"].as_str().map(str::to_owned),
+        detail: error["detail"].as_str().unwrap_or_default().to_owned(),
+    };
+    record_rejected(
+        state,
+        source,
+        operation,
+        resource_type,
+        &resource_id,
+        reason,
+        &body,
+    )
+    .await;
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Why a request was refused, as its response said.
+struct Rejection {
+    status: u16,
+    scim_type: Option<String>,
+    detail: String,
+}
+
+/// Stores a `rejected` identity event (outside the refused request's rolled-back transaction).
+async fn record_rejected(
+    state: &ScimState,
+    source: &str,
+    operation: &str,
+    resource_type: &str,
+    resource_id: &str,
+    error: Rejection,
+    body: &[u8],
+) {
+    let request = (body.len() <= MAX_RECORDED_REQUEST)
+        .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .flatten();
+    let mut detail = match &error.scim_type {
+        Some(t) => format!("{t}: {}", error.detail),
+        None => error.detail,
+    };
+    if request.is_none() && !body.is_empty() {
+        detail.push_str(&format!(" (request body of {} bytes not kept)", body.len()));
+    }
+    let event = store::IdentityEvent {
+        outcome: store::EventOutcome::Rejected,
+        status: Some(error.status),
+        detail: Some(detail),
+        request,
+        ..event(resource_type, source, operation, resource_id, None, None)
+    };
+    if let Err(e) = state
+        .store
+        .write(move |tx| store::record_event(tx, &event).map(|_| ()))
+        .await
+    {
+        tracing::error!(error = %e, "could not record a rejected SCIM request");
+    }
+}
+
 /// The identity event recording one SCIM change.
 fn event(
     resource_type: &str,
@@ -275,6 +424,31 @@ fn event(
         resource_id: id.to_owned(),
         before,
         after,
+        outcome: store::EventOutcome::Applied,
+        status: None,
+        detail: None,
+        request: None,
+    }
+}
+
+/// The identity event recording a write request that was accepted but changed nothing.
+fn unchanged_event(
+    resource_type: &str,
+    source: &str,
+    operation: &str,
+    id: &str,
+    current: serde_json::Value,
+) -> store::IdentityEvent {
+    store::IdentityEvent {
+        outcome: store::EventOutcome::Unchanged,
+        ..event(
+            resource_type,
+            source,
+            operation,
+            id,
+            Some(current.clone()),
+            Some(current),
+        )
     }
 }
 

@@ -185,7 +185,12 @@ fn save(
 ) -> Result<(Value, u64), ScimError> {
     if resource == old.resource {
         let groups = groups_of(tx, &old.id)?;
-        return Ok((render::user(&old, &groups, base), old.version));
+        let current = render::user(&old, &groups, base);
+        store::record_event(
+            tx,
+            &super::unchanged_event("User", &old.source, operation, &old.id, current.clone()),
+        )?;
+        return Ok((current, old.version));
     }
     let new = UserRow {
         active: UserRow::status_after(&resource, old.active),

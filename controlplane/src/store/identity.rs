@@ -117,6 +117,43 @@ pub struct IdentityEvent {
     pub resource_id: String,
     pub before: Option<Value>,
     pub after: Option<Value>,
+    pub outcome: EventOutcome,
+    /// The HTTP status of a rejected request.
+    pub status: Option<u16>,
+    /// Why a request was rejected (`scimType` and detail).
+    pub detail: Option<String>,
+    /// A rejected request's body as sent (when JSON and not too large).
+    pub request: Option<Value>,
+}
+
+/// What a SCIM write request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventOutcome {
+    /// The change was stored and the identity revision moved.
+    Applied,
+    /// Accepted, but nothing differed (an IdP re-sending what it sent before).
+    Unchanged,
+    /// Refused; nothing changed.
+    Rejected,
+}
+
+impl EventOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "unchanged" => Self::Unchanged,
+            "rejected" => Self::Rejected,
+            _ => Self::Applied,
+        }
+    }
 }
 
 // ---- users ----------------------------------------------------------------------------------
@@ -513,18 +550,21 @@ pub fn identity_revision(c: &Connection) -> Result<u64, StoreError> {
     )? as u64)
 }
 
-/// Appends an event and bumps the identity revision; returns the new revision. Call inside the
-/// transaction that made the change.
+/// Appends an event; an applied one also bumps the identity revision. Returns the identity
+/// revision the event belongs to. Call inside the transaction that made the change.
 pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreError> {
-    c.execute(
-        "UPDATE meta SET value = value + 1 WHERE key = 'identity_revision'",
-        [],
-    )?;
+    if event.outcome == EventOutcome::Applied {
+        c.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'identity_revision'",
+            [],
+        )?;
+    }
     let revision = identity_revision(c)?;
     c.execute(
         "INSERT INTO identity_events (revision, at_ms, source, operation, resource_type,
-                                      resource_id, before_json, after_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                      resource_id, before_json, after_json, outcome, status,
+                                      detail, request_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             revision as i64,
             event.at_ms as i64,
@@ -534,6 +574,10 @@ pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreE
             event.resource_id,
             event.before.as_ref().map(Value::to_string),
             event.after.as_ref().map(Value::to_string),
+            event.outcome.as_str(),
+            event.status,
+            event.detail,
+            event.request.as_ref().map(Value::to_string),
         ],
     )?;
     Ok(revision)
@@ -547,7 +591,7 @@ pub fn events_after(
 ) -> Result<Vec<IdentityEvent>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT seq, revision, at_ms, source, operation, resource_type, resource_id,
-                before_json, after_json
+                before_json, after_json, outcome, status, detail, request_json
          FROM identity_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after as i64, limit], |r| {
@@ -562,15 +606,21 @@ pub fn events_after(
                 resource_id: r.get(6)?,
                 before: None,
                 after: None,
+                outcome: EventOutcome::parse(&r.get::<_, String>(9)?),
+                status: r.get(10)?,
+                detail: r.get(11)?,
+                request: None,
             },
             r.get::<_, Option<String>>(7)?,
             r.get::<_, Option<String>>(8)?,
+            r.get::<_, Option<String>>(12)?,
         ))
     })?;
     rows.map(|row| {
-        let (mut e, before, after) = row?;
+        let (mut e, before, after, request) = row?;
         e.before = before.map(|t| serde_json::from_str(&t)).transpose()?;
         e.after = after.map(|t| serde_json::from_str(&t)).transpose()?;
+        e.request = request.map(|t| serde_json::from_str(&t)).transpose()?;
         Ok(e)
     })
     .collect()

@@ -25,6 +25,10 @@ fn event(id: &str) -> IdentityEvent {
         resource_id: id.into(),
         before: None,
         after: Some(json!({"id": id})),
+        outcome: EventOutcome::Applied,
+        status: None,
+        detail: None,
+        request: None,
     }
 }
 
@@ -136,6 +140,29 @@ fn events_carry_the_revision_they_produced() {
         assert_eq!(all[1].revision, 2);
         assert_eq!(all[1].after, Some(json!({"id": "b"})));
         assert_eq!(events_after(c, all[0].seq, 10)?.len(), 1);
+
+        // Unchanged and rejected requests are recorded without moving the revision.
+        let rejected = IdentityEvent {
+            outcome: EventOutcome::Rejected,
+            status: Some(409),
+            detail: Some("uniqueness: taken".into()),
+            request: Some(json!({"userName": "b"})),
+            after: None,
+            ..event("b")
+        };
+        let unchanged = IdentityEvent {
+            outcome: EventOutcome::Unchanged,
+            ..event("b")
+        };
+        assert_eq!(record_event(c, &unchanged)?, 2);
+        assert_eq!(record_event(c, &rejected)?, 2);
+        assert_eq!(identity_revision(c)?, 2);
+        let all = events_after(c, 0, 10)?;
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[2].outcome, EventOutcome::Unchanged);
+        assert_eq!(all[3].outcome, EventOutcome::Rejected);
+        assert_eq!(all[3].status, Some(409));
+        assert_eq!(all[3].request, Some(json!({"userName": "b"})));
         Ok(())
     })
     .expect("ok");
