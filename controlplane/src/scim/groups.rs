@@ -290,6 +290,9 @@ pub(super) fn patch_tx(
     let mut full = old.resource.clone();
     if let Value::Object(m) = &mut full {
         m.insert("members".into(), render::members(&old.members, base));
+        // Present so that a PATCH restating it (Okta's rename sends the group's `id`) is
+        // accepted quietly, while changing it is still a `mutability` error.
+        m.insert("id".into(), Value::String(old.id.clone()));
     }
     patch::apply(&mut full, ops, rt)?;
     let Value::Object(obj) = full else {

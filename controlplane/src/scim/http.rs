@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-pub const CONTENT_TYPE: &str = "application/scim+json";
+pub use portcullis_scim::CONTENT_TYPE;
 
 /// A SCIM response: status, optional JSON body, and extra headers.
 #[derive(Debug)]
@@ -103,21 +103,6 @@ impl IntoResponse for ScimResponse {
             }
             None => (self.status, headers).into_response(),
         }
-    }
-}
-
-impl IntoResponse for ScimError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"portcullis-scim\""),
-            );
-        }
-        (status, headers, self.body().to_string()).into_response()
     }
 }
 

@@ -7,21 +7,18 @@
 
 mod bulk;
 mod discovery;
-pub mod error;
-pub mod filter;
 mod groups;
 mod http;
 pub mod limit;
-pub mod patch;
 pub mod project;
 pub mod query;
 mod render;
-pub mod schema;
 pub mod sources;
 mod users;
 pub mod validate;
 
-pub use error::{ScimError, ScimType};
+pub use portcullis_scim::error::{ScimError, ScimType};
+pub use portcullis_scim::{error, filter, patch, schema};
 
 use crate::config::Config;
 use crate::publisher::Publisher;

@@ -252,6 +252,10 @@ pub(super) fn patch_tx(
     let old = store::get_user(tx, source, id)?.ok_or_else(|| not_found(id))?;
     check_if_match(if_match, old.version)?;
     let mut resource = old.resource.clone();
+    if let Value::Object(m) = &mut resource {
+        // See `groups::patch_tx`: restating the `id` is accepted, changing it is not.
+        m.insert("id".into(), Value::String(old.id.clone()));
+    }
     patch::apply(&mut resource, ops, rt)?;
     let Value::Object(obj) = resource else {
         return Err(ScimError::internal("patched user is not an object"));

@@ -54,6 +54,10 @@ pub fn resource(obj: &mut Map<String, Value>, rt: &ResourceType) -> Result<(), S
             && rt.is_core(r.schema)
         {
             value(obj, &key, r.attr, &key)?;
+        } else if obj.get(&key).is_some_and(Value::is_null) {
+            // An unknown attribute sent as null (Entra ID's create sends enterprise attributes
+            // at the top level as `null`) is unassigned, like a known one.
+            obj.remove(&key);
         }
     }
     Ok(())
@@ -111,6 +115,16 @@ fn value(
         return Ok(());
     }
     if def.multi_valued {
+        // OneLogin's templates send a single email as an object rather than a one-element
+        // array: a lone value of the right shape stands for a list of one.
+        let lone = match v {
+            Value::Object(_) => def.ty == AttrType::Complex,
+            Value::Array(_) => false,
+            _ => def.ty != AttrType::Complex,
+        };
+        if lone {
+            *v = Value::Array(vec![v.take()]);
+        }
         let Value::Array(items) = v else {
             return Err(ScimError::invalid_value(format!(
                 "{label} must be an array"
@@ -200,8 +214,16 @@ mod tests {
             v,
             json!({"userName": "a", "active": false, "emails": [{"value": "a@x", "primary": true}]})
         );
+        // A lone value of a multi-valued attribute is a list of one; unknown nulls are dropped.
+        let v =
+            check(json!({"userName": "a", "emails": {"value": "a@x"}, "manager": null, "x": 1}))
+                .expect("valid");
+        assert_eq!(
+            v,
+            json!({"userName": "a", "emails": [{"value": "a@x"}], "x": 1})
+        );
         for bad in [
-            json!({"userName": "a", "emails": {"value": "a@x"}}),
+            json!({"userName": "a", "emails": "a@x"}),
             json!({"userName": "a", "name": "Ana"}),
             json!({"userName": "a", "displayName": 3}),
             json!({"userName": "a", "active": "yes"}),

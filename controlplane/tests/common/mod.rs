@@ -1,6 +1,8 @@
 //! Starting the real `portcullis-cp` binary for integration tests.
 #![allow(dead_code)]
 
+pub mod watch;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

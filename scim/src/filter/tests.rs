@@ -1,6 +1,6 @@
 use super::*;
-use crate::scim::error::ScimType;
-use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP, USER, USER_SCHEMA};
+use crate::error::ScimType;
+use crate::schema::{ENTERPRISE_USER_SCHEMA, GROUP, USER, USER_SCHEMA};
 use serde_json::{Value, json};
 
 fn path(s: &str) -> AttrPath {
@@ -439,7 +439,11 @@ fn booleans() {
     assert!(user_matches("active eq TRUE"));
     assert!(!user_matches("active eq false"));
     assert!(user_matches("active ne false"));
-    assert!(!user_matches(r#"active eq "true""#));
+    // IdPs quote booleans (Entra ID's `primary eq "True"`): a boolean string compares as one.
+    assert!(user_matches(r#"active eq "true""#));
+    assert!(user_matches(r#"active eq "True""#));
+    assert!(!user_matches(r#"active eq "False""#));
+    assert!(!user_matches(r#"active eq "yes""#));
 }
 
 #[test]

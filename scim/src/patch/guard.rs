@@ -3,8 +3,8 @@
 //! readOnly attribute is accepted) and no required attribute may disappear (RFC 7644 §3.5.2.2).
 
 use super::target::{Container, Object, get, get_in};
-use crate::scim::error::ScimError;
-use crate::scim::schema::{AttrDef, AttrType, COMMON_ATTRIBUTES, Mutability, ResourceType};
+use crate::error::ScimError;
+use crate::schema::{AttrDef, AttrType, COMMON_ATTRIBUTES, Mutability, ResourceType};
 use serde_json::Value;
 
 /// Snapshot of the readOnly and required attributes before an operation.

@@ -125,6 +125,26 @@ impl fmt::Display for ScimError {
 
 impl std::error::Error for ScimError {}
 
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for ScimError {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::CONTENT_TYPE),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis-scim\""),
+            );
+        }
+        (status, headers, self.body().to_string()).into_response()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

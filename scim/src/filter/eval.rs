@@ -2,7 +2,7 @@
 //! [`super::matches`].
 
 use super::{AttrPath, CompValue, CompareOp, Filter, datetime};
-use crate::scim::schema::{AttrDef, AttrType, ResourceType};
+use crate::schema::{AttrDef, AttrType, ResourceType};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -178,11 +178,21 @@ fn compare_one(op: CompareOp, actual: &Value, expected: &CompValue, rules: Strin
     match (actual, expected) {
         (Value::String(a), CompValue::String(b)) => compare_strings(op, a, b, rules),
         (Value::Number(a), CompValue::Number(b)) => ordering_satisfies(op, compare_numbers(a, b)),
-        (Value::Bool(a), CompValue::Bool(b)) => match op {
-            CompareOp::Eq => a == b,
-            CompareOp::Ne => a != b,
+        (Value::Bool(a), CompValue::Bool(b)) => bool_compare(op, *a, *b),
+        // Entra ID quotes booleans in filters (`roles[primary eq "True"]`).
+        (Value::Bool(a), CompValue::String(b)) => match b.to_ascii_lowercase().as_str() {
+            "true" => bool_compare(op, *a, true),
+            "false" => bool_compare(op, *a, false),
             _ => false,
         },
+        _ => false,
+    }
+}
+
+fn bool_compare(op: CompareOp, a: bool, b: bool) -> bool {
+    match op {
+        CompareOp::Eq => a == b,
+        CompareOp::Ne => a != b,
         _ => false,
     }
 }

@@ -4,9 +4,9 @@ use super::guard::Guard;
 use super::target::{self, Container, Object, Resolution, Sub, Target, get, put, take};
 use super::value;
 use super::{PatchOp, PatchOperation, PatchPath};
-use crate::scim::error::ScimError;
-use crate::scim::filter::{self, AttrPath, CompValue, CompareOp, Filter};
-use crate::scim::schema::{AttrDef, AttrType, Mutability, ResourceType};
+use crate::error::ScimError;
+use crate::filter::{self, AttrPath, CompValue, CompareOp, Filter};
+use crate::schema::{AttrDef, AttrType, Mutability, ResourceType};
 use serde_json::Value;
 
 /// Applies `op` to `root`, then fixes up extension bookkeeping and checks that no readOnly
@@ -484,6 +484,9 @@ impl Session<'_> {
     /// attribute or sub-attribute. Removing something absent is not an error.
     fn remove(&mut self, path: &PatchPath, value: Option<&Value>) -> Result<(), ScimError> {
         if path.filter.is_some() {
+            if self.remove_filtered_single(path)? {
+                return Ok(());
+            }
             return self.remove_filtered(path);
         }
         if path.sub.is_some() {
@@ -584,6 +587,48 @@ impl Session<'_> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// `remove` with a value filter on a single-valued complex attribute, as Entra ID removes
+    /// a manager (`manager[value eq "…"]`): the attribute (or its sub-attribute) is removed
+    /// when its value satisfies the filter. False when `path` does not name such an attribute.
+    fn remove_filtered_single(&mut self, path: &PatchPath) -> Result<bool, ScimError> {
+        let Some(filter) = &path.filter else {
+            return Ok(false);
+        };
+        let t = match target::resolve(self.rt, self.root, &path.attr)? {
+            Resolution::Attribute(t) if path.attr.sub.is_none() => t,
+            _ => return Ok(false),
+        };
+        if !t
+            .def
+            .is_some_and(|d| d.ty == AttrType::Complex && !d.multi_valued)
+        {
+            return Ok(false);
+        }
+        let whole = Filter::ValuePath(path.attr.clone(), Box::new(filter.clone()));
+        filter::validate(&whole, self.rt)
+            .map_err(|e| ScimError::invalid_path(format!("'{path}': {}", e.detail)))?;
+        let sub = path
+            .sub
+            .as_deref()
+            .map(|s| target::sub_of(&t, s))
+            .transpose()?;
+        check_path_writable(&t, sub)?;
+        let rt = self.rt;
+        let matched = match self.slot(&t, false)? {
+            Some(slot) => get(slot, &t.name).is_some_and(|v| {
+                v.is_object() && filter::matches_element(filter, v, rt, &path.attr)
+            }),
+            None => false,
+        };
+        if matched {
+            match sub {
+                Some(sub) => self.remove_sub(&t, sub, None)?,
+                None => self.unassign(&t)?,
+            }
+        }
+        Ok(true)
     }
 
     fn remove_filtered(&mut self, path: &PatchPath) -> Result<(), ScimError> {

@@ -2,9 +2,9 @@
 //! comparisons PATCH needs (element identity, `primary` handling, immutability checks).
 
 use super::target::{Object, find_key, get, get_in, put};
-use crate::scim::error::ScimError;
-use crate::scim::filter::datetime;
-use crate::scim::schema::{AttrDef, AttrType, Mutability};
+use crate::error::ScimError;
+use crate::filter::datetime;
+use crate::schema::{AttrDef, AttrType, Mutability};
 use serde_json::Value;
 
 /// The elements of a value for the multi-valued attribute `def`: an array's items or a single

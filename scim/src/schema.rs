@@ -189,7 +189,7 @@ impl SchemaDef {
 }
 
 impl ResourceType {
-    /// Resolves an attribute path (see [`crate::scim::filter::AttrPath`]) to its definition.
+    /// Resolves an attribute path (see [`crate::filter::AttrPath`]) to its definition.
     ///
     /// `uri` may name the core schema or one of the extensions (case-insensitive); without it
     /// the core schema and the common attributes are searched first, then the extensions in

@@ -3,16 +3,16 @@
 //!
 //! Parsing is schema-agnostic; [`validate`] applies the type rules that need the schema (e.g.
 //! `gt` on a boolean), and [`matches()`] evaluates. Attribute paths are also used by PATCH
-//! (see [`parse_attr_path`] and `crate::scim::patch`).
+//! (see [`parse_attr_path`] and `crate::patch`).
 
-pub(crate) mod datetime;
+pub mod datetime;
 mod eval;
 mod parser;
 #[cfg(test)]
 mod tests;
 
-use crate::scim::error::ScimError;
-use crate::scim::schema::{AttrType, ResourceType};
+use crate::error::ScimError;
+use crate::schema::{AttrType, ResourceType};
 use std::fmt;
 
 /// An attribute path: `[uri ":"] attr ["." sub]`, e.g. `name.givenName` or

@@ -1,9 +1,9 @@
 //! Resolving PATCH attribute paths to locations in a resource, case-insensitive JSON member
 //! access, and the bookkeeping of extension objects and the `schemas` array.
 
-use crate::scim::error::ScimError;
-use crate::scim::filter::AttrPath;
-use crate::scim::schema::{AttrDef, AttrType, ResourceType};
+use crate::error::ScimError;
+use crate::filter::AttrPath;
+use crate::schema::{AttrDef, AttrType, ResourceType};
 use serde_json::{Map, Value};
 
 pub(super) type Object = Map<String, Value>;

@@ -1,6 +1,6 @@
 use super::*;
-use crate::scim::error::ScimType;
-use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA};
+use crate::error::ScimType;
+use crate::schema::{ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA};
 use serde_json::json;
 
 mod extensions;
@@ -732,4 +732,53 @@ fn okta_member_add_with_display_merges_into_existing_member() {
     assert!(patch(&mut g, &GROUP, op).unwrap());
     assert_eq!(member_ids(&g), ["u-1", "u-2"]);
     assert_eq!(g["members"][1]["display"], "Two");
+}
+
+#[test]
+fn entra_removes_a_manager_with_a_value_filter() {
+    let mut u = user();
+    u["schemas"] = json!([USER_SCHEMA, ENT]);
+    u[ENT] = json!({"manager": {"value": "m-1", "displayName": "Boss"}, "department": "Legal"});
+    // A filter naming another manager removes nothing.
+    let changed = patch(
+        &mut u,
+        &USER,
+        json!([{"op": "remove", "path": "manager[value eq \"m-2\"]"}]),
+    )
+    .unwrap();
+    assert!(!changed);
+    let changed = patch(
+        &mut u,
+        &USER,
+        json!([{"op": "Remove", "path": "manager[value eq \"m-1\"]"}]),
+    )
+    .unwrap();
+    assert!(changed);
+    assert_eq!(u[ENT], json!({"department": "Legal"}));
+    // Value filters stay refused where they make no sense.
+    patch_err(
+        &user(),
+        &USER,
+        json!([{"op": "replace", "path": "manager[value eq \"m-1\"].displayName", "value": "X"}]),
+        ScimType::InvalidPath,
+    );
+    patch_err(
+        &user(),
+        &USER,
+        json!([{"op": "remove", "path": "userName[value eq \"x\"]"}]),
+        ScimType::InvalidPath,
+    );
+}
+
+#[test]
+fn entra_quotes_booleans_in_value_filters() {
+    let mut u = user();
+    patch(
+        &mut u,
+        &USER,
+        json!([{"op": "replace", "path": "emails[primary eq \"True\"].type", "value": "other"}]),
+    )
+    .unwrap();
+    assert_eq!(u["emails"][0]["type"], "other");
+    assert_eq!(u["emails"][1]["type"], "home");
 }

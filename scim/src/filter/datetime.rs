@@ -3,7 +3,7 @@
 
 /// A point in time: seconds since the Unix epoch plus nanoseconds. Ordering is chronological.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Instant {
+pub struct Instant {
     secs: i64,
     nanos: u32,
 }
@@ -11,7 +11,7 @@ pub(crate) struct Instant {
 /// Parses `YYYY-MM-DD(T|t| )hh:mm:ss[.fraction][Z|z|(+|-)hh:mm]`. A missing offset is taken as
 /// UTC (as `xsd:dateTime` allows). Fraction digits beyond nanoseconds are ignored. Returns
 /// `None` for anything malformed or out of range (a leap second `:60` is accepted).
-pub(crate) fn parse(s: &str) -> Option<Instant> {
+pub fn parse(s: &str) -> Option<Instant> {
     let mut c = Cursor {
         b: s.as_bytes(),
         i: 0,

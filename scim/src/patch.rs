@@ -25,9 +25,9 @@ mod target;
 mod tests;
 mod value;
 
-use crate::scim::error::ScimError;
-use crate::scim::filter::{self, AttrPath, Filter};
-use crate::scim::schema::ResourceType;
+use crate::error::ScimError;
+use crate::filter::{self, AttrPath, Filter};
+use crate::schema::ResourceType;
 use serde_json::{Map, Value};
 use std::fmt;
 
