@@ -218,6 +218,7 @@ async fn events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Re
                 "status": e.status,
                 "detail": e.detail,
                 "request": e.request,
+                "request_sha256": e.request_sha256,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),

@@ -30,17 +30,16 @@ async fn scim_writes_are_durable_evented_and_survive_a_restart() {
     use reqwest::Method;
 
     // POST: 201 with Location, ETag and meta.
-    let (s, h, ana) = scim
-        .call(
-            Method::POST,
-            "/Users",
-            Some(json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": "Ana@Example.com", "externalId": "00u1", "active": true,
-                "emails": [{"value": "ana@example.com", "primary": true}]
-            })),
-        )
-        .await;
+    let create_body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "Ana@Example.com", "externalId": "00u1", "active": true,
+        "emails": [{"value": "ana@example.com", "primary": true}]
+    });
+    let create_digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(create_body.to_string()))
+    };
+    let (s, h, ana) = scim.call(Method::POST, "/Users", Some(create_body)).await;
     assert_eq!(s, 201, "{ana}");
     let id = ana["id"].as_str().expect("id").to_owned();
     assert_eq!(
@@ -257,6 +256,15 @@ async fn scim_writes_are_durable_evented_and_survive_a_restart() {
     );
     let events = outcome("applied");
     assert_eq!(events.len(), 7);
+    assert_eq!(
+        events[0]["request_sha256"], create_digest,
+        "an event names the request that caused it"
+    );
+    assert!(
+        all.iter()
+            .all(|e| e["request_sha256"].as_str().is_some_and(|d| d.len() == 64)),
+        "{all:?}"
+    );
     assert!(
         events
             .windows(2)

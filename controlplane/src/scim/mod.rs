@@ -327,11 +327,15 @@ async fn run_recorded(
             return e.into_response();
         }
     };
-    let response = next
-        .run(axum::extract::Request::from_parts(
-            parts,
-            axum::body::Body::from(body.clone()),
-        ))
+    let digest = hex::encode(Sha256::digest(&body));
+    let response = REQUEST_SHA256
+        .scope(
+            digest,
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(body.clone()),
+            )),
+        )
         .await;
     if !recorded || response.status().as_u16() < 400 {
         return response;
@@ -357,6 +361,12 @@ async fn run_recorded(
     )
     .await;
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+tokio::task_local! {
+    /// SHA-256 (hex) of the body of the SCIM request being handled; [`ScimState::write`]
+    /// stamps it on the identity events the request produces.
+    static REQUEST_SHA256: String;
 }
 
 /// Why a request was refused, as its response said.
@@ -391,6 +401,7 @@ async fn record_rejected(
         status: Some(error.status),
         detail: Some(detail),
         request,
+        request_sha256: Some(hex::encode(Sha256::digest(body))),
         ..event(resource_type, source, operation, resource_id, None, None)
     };
     if let Err(e) = state
@@ -425,6 +436,7 @@ fn event(
         status: None,
         detail: None,
         request: None,
+        request_sha256: None,
     }
 }
 
@@ -493,12 +505,26 @@ impl ScimState {
         }
     }
 
-    /// Runs `f` in one write transaction; on success, asks for a new snapshot.
+    /// Runs `f` in one write transaction; on success, asks for a new snapshot. The identity
+    /// events `f` records are stamped, in the same transaction, with the digest of the SCIM
+    /// request being handled.
     pub async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ScimError> + Send + 'static,
     ) -> Result<T, ScimError> {
-        let out = self.store.write(f).await?;
+        let digest = REQUEST_SHA256.try_with(Clone::clone).ok();
+        let out = self
+            .store
+            .write(move |tx| {
+                let Some(digest) = digest else {
+                    return f(tx);
+                };
+                let before = store::last_event_seq(tx)?;
+                let out = f(tx)?;
+                store::stamp_request_digest(tx, before, &digest)?;
+                Ok(out)
+            })
+            .await?;
         self.publisher.mark_dirty();
         Ok(out)
     }

@@ -124,6 +124,8 @@ pub struct IdentityEvent {
     pub detail: Option<String>,
     /// A rejected request's body as sent (when JSON and not too large).
     pub request: Option<Value>,
+    /// SHA-256 (hex) of the body of the request that caused the event.
+    pub request_sha256: Option<String>,
 }
 
 /// What a SCIM write request did.
@@ -563,8 +565,8 @@ pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreE
     c.execute(
         "INSERT INTO identity_events (revision, at_ms, source, operation, resource_type,
                                       resource_id, before_json, after_json, outcome, status,
-                                      detail, request_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                      detail, request_json, request_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             revision as i64,
             event.at_ms as i64,
@@ -578,9 +580,32 @@ pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreE
             event.status,
             event.detail,
             event.request.as_ref().map(Value::to_string),
+            event.request_sha256,
         ],
     )?;
     Ok(revision)
+}
+
+/// The newest event's sequence number (0 when there is none).
+pub fn last_event_seq(c: &Connection) -> Result<u64, StoreError> {
+    Ok(c.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM identity_events",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+/// Names the request behind every event after `after_seq` (see `record_event`).
+pub fn stamp_request_digest(
+    c: &Connection,
+    after_seq: u64,
+    request_sha256: &str,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE identity_events SET request_sha256 = ?1 WHERE seq > ?2",
+        params![request_sha256, after_seq as i64],
+    )?;
+    Ok(())
 }
 
 /// Events with `seq > after`, oldest first, at most `limit`.
@@ -591,7 +616,7 @@ pub fn events_after(
 ) -> Result<Vec<IdentityEvent>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT seq, revision, at_ms, source, operation, resource_type, resource_id,
-                before_json, after_json, outcome, status, detail, request_json
+                before_json, after_json, outcome, status, detail, request_json, request_sha256
          FROM identity_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after as i64, limit], |r| {
@@ -610,6 +635,7 @@ pub fn events_after(
                 status: r.get(10)?,
                 detail: r.get(11)?,
                 request: None,
+                request_sha256: r.get(13)?,
             },
             r.get::<_, Option<String>>(7)?,
             r.get::<_, Option<String>>(8)?,

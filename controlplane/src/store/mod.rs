@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_token_expiry.sql"),
     include_str!("migrations/0004_policy_attributes.sql"),
     include_str!("migrations/0005_event_outcomes.sql"),
+    include_str!("migrations/0006_event_request_digest.sql"),
 ];
 
 /// How many read-only connections serve long reads (snapshot compilation, SCIM queries)

@@ -29,6 +29,7 @@ fn event(id: &str) -> IdentityEvent {
         status: None,
         detail: None,
         request: None,
+        request_sha256: None,
     }
 }
 
