@@ -74,6 +74,8 @@ pub fn snapshot(users: usize, groups: usize, policies: usize) -> Snapshot {
             department: Some(["Sales", "Legal", "Eng", "Support"][u % 4].into()),
             groups: gs,
             attributes: Default::default(),
+            roles: Vec::new(),
+            end_at_ms: None,
         });
     }
     let mut text = String::new();

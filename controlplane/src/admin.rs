@@ -12,8 +12,15 @@
 //! | GET | `/admin/v1/policies` | the live policy version and its files |
 //! | GET | `/admin/v1/events?after=N&limit=M` | identity events after sequence N |
 //!
+//! The identity model's endpoints (bindings, compile report, break-glass) are listed in
+//! [`identity`].
+//!
 //! With `admin.token_sha256` configured, `/admin/v1/*` requires `Authorization: Bearer`.
 
+mod identity;
+
+use crate::bindings::BindingStore;
+use crate::breakglass::BreakGlass;
 use crate::nodes::NodeRegistry;
 use crate::policies::{PolicyStore, ReloadOutcome};
 use crate::publisher::Publisher;
@@ -40,6 +47,8 @@ pub struct AdminState {
     pub publisher: Arc<Publisher>,
     pub nodes: NodeRegistry,
     pub policies: PolicyStore,
+    pub bindings: BindingStore,
+    pub break_glass: BreakGlass,
     pub prometheus: Option<PrometheusHandle>,
     pub token_sha256: Option<Hash32>,
 }
@@ -51,6 +60,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/policies", get(policies))
         .route("/admin/v1/policies/reload", post(reload))
         .route("/admin/v1/events", get(events))
+        .merge(identity::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -219,6 +229,7 @@ async fn events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Re
                 "detail": e.detail,
                 "request": e.request,
                 "request_sha256": e.request_sha256,
+                "priority": if e.high_priority { "high" } else { "normal" },
             })).collect::<Vec<_>>(),
         }))
         .into_response(),

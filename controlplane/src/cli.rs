@@ -1,5 +1,7 @@
 //! The `portcullis-cp` command line.
 
+mod identity;
+
 use crate::config::Config;
 use crate::store::{self, Store, TokenRow};
 use anyhow::{Context, bail};
@@ -54,6 +56,17 @@ pub enum Command {
     /// Policy operations.
     #[command(subcommand)]
     Policies(PolicyCommand),
+    /// Role bundles, dynamic groups and other bindings: versioned, validated, reversible.
+    #[command(subcommand)]
+    Bindings(identity::BindingsCommand),
+    /// Time-boxed emergency access.
+    #[command(subcommand)]
+    BreakGlass(identity::BreakGlassCommand),
+    /// What the last compilation found: nesting cycles, groups held for review, dynamic groups.
+    IdentityReport {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +218,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::ScimToken(t) => token(t)?,
+        Command::Bindings(c) => return identity::bindings(c).await,
+        Command::BreakGlass(c) => return identity::break_glass(c).await,
+        Command::IdentityReport { admin } => return identity::report(admin).await,
         Command::Nodes { admin, json } => nodes(&admin, json).await?,
         Command::Status { admin } => {
             let v = admin_get(&admin, "/admin/v1/status").await?;

@@ -3,6 +3,7 @@
 //! ```toml
 //! data_dir = "data"            # SQLite database `portcullis.db` lives here
 //! policy_dir = "policies"      # *.cedar files
+//! bindings_file = "bindings.toml" # optional: the first bindings version (role bundles, …)
 //!
 //! [listen]
 //! scim = "127.0.0.1:8080"      # what IdPs push to: /scim/v2/{source}/...
@@ -48,6 +49,7 @@ pub enum ConfigError {
 struct RawConfig {
     data_dir: PathBuf,
     policy_dir: PathBuf,
+    bindings_file: Option<PathBuf>,
     #[serde(default)]
     listen: Listen,
     #[serde(default)]
@@ -320,6 +322,9 @@ pub struct Config {
     pub path: PathBuf,
     pub data_dir: PathBuf,
     pub policy_dir: PathBuf,
+    /// Seeds the first bindings version (see [`crate::bindings`]); later edits go through
+    /// the admin API.
+    pub bindings_file: Option<PathBuf>,
     pub listen: Listen,
     pub admin: AdminConfig,
     pub nodes: NodesConfig,
@@ -361,6 +366,12 @@ impl Config {
         let mut sources = raw.sources;
         let mut seen = std::collections::HashSet::new();
         for s in &mut sources {
+            if s.name == crate::bindings::DYNAMIC_SOURCE {
+                return Err(invalid(format!(
+                    "source name {:?} is reserved for dynamic groups",
+                    s.name
+                )));
+            }
             if !valid_source_name(&s.name) {
                 return Err(invalid(format!(
                     "source name {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'",
@@ -470,6 +481,7 @@ impl Config {
             path: path.to_owned(),
             data_dir: abs(&raw.data_dir),
             policy_dir: abs(&raw.policy_dir),
+            bindings_file: raw.bindings_file.as_deref().map(abs),
             listen: raw.listen,
             admin: raw.admin,
             nodes: raw.nodes,

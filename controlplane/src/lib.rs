@@ -4,10 +4,13 @@
 //! log ([`store`]); Cedar policies are validated and versioned ([`policies`]); issuer keys are
 //! fetched ([`oidc`]); the [`compiler`] turns all of it into an immutable snapshot that the
 //! [`publisher`] stores and streams to every data-plane node over gRPC ([`grpc`]), which report
-//! back what they applied ([`nodes`]). Operators use the [`admin`] API and the [`cli`].
+//! back what they applied ([`nodes`]). [`bindings`] turn IdP groups into role bundles, with
+//! dynamic groups ([`rules`]), conditions, planned end dates and [`breakglass`] access. Operators use the [`admin`] API and the [`cli`].
 
 pub mod admin;
 pub mod attributes;
+pub mod bindings;
+pub mod breakglass;
 pub mod cli;
 pub mod compiler;
 pub mod config;
@@ -16,6 +19,7 @@ pub mod nodes;
 pub mod oidc;
 pub mod policies;
 pub mod publisher;
+pub mod rules;
 pub mod scim;
 pub mod server;
 pub mod store;

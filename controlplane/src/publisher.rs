@@ -6,7 +6,8 @@
 //! `watch` receiver: a slow node skips intermediate versions rather than queueing them.
 
 use crate::attributes::PrincipalAttributes;
-use crate::compiler::{self, Directory};
+use crate::bindings::BindingStore;
+use crate::compiler::{self, CompileReport, Directory};
 use crate::oidc::IssuerRegistry;
 use crate::policies::PolicyStore;
 use crate::store::{self, SnapshotRow, Store, StoreError};
@@ -45,6 +46,7 @@ struct Inputs {
     identity_revision: u64,
     policy_version: PolicyVersion,
     issuers: Hash32,
+    bindings_version: u64,
     /// Part of the inputs so that a raise during a compile forces the next compile.
     min_version: u64,
 }
@@ -54,6 +56,8 @@ struct State {
     last_inputs: Option<Inputs>,
     /// The next version must be at least this (a node reported holding a higher one).
     min_version: u64,
+    /// What the last compilation found.
+    report: Option<Arc<CompileReport>>,
 }
 
 /// Compiles and broadcasts snapshots.
@@ -63,6 +67,7 @@ pub struct Publisher {
     policies: PolicyStore,
     issuers: IssuerRegistry,
     attributes: PrincipalAttributes,
+    bindings: BindingStore,
     keep: u32,
     tx: watch::Sender<Option<Arc<Published>>>,
     dirty: Notify,
@@ -77,6 +82,7 @@ impl Publisher {
         policies: PolicyStore,
         issuers: IssuerRegistry,
         attributes: PrincipalAttributes,
+        bindings: BindingStore,
         keep: u32,
     ) -> Result<Arc<Self>, PublishError> {
         let last = store.run(|c| store::latest_snapshot(c)).await?;
@@ -89,6 +95,7 @@ impl Publisher {
                         identity_revision: snap.identity_revision,
                         policy_version: snap.policy_version,
                         issuers: issuers_hash(&snap.issuers),
+                        bindings_version: bindings.live().version,
                         min_version: 0,
                     });
                     tx.send_replace(Some(Arc::new(Published {
@@ -111,6 +118,7 @@ impl Publisher {
             policies,
             issuers,
             attributes,
+            bindings,
             keep,
             tx,
             dirty: Notify::new(),
@@ -144,6 +152,11 @@ impl Publisher {
         self.tx.borrow().clone()
     }
 
+    /// What the last compilation in this process found (cycles, unbound groups, …).
+    pub fn report(&self) -> Option<Arc<CompileReport>> {
+        self.state.lock().ok().and_then(|s| s.report.clone())
+    }
+
     async fn run(self: Arc<Self>) {
         loop {
             self.dirty.notified().await;
@@ -161,6 +174,7 @@ impl Publisher {
         let started = Instant::now();
         let policy = self.policies.live().ok_or(PublishError::NoPolicy)?;
         let issuers = self.issuers.current();
+        let bindings = self.bindings.live();
         // A reader connection: compiling a large directory never holds up SCIM writes.
         let directory = self
             .store
@@ -170,6 +184,7 @@ impl Publisher {
                     revision: store::identity_revision(&tx)?,
                     users: store::list_users(&tx, None)?,
                     groups: store::list_groups(&tx, None)?,
+                    activations: store::live_activations(&tx, store::now_ms())?,
                 };
                 tx.commit()?;
                 Ok::<_, StoreError>(d)
@@ -185,6 +200,7 @@ impl Publisher {
             identity_revision: directory.revision,
             policy_version: policy.version,
             issuers: issuers_hash(&issuers),
+            bindings_version: bindings.version,
             min_version,
         };
         {
@@ -202,13 +218,12 @@ impl Publisher {
             &directory,
             &policy,
             &self.attributes,
+            &bindings.bindings,
             issuers,
             0,
             created_ms,
         );
-        for g in &report.cyclic_groups {
-            tracing::warn!(group = %g, "group is nested in itself; the cycle is ignored");
-        }
+        self.note_report(report).await;
         let keep = self.keep;
         let (snapshot, payload) = self
             .store
@@ -263,6 +278,63 @@ impl Publisher {
             "snapshot published"
         );
         Ok(Some(published))
+    }
+}
+
+impl Publisher {
+    /// Keeps the report for the admin API, logs what needs attention, and records a
+    /// high-priority identity event when the set of nesting cycles changes.
+    async fn note_report(&self, report: CompileReport) {
+        for g in &report.cyclic_groups {
+            tracing::warn!(group = %g, "group is nested in itself; the cycle is ignored");
+        }
+        for (name, e) in &report.dynamic_rule_errors {
+            tracing::error!(group = %name, error = %e, "dynamic group rule no longer checks; the group is empty");
+        }
+        metrics::gauge!("portcullis_groups_held_for_review").set(
+            report
+                .unbound_groups
+                .iter()
+                .filter(|g| g.status == "held")
+                .count() as f64,
+        );
+        let report = Arc::new(report);
+        let previous = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut s| s.report.replace(report.clone()));
+        let before = previous
+            .map(|p| p.cyclic_groups.clone())
+            .unwrap_or_default();
+        if before == report.cyclic_groups {
+            return;
+        }
+        let (now, after) = (report.cyclic_groups.clone(), before);
+        let event = store::IdentityEvent {
+            seq: 0,
+            revision: 0,
+            at_ms: store::now_ms(),
+            source: "compiler".into(),
+            operation: if now.is_empty() { "cycle.resolved" } else { "cycle.detected" }.into(),
+            resource_type: "Group".into(),
+            resource_id: now.first().or(after.first()).cloned().unwrap_or_default(),
+            before: Some(serde_json::json!({ "cyclic_groups": after })),
+            after: Some(serde_json::json!({ "cyclic_groups": now })),
+            outcome: store::EventOutcome::Reported,
+            status: None,
+            detail: Some("group nesting in the IdP data forms a cycle; each group keeps the groups it reaches, the cycle grants nothing more".into()),
+            request: None,
+            request_sha256: None,
+            high_priority: true,
+        };
+        if let Err(e) = self
+            .store
+            .write(move |tx| store::record_event(tx, &event).map(|_| ()))
+            .await
+        {
+            tracing::error!(error = %e, "could not record the nesting-cycle event");
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 use crate::admin::{self, AdminState};
 use crate::attributes::PrincipalAttributes;
+use crate::bindings::{BindingStore, Bindings};
+use crate::breakglass::BreakGlass;
 use crate::config::Config;
 use crate::grpc::SnapshotGrpc;
 use crate::nodes::NodeRegistry;
@@ -26,6 +28,37 @@ pub struct Bound {
     pub scim: SocketAddr,
     pub admin: SocketAddr,
     pub grpc: SocketAddr,
+}
+
+/// Makes `bindings_file` the first bindings version when the store has none yet. After that
+/// the store is the truth: edits go through the admin API or `portcullis-cp bindings`.
+async fn seed_bindings(
+    config: &Config,
+    bindings: &BindingStore,
+    policies: &PolicyStore,
+) -> anyhow::Result<()> {
+    let Some(path) = &config.bindings_file else {
+        return Ok(());
+    };
+    if bindings.live().version > 0 {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the bindings file {}", path.display()))?;
+    let doc = Bindings::from_toml(&text)
+        .with_context(|| format!("parsing the bindings file {}", path.display()))?;
+    let attributes = policies.live().map(|p| p.attributes).unwrap_or_default();
+    let version = bindings
+        .apply(
+            doc,
+            &format!("config:{}", path.display()),
+            Some("initial bindings from the configuration".into()),
+            &attributes,
+        )
+        .await
+        .with_context(|| format!("the bindings file {}", path.display()))?;
+    tracing::info!(version, file = %path.display(), "bindings seeded from the configuration");
+    Ok(())
 }
 
 /// Runs the control plane. `ready_file`, if given, receives the bound addresses as JSON once
@@ -76,11 +109,15 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         tracing::warn!("issuer keys did not all load within 10s; continuing and retrying");
     }
 
+    let bindings = BindingStore::load(store.clone()).await?;
+    seed_bindings(&config, &bindings, &policies).await?;
+    let break_glass = BreakGlass::new(store.clone(), bindings.clone());
     let publisher = Publisher::start(
         store.clone(),
         policies.clone(),
         issuers.clone(),
         attributes,
+        bindings.clone(),
         config.compile.keep_snapshots,
     )
     .await?;
@@ -127,6 +164,8 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         publisher: publisher.clone(),
         nodes: nodes.clone(),
         policies: policies.clone(),
+        bindings: bindings.clone(),
+        break_glass,
         prometheus,
         token_sha256: config
             .admin

@@ -194,6 +194,7 @@ impl View {
             context: RequestContext {
                 route: "/openai".into(),
                 stream: false,
+                ..Default::default()
             },
         };
         engine.decide(index, &request).effect == Effect::Allow

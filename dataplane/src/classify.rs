@@ -145,9 +145,13 @@ pub struct Classified {
 
 /// Completes classification with the body (empty for operations without one).
 pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, ClassifyError> {
+    let now_ms = portcullis_shared::request::now_ms();
     let context = |stream: bool| RequestContext {
         route: route.prefix.clone(),
         stream,
+        now_ms,
+        environment: route.environment.clone(),
+        tenant: route.tenant.clone(),
     };
     match op {
         Operation::ListModels => Ok(Classified {
@@ -345,6 +349,8 @@ mod tests {
             name: name.into(),
             upstream: Upstream::parse("http://127.0.0.1:1").expect("url"),
             credential: None,
+            tenant: None,
+            environment: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! state_dir = "state"                      # last-known-good snapshot
 //! control_plane = "http://127.0.0.1:50051" # gRPC snapshot service
 //! threads = 2
+//! environment = "prod"                     # optional: role bindings may hold only here
 //!
 //! [listen]
 //! proxy = "127.0.0.1:8000"
@@ -17,6 +18,7 @@
 //! prefix = "/openai"                       # clients use base URL http://edge/openai/v1
 //! kind = "openai"                          # openai | anthropic | mcp
 //! name = "openai"                          # Provider::"openai" (or McpServer::"<name>")
+//! tenant = "acme"                          # optional: role bindings may hold only here
 //! upstream = "https://api.openai.com"
 //! [routes.credential]                      # injected upstream; never sent by clients
 //! header = "authorization"
@@ -49,6 +51,7 @@ struct RawConfig {
     control_plane_token_env: Option<String>,
     #[serde(default = "default_threads")]
     threads: usize,
+    environment: Option<String>,
     listen: Listen,
     #[serde(default)]
     limits: Limits,
@@ -111,6 +114,7 @@ struct RawRoute {
     name: String,
     upstream: String,
     credential: Option<RawCredential>,
+    tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +237,10 @@ pub struct Route {
     pub name: String,
     pub upstream: Upstream,
     pub credential: Option<Credential>,
+    /// The tenant requests on this route belong to (for conditional role bindings).
+    pub tenant: Option<String>,
+    /// The node's environment, copied here so classification has it at hand.
+    pub environment: Option<String>,
 }
 
 /// A loaded, checked configuration.
@@ -244,6 +252,8 @@ pub struct Config {
     /// Bearer token presented to the control plane's snapshot service (`[nodes]` token).
     pub control_plane_token: Option<Secret>,
     pub threads: usize,
+    /// The environment this node serves (`prod`, `staging`, …).
+    pub environment: Option<String>,
     pub listen: Listen,
     pub limits: Limits,
     pub routes: Vec<Route>,
@@ -358,6 +368,8 @@ impl Config {
                 name: r.name,
                 upstream,
                 credential,
+                tenant: r.tenant,
+                environment: raw.environment.clone(),
             });
         }
         Ok(Self {
@@ -366,6 +378,7 @@ impl Config {
             control_plane: raw.control_plane,
             control_plane_token,
             threads: raw.threads.clamp(1, 256),
+            environment: raw.environment,
             listen: raw.listen,
             limits: raw.limits,
             routes,

@@ -449,6 +449,7 @@ fn denial(decision: &Decision, request: &portcullis_shared::request::Request) ->
         Reason::PrincipalInactive => {
             "your account is deactivated in your identity provider".to_owned()
         }
+        Reason::PrincipalEnded => "your access ended on its planned end date".to_owned(),
         Reason::Permitted => "permitted".to_owned(),
         Reason::InvalidRequest(_) => "this request cannot be evaluated".to_owned(),
     };

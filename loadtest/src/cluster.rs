@@ -111,9 +111,12 @@ impl Cluster {
             admin: free_addr(),
             grpc: free_addr(),
         };
+        let bindings = root.join("bindings.toml");
+        std::fs::write(&bindings, configs::BINDINGS)?;
         let mut cp_toml = configs::control_plane_toml(
             &root.join("cp-data"),
             &policy_dir,
+            &bindings,
             cp_addrs,
             ISSUER,
             &jwks,

@@ -20,7 +20,7 @@ use crate::snapshot::Snapshot;
 /// "PCSN": Portcullis snapshot.
 pub const MAGIC: [u8; 4] = *b"PCSN";
 /// The format this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 56;
 
@@ -149,6 +149,8 @@ mod tests {
             department: None,
             groups: vec![0],
             attributes: Default::default(),
+            roles: Vec::new(),
+            end_at_ms: None,
         });
         s.policies.push(PolicyFile {
             name: "a.cedar".into(),

@@ -62,6 +62,8 @@ pub enum Reason {
     NoMatchingPermit,
     /// The principal is deactivated in its IdP.
     PrincipalInactive,
+    /// The principal's planned end date has passed.
+    PrincipalEnded,
     /// The request does not conform to the schema (a classification bug, never a client's).
     InvalidRequest(String),
 }
@@ -74,6 +76,7 @@ impl Reason {
             Self::Forbidden => "forbidden",
             Self::NoMatchingPermit => "no_matching_permit",
             Self::PrincipalInactive => "principal_inactive",
+            Self::PrincipalEnded => "principal_ended",
             Self::InvalidRequest(_) => "invalid_request",
         }
     }
@@ -148,6 +151,7 @@ pub struct Engine {
     policies: CompiledPolicies,
     authorizer: Authorizer,
     group_uids: Vec<EntityUid>,
+    role_uids: Vec<EntityUid>,
     /// Action id → the action entity with every action group it belongs to as parents.
     actions: HashMap<String, Entity>,
     by_user_name: HashMap<(String, String), Slot>,
@@ -174,7 +178,16 @@ impl Engine {
             .iter()
             .map(|g| uid(entity::GROUP, &group_id(&g.source, &g.display_name)))
             .collect::<Vec<_>>();
+        let role_uids = snapshot
+            .roles
+            .iter()
+            .map(|r| uid(entity::ROLE, r))
+            .collect::<Vec<_>>();
         let n_groups = snapshot.groups.len() as u32;
+        let (n_roles, n_conditions) = (
+            snapshot.roles.len() as u32,
+            snapshot.conditions.len() as u32,
+        );
         for g in &snapshot.groups {
             if g.ancestors.iter().any(|&a| a >= n_groups) {
                 return Err(EngineError::Inconsistent(format!(
@@ -190,6 +203,15 @@ impl Engine {
             if u.groups.iter().any(|&g| g >= n_groups) {
                 return Err(EngineError::Inconsistent(format!(
                     "user {} names a group out of range",
+                    u.id
+                )));
+            }
+            if u.roles
+                .iter()
+                .any(|r| r.role >= n_roles || r.condition.is_some_and(|c| c >= n_conditions))
+            {
+                return Err(EngineError::Inconsistent(format!(
+                    "user {} names a role or condition out of range",
                     u.id
                 )));
             }
@@ -231,6 +253,7 @@ impl Engine {
             policies,
             authorizer: Authorizer::new(),
             group_uids,
+            role_uids,
             actions,
             by_user_name,
             by_external_id,
@@ -290,6 +313,9 @@ impl Engine {
         if !user.active {
             return Decision::deny(Reason::PrincipalInactive);
         }
+        if user.end_at_ms.is_some_and(|t| request.context.now_ms >= t) {
+            return Decision::deny(Reason::PrincipalEnded);
+        }
         match self.authorize(user, request) {
             Ok(d) => d,
             Err(e) => Decision::deny(Reason::InvalidRequest(e)),
@@ -307,7 +333,7 @@ impl Engine {
         let resource = uid(rtype, &rid);
 
         let mut entities = Vec::with_capacity(user.groups.len() + 6);
-        entities.push(self.user_entity(user, principal.clone())?);
+        entities.push(self.user_entity(user, principal.clone(), request)?);
         entities.push(Entity::new_no_attrs(
             uid(entity::SOURCE, &user.source),
             HashSet::new(),
@@ -322,6 +348,12 @@ impl Engine {
             entities.push(Entity::new_no_attrs(
                 self.group_uids[g as usize].clone(),
                 parents,
+            ));
+        }
+        for r in self.roles_holding(user, request) {
+            entities.push(Entity::new_no_attrs(
+                self.role_uids[r as usize].clone(),
+                HashSet::new(),
             ));
         }
         resource_entities(&request.resource, resource.clone(), &mut entities)?;
@@ -377,7 +409,36 @@ impl Engine {
         })
     }
 
-    fn user_entity(&self, user: &User, principal: EntityUid) -> Result<Entity, String> {
+    /// The roles `user` holds for this request: grants whose condition holds in the request's
+    /// environment and tenant at its time, and that have not expired.
+    pub fn roles_holding<'a>(
+        &'a self,
+        user: &'a User,
+        request: &'a Request,
+    ) -> impl Iterator<Item = u32> + 'a {
+        let c = &request.context;
+        let mut last = None;
+        user.roles
+            .iter()
+            .filter(move |g| {
+                g.holds(
+                    &self.snapshot.conditions,
+                    c.environment.as_deref(),
+                    c.tenant.as_deref(),
+                    c.now_ms,
+                )
+            })
+            .map(|g| g.role)
+            // Grants are sorted by role: skip a role granted twice.
+            .filter(move |r| last.replace(*r) != Some(*r))
+    }
+
+    fn user_entity(
+        &self,
+        user: &User,
+        principal: EntityUid,
+        request: &Request,
+    ) -> Result<Entity, String> {
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
         let mut attrs = HashMap::from([
             ("userName".to_owned(), s(&user.user_name)),
@@ -406,6 +467,10 @@ impl Engine {
             .map(|&g| self.group_uids[g as usize].clone())
             .collect();
         parents.insert(uid(entity::SOURCE, &user.source));
+        parents.extend(
+            self.roles_holding(user, request)
+                .map(|r| self.role_uids[r as usize].clone()),
+        );
         Entity::new(principal, attrs, parents).map_err(|e| e.to_string())
     }
 }

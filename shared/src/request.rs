@@ -129,11 +129,26 @@ impl fmt::Display for Resource {
     }
 }
 
-/// Per-request facts policies may read (`context.route`, `context.stream`).
+/// Per-request facts: policies read `context.route` and `context.stream`; the engine decides
+/// conditional role bindings, break-glass expiry and planned end dates from the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RequestContext {
     pub route: String,
     pub stream: bool,
+    /// When the request arrived (Unix milliseconds), by the node's clock.
+    pub now_ms: u64,
+    /// The node's environment (`prod`, `staging`, …), if configured.
+    pub environment: Option<String>,
+    /// The route's tenant, if configured.
+    pub tenant: Option<String>,
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// One decision to make.

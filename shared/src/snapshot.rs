@@ -33,6 +33,10 @@ pub struct Snapshot {
     pub schema: String,
     /// The Cedar policy files, sorted by name.
     pub policies: Vec<PolicyFile>,
+    /// Role bundles, sorted by name; policies say `Role::"<name>"`.
+    pub roles: Vec<String>,
+    /// Conditions under which a role binding holds, referenced by [`RoleGrant::condition`].
+    pub conditions: Vec<Condition>,
 }
 
 /// A policy version: a counter bumped whenever the policy content changes, and the content
@@ -202,6 +206,68 @@ pub struct User {
     /// Declared extension attributes this user has, by name (see
     /// [`Snapshot::principal_attributes`]).
     pub attributes: std::collections::BTreeMap<String, AttrValue>,
+    /// Role bundles the user holds through its groups (nested and dynamic) and break-glass
+    /// activations, sorted by role; each may hold only under a condition or until an instant.
+    pub roles: Vec<RoleGrant>,
+    /// A planned end (Unix milliseconds): from this instant on, nodes deny the user on their
+    /// own, whether or not the IdP or the control plane says anything.
+    pub end_at_ms: Option<u64>,
+}
+
+/// One role a user holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleGrant {
+    /// Index into [`Snapshot::roles`].
+    pub role: u32,
+    /// Index into [`Snapshot::conditions`]; `None` holds everywhere.
+    pub condition: Option<u32>,
+    /// The grant ends at this instant (Unix milliseconds): break-glass activations.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// Where and when a role binding holds, decided per request. Every part that is set must
+/// hold; an empty list means "any".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Condition {
+    /// The node's environment (`environment` in its configuration) is one of these.
+    pub environments: Vec<String>,
+    /// The route's tenant is one of these.
+    pub tenants: Vec<String>,
+    /// The request arrives at or after this instant (Unix milliseconds).
+    pub not_before_ms: Option<u64>,
+    /// The request arrives before this instant (Unix milliseconds).
+    pub not_after_ms: Option<u64>,
+}
+
+impl Condition {
+    /// Whether the condition holds for a request in `environment` and `tenant` at `now_ms`.
+    pub fn holds(&self, environment: Option<&str>, tenant: Option<&str>, now_ms: u64) -> bool {
+        let listed = |list: &[String], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v))
+        };
+        listed(&self.environments, environment)
+            && listed(&self.tenants, tenant)
+            && self.not_before_ms.is_none_or(|t| now_ms >= t)
+            && self.not_after_ms.is_none_or(|t| now_ms < t)
+    }
+}
+
+impl RoleGrant {
+    /// Whether the grant holds for this request (see [`Condition::holds`]).
+    pub fn holds(
+        &self,
+        conditions: &[Condition],
+        environment: Option<&str>,
+        tenant: Option<&str>,
+        now_ms: u64,
+    ) -> bool {
+        self.expires_at_ms.is_none_or(|t| now_ms < t)
+            && self.condition.is_none_or(|c| {
+                conditions
+                    .get(c as usize)
+                    .is_some_and(|c| c.holds(environment, tenant, now_ms))
+            })
+    }
 }
 
 /// A principal attribute declaration.
@@ -248,6 +314,8 @@ impl Snapshot {
             principal_attributes: Vec::new(),
             schema: crate::schema::SCHEMA.to_owned(),
             policies: Vec::new(),
+            roles: Vec::new(),
+            conditions: Vec::new(),
         }
     }
 }

@@ -437,6 +437,7 @@ fn event(
         detail: None,
         request: None,
         request_sha256: None,
+        high_priority: false,
     }
 }
 

@@ -126,6 +126,8 @@ pub struct IdentityEvent {
     pub request: Option<Value>,
     /// SHA-256 (hex) of the body of the request that caused the event.
     pub request_sha256: Option<String>,
+    /// Break-glass activations and nesting cycles: events an operator must see first.
+    pub high_priority: bool,
 }
 
 /// What a SCIM write request did.
@@ -138,6 +140,8 @@ pub enum EventOutcome {
     Unchanged,
     /// Refused; nothing changed.
     Rejected,
+    /// Something the control plane observed (a nesting cycle), not a change.
+    Reported,
 }
 
 impl EventOutcome {
@@ -146,6 +150,7 @@ impl EventOutcome {
             Self::Applied => "applied",
             Self::Unchanged => "unchanged",
             Self::Rejected => "rejected",
+            Self::Reported => "reported",
         }
     }
 
@@ -153,6 +158,7 @@ impl EventOutcome {
         match s {
             "unchanged" => Self::Unchanged,
             "rejected" => Self::Rejected,
+            "reported" => Self::Reported,
             _ => Self::Applied,
         }
     }
@@ -565,8 +571,8 @@ pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreE
     c.execute(
         "INSERT INTO identity_events (revision, at_ms, source, operation, resource_type,
                                       resource_id, before_json, after_json, outcome, status,
-                                      detail, request_json, request_sha256)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                      detail, request_json, request_sha256, priority)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             revision as i64,
             event.at_ms as i64,
@@ -581,6 +587,11 @@ pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreE
             event.detail,
             event.request.as_ref().map(Value::to_string),
             event.request_sha256,
+            if event.high_priority {
+                "high"
+            } else {
+                "normal"
+            },
         ],
     )?;
     Ok(revision)
@@ -616,7 +627,8 @@ pub fn events_after(
 ) -> Result<Vec<IdentityEvent>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT seq, revision, at_ms, source, operation, resource_type, resource_id,
-                before_json, after_json, outcome, status, detail, request_json, request_sha256
+                before_json, after_json, outcome, status, detail, request_json, request_sha256,
+                priority
          FROM identity_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after as i64, limit], |r| {
@@ -636,6 +648,7 @@ pub fn events_after(
                 detail: r.get(11)?,
                 request: None,
                 request_sha256: r.get(13)?,
+                high_priority: r.get::<_, String>(14)? == "high",
             },
             r.get::<_, Option<String>>(7)?,
             r.get::<_, Option<String>>(8)?,

@@ -5,9 +5,11 @@
 //! the control plane is not on any request path. Async callers use [`Store::run`], which moves
 //! the work to the blocking pool; the CLI uses [`Store::blocking`].
 
+mod bindings;
 mod identity;
 mod records;
 
+pub use bindings::*;
 pub use identity::*;
 pub use records::*;
 
@@ -41,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_policy_attributes.sql"),
     include_str!("migrations/0005_event_outcomes.sql"),
     include_str!("migrations/0006_event_request_digest.sql"),
+    include_str!("migrations/0007_bindings.sql"),
 ];
 
 /// How many read-only connections serve long reads (snapshot compilation, SCIM queries)

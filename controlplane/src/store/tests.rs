@@ -30,6 +30,7 @@ fn event(id: &str) -> IdentityEvent {
         detail: None,
         request: None,
         request_sha256: None,
+        high_priority: false,
     }
 }
 

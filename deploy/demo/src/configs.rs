@@ -16,6 +16,10 @@ pub const POLICIES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The demo bindings (role bundles, dynamic groups, end dates, break-glass), shipped as
+/// `deploy/quickstart/bindings.toml`.
+pub const BINDINGS: &str = include_str!("../../quickstart/bindings.toml");
+
 /// The identity source the demo directory belongs to.
 pub const SOURCE: &str = "demo";
 /// The audience demo tokens carry.
@@ -36,9 +40,11 @@ pub struct ControlPlaneAddrs {
 /// The demo source's custom User extension (carries `clearance`).
 pub const DEMO_EXTENSION: &str = "urn:example:params:scim:schemas:extension:demo:2.0:User";
 
+#[allow(clippy::too_many_arguments)]
 pub fn control_plane_toml(
     data_dir: &Path,
     policy_dir: &Path,
+    bindings_file: &Path,
     addrs: ControlPlaneAddrs,
     issuer: &str,
     jwks_file: &Path,
@@ -49,6 +55,7 @@ pub fn control_plane_toml(
         r#"# Generated for a local deployment.
 data_dir = {data:?}
 policy_dir = {policies:?}
+bindings_file = {bindings:?}
 
 [listen]
 scim = "{scim}"
@@ -79,9 +86,14 @@ description = "Demo clearance level"
 name = "clearance"
 type = "integer"
 description = "Clearance level, 0-5"
+[[sources.extensions.attributes]]
+name = "endDate"
+type = "dateTime"
+description = "Planned end of a contractor's engagement"
 "#,
         data = data_dir.display().to_string(),
         policies = policy_dir.display().to_string(),
+        bindings = bindings_file.display().to_string(),
         scim = addrs.scim,
         admin = addrs.admin,
         grpc = addrs.grpc,

@@ -199,12 +199,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             std::fs::write(policy_dir.join(name), text)?;
         }
     }
+    let bindings = dir.join("bindings.toml");
+    if !bindings.exists() {
+        std::fs::write(&bindings, configs::BINDINGS)?;
+    }
     let cp_toml = dir.join("cp.toml");
     std::fs::write(
         &cp_toml,
         configs::control_plane_toml(
             &dir.join("cp-data"),
             &policy_dir,
+            &bindings,
             p.cp,
             ISSUER,
             &jwks,

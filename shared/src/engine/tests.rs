@@ -1,6 +1,6 @@
 use super::*;
 use crate::request::{Action, RequestContext};
-use crate::snapshot::{Group, PolicyFile, PolicyVersion};
+use crate::snapshot::{Group, PolicyFile, PolicyVersion, RoleGrant};
 
 const POLICIES: &str = r#"
 @id("sales-chat")
@@ -49,6 +49,8 @@ fn user(id: &str, name: &str, active: bool, dept: Option<&str>, groups: Vec<u32>
         department: dept.map(Into::into),
         groups,
         attributes: Default::default(),
+        roles: Vec::new(),
+        end_at_ms: None,
     }
 }
 
@@ -106,6 +108,7 @@ fn chat(provider: &str, model: &str) -> Request {
         context: RequestContext {
             route: "/openai".into(),
             stream: false,
+            ..Default::default()
         },
     }
 }
@@ -403,4 +406,105 @@ fn undeclared_or_unguarded_attributes_fail_validation() {
     )
     .unwrap_err();
     assert!(err.contains("a.cedar:1"), "{err}");
+}
+
+// ---- roles, conditions, break-glass and end dates -----------------------------------------
+
+const ROLE_POLICIES: &str = r#"
+@id("legal-chat")
+permit(principal in Role::"legal", action == Action::"chat", resource);
+@id("glass-tools")
+permit(principal in Role::"break-glass", action == Action::"mcp:tools/call", resource);
+"#;
+
+/// Ana holds `legal` only in prod for tenant acme until t=2000, and `break-glass` until
+/// t=5000; Ben holds `legal` everywhere but his access ends at t=3000.
+fn role_engine() -> Engine {
+    let mut s = Snapshot::empty(1);
+    s.groups = vec![group("g-legal", "Legal", vec![])];
+    s.roles = vec!["break-glass".into(), "legal".into()];
+    s.conditions = vec![crate::snapshot::Condition {
+        environments: vec!["prod".into()],
+        tenants: vec!["acme".into()],
+        not_before_ms: None,
+        not_after_ms: Some(2000),
+    }];
+    let mut ana = user("u-ana", "ana@example.com", true, None, vec![0]);
+    ana.roles = vec![
+        RoleGrant {
+            role: 0,
+            condition: None,
+            expires_at_ms: Some(5000),
+        },
+        RoleGrant {
+            role: 1,
+            condition: Some(0),
+            expires_at_ms: None,
+        },
+    ];
+    let mut ben = user("u-ben", "ben@example.com", true, None, vec![0]);
+    ben.roles = vec![RoleGrant {
+        role: 1,
+        condition: None,
+        expires_at_ms: None,
+    }];
+    ben.end_at_ms = Some(3000);
+    s.users = vec![ana, ben];
+    s.policies = vec![PolicyFile {
+        name: "roles.cedar".into(),
+        text: ROLE_POLICIES.into(),
+    }];
+    s.policy_version = PolicyVersion {
+        counter: 1,
+        hash: policy::content_hash(&s.schema, &s.policies),
+    };
+    Engine::new(s).expect("engine builds")
+}
+
+fn at(mut r: Request, now_ms: u64, env: Option<&str>, tenant: Option<&str>) -> Request {
+    r.context.now_ms = now_ms;
+    r.context.environment = env.map(Into::into);
+    r.context.tenant = tenant.map(Into::into);
+    r
+}
+
+#[test]
+fn conditional_roles_hold_only_where_and_when_bound() {
+    let e = role_engine();
+    let ana = who(&e, "ana@example.com");
+    let chat = || chat("openai", "gpt-4o");
+    let allowed = |r: Request| e.decide(ana, &r).is_allowed();
+    assert!(allowed(at(chat(), 1000, Some("prod"), Some("acme"))));
+    assert!(!allowed(at(chat(), 1000, Some("staging"), Some("acme"))));
+    assert!(!allowed(at(chat(), 1000, Some("prod"), Some("globex"))));
+    assert!(!allowed(at(chat(), 1000, None, Some("acme"))));
+    assert!(
+        !allowed(at(chat(), 2000, Some("prod"), Some("acme"))),
+        "window ended"
+    );
+}
+
+#[test]
+fn break_glass_grants_end_at_their_expiry_without_the_control_plane() {
+    let e = role_engine();
+    let ana = who(&e, "ana@example.com");
+    let call = |now| e.decide(ana, &at(tool("crm", "export"), now, None, None));
+    assert_eq!(call(4999).policies, ["glass-tools"]);
+    assert_eq!(call(5000).reason, Reason::NoMatchingPermit);
+}
+
+#[test]
+fn planned_end_dates_deny_from_their_instant() {
+    let e = role_engine();
+    let ben = who(&e, "ben@example.com");
+    let chat_at = |now| e.decide(ben, &at(chat("openai", "gpt-4o"), now, None, None));
+    assert!(chat_at(2999).is_allowed());
+    assert_eq!(chat_at(3000).reason, Reason::PrincipalEnded);
+}
+
+#[test]
+fn role_grants_out_of_range_are_refused() {
+    let mut s = role_engine().snapshot().clone();
+    s.users[0].roles[0].condition = Some(9);
+    assert!(matches!(Engine::new(s), Err(EngineError::Inconsistent(_))));
 }
