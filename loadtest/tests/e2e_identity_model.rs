@@ -19,6 +19,23 @@ async fn one_node() -> anyhow::Result<Cluster> {
     .await
 }
 
+/// The control plane's identity events with this `operation`, oldest first.
+async fn events_named(c: &Cluster, operation: &str) -> anyhow::Result<Vec<Value>> {
+    let events = c
+        .get_json(&format!(
+            "http://{}/admin/v1/events?limit=1000",
+            c.cp_addrs.admin
+        ))
+        .await?;
+    Ok(events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["operation"] == operation)
+        .cloned()
+        .collect())
+}
+
 /// The seed scenario: Sam moves from Sales to Legal through SCIM PATCHes. The Legal role
 /// bundle applies and Sales-only tools are denied on the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,16 +253,10 @@ async fn break_glass_is_announced_recorded_and_expires_without_the_control_plane
     assert_eq!(announced["activation"]["id"], activation["id"]);
     assert_eq!(announced["activation"]["reason"], "INC-7 CRM outage");
 
-    let events = c
-        .get_json(&format!("{admin}/admin/v1/events?limit=1000"))
-        .await?;
-    let e = events["events"]
-        .as_array()
-        .and_then(|es| es.iter().find(|e| e["operation"] == "break_glass.activate"))
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(e["priority"], "high", "{events}");
-    assert_eq!(e["after"]["user_name"], "dave@example.com");
+    let events = events_named(&c, "break_glass.activate").await?;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["priority"], "high", "{}", events[0]);
+    assert_eq!(events[0]["after"]["user_name"], "dave@example.com");
 
     eventually("break-glass access works", WAIT, || async {
         Ok(call_tool(&c.http, edge, &dave, "update_opportunity", 2)
@@ -347,18 +358,8 @@ async fn bindings_are_versioned_validated_and_reversible() -> anyhow::Result<()>
     })
     .await?;
 
-    let events = c
-        .get_json(&format!("{admin}/admin/v1/events?limit=1000"))
-        .await?;
-    let updates: Vec<&Value> = events["events"]
-        .as_array()
-        .map(|es| {
-            es.iter()
-                .filter(|e| e["operation"] == "bindings.update")
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(updates.len(), 3, "{events}");
+    let updates = events_named(&c, "bindings.update").await?;
+    assert_eq!(updates.len(), 3, "{updates:?}");
     assert_eq!(updates[2]["detail"], "rollback to version 1");
     Ok(())
 }
@@ -399,16 +400,10 @@ async fn new_groups_are_held_and_cycles_reported() -> anyhow::Result<()> {
     );
     assert_eq!(r["dynamic_groups"]["cleared-counsel"], 1, "bob: {report}");
 
-    let events = c
-        .get_json(&format!("{admin}/admin/v1/events?limit=1000"))
-        .await?;
-    let cycle = events["events"]
-        .as_array()
-        .and_then(|es| es.iter().find(|e| e["operation"] == "cycle.detected"))
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(cycle["priority"], "high", "{events}");
-    assert_eq!(cycle["outcome"], "reported");
+    let cycles = events_named(&c, "cycle.detected").await?;
+    assert_eq!(cycles.len(), 1, "{cycles:?}");
+    assert_eq!(cycles[0]["priority"], "high");
+    assert_eq!(cycles[0]["outcome"], "reported");
 
     // Everyone else is unaffected.
     let alice = c.token("alice@example.com");
