@@ -391,7 +391,7 @@ First load the demo tokens (ES256 JWTs from the demo issuer) into your shell:
 
   source {tokens}
 
-1. Alice (group Sales) may chat with gpt-4o-mini: the demo upstream answers.
+1. Alice (IdP group Sales, so role bundle `sales`) may chat with gpt-4o-mini: the demo upstream answers.
 
   curl -s {edge}/openai/v1/chat/completions -H "Authorization: Bearer $ALICE" {json} \
     -d '{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hello"}}]}}'
@@ -422,6 +422,10 @@ Policies are in {policies}; edit them and run
   curl -s -X POST http://{cp_admin}/admin/v1/policies/reload
 (an invalid file is refused with its line and reason; the previous version stays live).
 
+Role bundles, dynamic groups, end dates and break-glass are in {bindings}; what they make of
+the directory (groups held for review, dynamic group sizes, nesting cycles):
+  curl -s http://{cp_admin}/admin/v1/identity/report
+
 Ctrl-C stops everything; running again continues from the same state.
 "#,
         edge_admin = p.edge_admin,
@@ -430,5 +434,6 @@ Ctrl-C stops everything; running again continues from the same state.
         upstream = p.upstream,
         tokens = tokens.display(),
         policies = tokens.with_file_name("policies").display(),
+        bindings = tokens.with_file_name("bindings.toml").display(),
     );
 }
