@@ -238,9 +238,9 @@ pub struct Route {
     pub upstream: Upstream,
     pub credential: Option<Credential>,
     /// The tenant requests on this route belong to (for conditional role bindings).
-    pub tenant: Option<String>,
+    pub tenant: Option<std::sync::Arc<str>>,
     /// The node's environment, copied here so classification has it at hand.
-    pub environment: Option<String>,
+    pub environment: Option<std::sync::Arc<str>>,
 }
 
 /// A loaded, checked configuration.
@@ -368,8 +368,8 @@ impl Config {
                 name: r.name,
                 upstream,
                 credential,
-                tenant: r.tenant,
-                environment: raw.environment.clone(),
+                tenant: r.tenant.map(Into::into),
+                environment: raw.environment.as_deref().map(Into::into),
             });
         }
         Ok(Self {

@@ -137,10 +137,11 @@ pub struct RequestContext {
     pub stream: bool,
     /// When the request arrived (Unix milliseconds), by the node's clock.
     pub now_ms: u64,
-    /// The node's environment (`prod`, `staging`, …), if configured.
-    pub environment: Option<String>,
+    /// The node's environment (`prod`, `staging`, …), if configured. Shared, so building a
+    /// request context costs a reference count, not an allocation.
+    pub environment: Option<std::sync::Arc<str>>,
     /// The route's tenant, if configured.
-    pub tenant: Option<String>,
+    pub tenant: Option<std::sync::Arc<str>>,
 }
 
 /// The current time in Unix milliseconds.
