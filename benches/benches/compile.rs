@@ -132,11 +132,7 @@ fn bindings(groups: usize, rules: usize) -> Bindings {
 }
 
 fn decls() -> Vec<AttributeDecl> {
-    vec![AttributeDecl {
-        name: "clearance".into(),
-        kind: AttrKind::Long,
-        multi: false,
-    }]
+    vec![AttributeDecl::new("clearance", AttrKind::Long, false)]
 }
 
 fn attributes() -> PrincipalAttributes {
@@ -182,6 +178,7 @@ fn main() {
         version: PolicyVersion::default(),
         schema: portcullis_shared::schema::SCHEMA.into(),
         attributes: decls(),
+        labels: vec![],
         files: vec![],
     };
     let attrs = attributes();

@@ -155,6 +155,8 @@ async fn policies(State(s): State<AdminState>) -> Response {
             "version": p.version.to_string(),
             "counter": p.version.counter,
             "hash": p.version.hash.to_hex(),
+            "attributes": p.attributes,
+            "labels": p.labels,
             "files": p.files.iter().map(|f| json!({"name": f.name, "bytes": f.text.len()})).collect::<Vec<_>>(),
         }))
         .into_response(),

@@ -1,32 +1,31 @@
-//! Principal attributes from custom SCIM extensions.
+//! Principal attributes from custom SCIM extensions and the bindings' attribute mappings.
 //!
 //! A source may declare custom User extensions (`[[sources.extensions]]`), for example a
 //! clearance level or an ethical-wall side. Every declared attribute becomes an optional
 //! attribute of Cedar's `User` entity (`principal has clearance && principal.clearance >= 3`),
-//! read from each user's stored SCIM resource when a snapshot is compiled.
+//! read from each user's stored SCIM resource when a snapshot is compiled. The bindings may map
+//! further attributes from any SCIM path (core, enterprise, extensions) and give defaults (see
+//! [`crate::bindings::Declarations`]); their paths are tried first, in order.
 //!
 //! SCIM types map to Cedar types as `integer` → `Long`, `boolean` → `Bool`, `decimal` →
 //! `decimal`, and `string`, `dateTime` and `reference` → `String`; a multi-valued attribute
 //! becomes a `Set`. A value Cedar cannot represent (a decimal with more than four fractional
-//! digits, or out of range) is left out, so the user simply lacks the attribute.
+//! digits, or out of range) is left out, so the user simply lacks the attribute (or has the
+//! default).
 
+use crate::bindings::ScimPath;
 use crate::config::{ExtensionType, SourceConfig};
+pub use portcullis_shared::snapshot::cedar_decimal;
 use portcullis_shared::snapshot::{AttrKind, AttrValue, AttributeDecl};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-/// Every declared principal attribute and where each source keeps it.
+/// Every extension-declared principal attribute and where each source keeps it.
 #[derive(Debug, Clone, Default)]
 pub struct PrincipalAttributes {
     decls: Vec<AttributeDecl>,
-    by_source: HashMap<String, Vec<Mapping>>,
-}
-
-#[derive(Debug, Clone)]
-struct Mapping {
-    urn: String,
-    attribute: String,
-    decl: AttributeDecl,
+    /// (source, attribute name) → the extension URN that holds it.
+    by_source: HashMap<(String, String), String>,
 }
 
 impl PrincipalAttributes {
@@ -34,21 +33,16 @@ impl PrincipalAttributes {
     /// with built-in ones and have one type wherever they are declared.
     pub fn from_sources(sources: &[SourceConfig]) -> Self {
         let mut decls: BTreeMap<String, AttributeDecl> = BTreeMap::new();
-        let mut by_source: HashMap<String, Vec<Mapping>> = HashMap::new();
+        let mut by_source = HashMap::new();
         for s in sources {
             for e in &s.extensions {
                 for a in &e.attributes {
-                    let decl = AttributeDecl {
-                        name: a.name.clone(),
-                        kind: kind(a.ty),
-                        multi: a.multi_valued,
-                    };
-                    decls.entry(a.name.clone()).or_insert_with(|| decl.clone());
-                    by_source.entry(s.name.clone()).or_default().push(Mapping {
-                        urn: e.urn.clone(),
-                        attribute: a.name.clone(),
-                        decl,
+                    decls.entry(a.name.clone()).or_insert_with(|| {
+                        AttributeDecl::new(a.name.clone(), kind(a.ty), a.multi_valued)
                     });
+                    by_source
+                        .entry((s.name.clone(), a.name.clone()))
+                        .or_insert_with(|| e.urn.clone());
                 }
             }
         }
@@ -63,39 +57,38 @@ impl PrincipalAttributes {
         &self.decls
     }
 
-    /// The attributes `resource` (a stored SCIM User from `source`) has, limited to those in
-    /// `allowed` (the declarations the live policy version was validated against).
+    /// The attributes `resource` (a stored SCIM User from `source`) has, for each of
+    /// `allowed` (the declarations the live policy version was validated against): the first
+    /// of its `mapped` paths that has a value, else the source's extension attribute of that
+    /// name. Defaults are not filled in here; nodes apply them (after token claims).
     pub fn extract(
         &self,
         source: &str,
         resource: &Value,
         allowed: &[AttributeDecl],
+        mapped: &HashMap<String, Vec<ScimPath>>,
     ) -> BTreeMap<String, AttrValue> {
         let mut out = BTreeMap::new();
-        let Some(mappings) = self.by_source.get(source) else {
-            return out;
-        };
-        for m in mappings {
-            if out.contains_key(&m.decl.name) || !allowed.contains(&m.decl) {
-                continue;
-            }
-            let Some(raw) = get(resource, &m.urn).and_then(|ext| get(ext, &m.attribute)) else {
-                continue;
-            };
-            let value = if m.decl.multi {
-                raw.as_array().map(|items| {
-                    let mut set: Vec<AttrValue> = items
-                        .iter()
-                        .filter_map(|v| convert(m.decl.kind, v))
-                        .collect();
-                    set.dedup();
-                    AttrValue::Set(set)
-                })
-            } else {
-                convert(m.decl.kind, raw)
-            };
+        for decl in allowed {
+            let from_mapping = mapped
+                .get(&decl.name)
+                .into_iter()
+                .flatten()
+                .find_map(|p| p.extract(resource, decl));
+            let value = from_mapping.or_else(|| {
+                let urn = self
+                    .by_source
+                    .get(&(source.to_owned(), decl.name.clone()))?;
+                let raw = get(get(resource, urn)?, &decl.name)?;
+                match (decl.multi, raw) {
+                    (_, Value::Null) => None,
+                    // A multi-valued extension attribute must be an array.
+                    (true, v) if !v.is_array() => None,
+                    _ => decl.value_from_json(raw),
+                }
+            });
             if let Some(v) = value {
-                out.insert(m.decl.name.clone(), v);
+                out.insert(decl.name.clone(), v);
             }
         }
         out
@@ -111,47 +104,6 @@ fn kind(ty: ExtensionType) -> AttrKind {
             AttrKind::String
         }
     }
-}
-
-fn convert(kind: AttrKind, v: &Value) -> Option<AttrValue> {
-    match kind {
-        AttrKind::String => v.as_str().map(|s| AttrValue::String(s.to_owned())),
-        AttrKind::Long => v.as_i64().map(AttrValue::Long),
-        AttrKind::Bool => v.as_bool().map(AttrValue::Bool),
-        AttrKind::Decimal => match v {
-            Value::Number(n) => cedar_decimal(&n.to_string()).map(AttrValue::Decimal),
-            _ => None,
-        },
-    }
-}
-
-/// Cedar's `decimal` literal for a JSON number's text: `digits.digits` with one to four
-/// fractional digits, within ±922337203685477.5807 (Cedar's range, less `i64::MIN`). `None` if it cannot be represented exactly.
-pub fn cedar_decimal(number: &str) -> Option<String> {
-    if number.contains(['e', 'E']) {
-        return None;
-    }
-    let (negative, body) = match number.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, number),
-    };
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    let frac = frac.trim_end_matches('0');
-    if int.is_empty()
-        || frac.len() > 4
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let frac = if frac.is_empty() { "0" } else { frac };
-    let scaled: i128 = format!("{int}{frac:0<4}").parse().ok()?;
-    if scaled > i64::MAX as i128 {
-        return None;
-    }
-    let int = int.trim_start_matches('0');
-    let int = if int.is_empty() { "0" } else { int };
-    Some(format!("{}{int}.{frac}", if negative { "-" } else { "" }))
 }
 
 /// Case-insensitive attribute lookup, as SCIM attribute names and URNs are case-insensitive.
@@ -254,7 +206,7 @@ mod tests {
                 "hired": "2024-01-02T03:04:05Z"
             }
         });
-        let got = a.extract("okta", &user, a.decls());
+        let got = a.extract("okta", &user, a.decls(), &HashMap::new());
         assert_eq!(got["clearance"], AttrValue::Long(3));
         assert_eq!(got["wall"], AttrValue::String("buy-side".into()));
         assert!(!got.contains_key("contractor"), "a string is not a boolean");
@@ -272,9 +224,12 @@ mod tests {
         );
 
         // Another source only has what it declares; an unknown source has nothing.
-        let entra = a.extract("entra", &user, a.decls());
+        let entra = a.extract("entra", &user, a.decls(), &HashMap::new());
         assert_eq!(entra.len(), 1);
-        assert!(a.extract("google", &user, a.decls()).is_empty());
+        assert!(
+            a.extract("google", &user, a.decls(), &HashMap::new())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -287,9 +242,9 @@ mod tests {
             .filter(|d| d.name == "wall")
             .cloned()
             .collect();
-        let got = a.extract("okta", &user, &allowed);
+        let got = a.extract("okta", &user, &allowed, &HashMap::new());
         assert_eq!(got.keys().collect::<Vec<_>>(), ["wall"]);
-        assert!(a.extract("okta", &user, &[]).is_empty());
+        assert!(a.extract("okta", &user, &[], &HashMap::new()).is_empty());
     }
 
     #[test]

@@ -41,12 +41,19 @@
 //! Every change is a new version (author, time, comment, diff), validated before it goes live,
 //! recorded as an identity event, and can be rolled back (see [`BindingStore`]).
 
+mod declarations;
+
+pub use declarations::{
+    AttributeMapping, Declarations, LabelDecl, ResourceLabels, ScimPath, parse_type,
+};
+
+use crate::policies::PolicyStore;
 use crate::rules::{self, Catalog};
 use crate::store::{self, BindingVersionRow, EventOutcome, IdentityEvent, Store, StoreError};
 use portcullis_shared::snapshot::{AttributeDecl, Condition};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 /// The pseudo-source dynamic groups live under: `Group::"dynamic/<name>"`.
@@ -68,6 +75,15 @@ pub struct Bindings {
     pub lifecycle: Lifecycle,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub break_glass: Vec<BreakGlass>,
+    /// Principal attribute mappings, by attribute name (see [`declarations`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, AttributeMapping>,
+    /// Resource label declarations, by label name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, LabelDecl>,
+    /// Labelled resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceLabels>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,10 +198,12 @@ impl Bindings {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Checks everything that can be checked without the directory; `attributes` are the
-    /// declared principal attributes dynamic-group rules may read besides the built-in ones.
-    pub fn validate(&self, attributes: &[AttributeDecl]) -> Result<(), BindingsError> {
-        let mut p = Vec::new();
+    /// Checks everything that can be checked without the directory or the policies;
+    /// `extension` are the principal attributes the sources' custom extensions declare.
+    /// Dynamic-group rules may read those, the mapped attributes and the built-in ones.
+    pub fn validate(&self, extension: &[AttributeDecl]) -> Result<(), BindingsError> {
+        let (declared, mut p) = self.declarations(extension);
+        let attributes = &declared.principal;
         let mut roles = HashSet::new();
         for r in &self.roles {
             if !valid_name(&r.name) {
@@ -332,7 +350,7 @@ pub fn group_ref(s: &str) -> Option<(&str, &str)> {
     (!source.is_empty() && !name.is_empty()).then_some((source, name))
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && !s.chars().any(|c| c == '"' || c.is_control())
 }
 
@@ -363,6 +381,11 @@ pub enum ApplyError {
     NoSuchVersion(u64),
     #[error("the bindings are unchanged (version {0} already has this content)")]
     Unchanged(u64),
+    /// The attributes or labels the document declares would leave live policies invalid.
+    #[error(
+        "the live policies do not validate against the attributes and labels these bindings declare: {0}"
+    )]
+    Policies(crate::policies::ReloadError),
 }
 
 /// Versioned bindings: validate, store with author and diff, record the identity event, make
@@ -401,9 +424,11 @@ impl BindingStore {
         next: Bindings,
         author: &str,
         comment: Option<String>,
-        attributes: &[AttributeDecl],
+        policies: &PolicyStore,
     ) -> Result<u64, ApplyError> {
-        next.validate(attributes)?;
+        next.validate(policies.extension())?;
+        let (declared, _) = next.declarations(policies.extension());
+        policies.check(&declared).map_err(ApplyError::Policies)?;
         let current = self.live();
         if current.version > 0 && *current.bindings == next {
             return Err(ApplyError::Unchanged(current.version));
@@ -465,6 +490,11 @@ impl BindingStore {
         }
         metrics::gauge!("portcullis_bindings_version").set(version as f64);
         tracing::info!(version, "bindings version is live");
+        policies.declare(declared);
+        if let Err(e) = policies.rebase().await {
+            // Checked above; only the store can fail here. The next policy reload retries.
+            tracing::error!(error = %e, "policies could not be revalidated for the new bindings");
+        }
         Ok(version)
     }
 
@@ -473,7 +503,7 @@ impl BindingStore {
         &self,
         to: u64,
         author: &str,
-        attributes: &[AttributeDecl],
+        policies: &PolicyStore,
     ) -> Result<u64, ApplyError> {
         let row = self
             .store
@@ -485,7 +515,7 @@ impl BindingStore {
             doc,
             author,
             Some(format!("rollback to version {to}")),
-            attributes,
+            policies,
         )
         .await
     }

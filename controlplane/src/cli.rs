@@ -189,10 +189,33 @@ fn init_tracing(format: &str) {
 }
 
 /// The schema a configuration's policies are validated against: the built-in one plus the
-/// principal attributes its SCIM extensions declare.
-fn effective_schema(config: &Config) -> String {
+/// principal attributes its SCIM extensions declare and the attribute mappings and resource
+/// labels of its bindings file (the running control plane uses its live bindings version).
+fn effective_schema(config: &Config) -> anyhow::Result<String> {
     let attributes = crate::attributes::PrincipalAttributes::from_sources(&config.sources);
-    portcullis_shared::schema::with_principal_attributes(attributes.decls())
+    let mut declared = crate::bindings::Declarations {
+        principal: attributes.decls().to_vec(),
+        labels: Vec::new(),
+    };
+    if let Some(path) = &config.bindings_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the bindings file {}", path.display()))?;
+        let doc = crate::bindings::Bindings::from_toml(&text)
+            .with_context(|| format!("parsing the bindings file {}", path.display()))?;
+        let (d, problems) = doc.declarations(attributes.decls());
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "the bindings file {}: {}",
+                path.display(),
+                problems.join("; ")
+            );
+        }
+        declared = d;
+    }
+    Ok(portcullis_shared::schema::build(
+        &declared.principal,
+        &declared.labels,
+    ))
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -204,7 +227,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => {
             let config = Config::load(&config)?;
             let files = crate::policies::read_dir(&config.policy_dir)?;
-            match portcullis_shared::policy::compile(&effective_schema(&config), &files) {
+            match portcullis_shared::policy::compile(&effective_schema(&config)?, &files) {
                 Ok(c) => println!(
                     "configuration OK: {} source(s), {} policies in {} file(s)",
                     config.sources.len(),
@@ -229,7 +252,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policies(PolicyCommand::Check { dir, config }) => {
             let files = crate::policies::read_dir(&dir)?;
             let schema = match config {
-                Some(path) => effective_schema(&Config::load(&path)?),
+                Some(path) => effective_schema(&Config::load(&path)?)?,
                 None => portcullis_shared::schema::SCHEMA.to_owned(),
             };
             match portcullis_shared::policy::compile(&schema, &files) {

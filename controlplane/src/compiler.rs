@@ -168,6 +168,7 @@ pub fn compile(
         .as_deref()
         .map(attribute_path);
 
+    let mapped = bindings.scim_paths();
     let mut users: Vec<&UserRow> = directory.users.iter().collect();
     users.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
     let mut dynamic_counts = vec![0usize; dynamic.len()];
@@ -182,7 +183,8 @@ pub fn compile(
             all.sort_unstable();
             all.dedup();
             let mut user = user_from_row(u, all);
-            user.attributes = attributes.extract(&u.source, &u.resource, &policy.attributes);
+            user.attributes =
+                attributes.extract(&u.source, &u.resource, &policy.attributes, &mapped);
             let row = catalog.row(&user);
             let matched = rule_index.matches(&row);
             for &d in &matched {
@@ -243,6 +245,8 @@ pub fn compile(
         policies: policy.files.clone(),
         roles,
         conditions,
+        resource_labels: policy.labels.clone(),
+        labeled_resources: bindings.labeled_resources(&policy.labels),
     };
     (snapshot, report)
 }
@@ -547,6 +551,7 @@ mod tests {
             version: PolicyVersion::default(),
             schema: portcullis_shared::schema::SCHEMA.into(),
             attributes: vec![],
+            labels: vec![],
             files: vec![],
         }
     }
@@ -769,11 +774,8 @@ max_minutes = 60
     fn model_policy() -> LivePolicy {
         use portcullis_shared::snapshot::{AttrKind, AttributeDecl};
         LivePolicy {
-            attributes: vec![AttributeDecl {
-                name: "clearance".into(),
-                kind: AttrKind::Long,
-                multi: false,
-            }],
+            attributes: vec![AttributeDecl::new("clearance", AttrKind::Long, false)],
+            labels: vec![],
             ..policy()
         }
     }

@@ -6,6 +6,7 @@
 //! becomes version `counter + 1` (stored, so a restart keeps it); if not, the error names each
 //! file, line and reason, and the previous version stays live.
 
+use crate::bindings::Declarations;
 use crate::store::{self, PolicyRow, Store, StoreError};
 use portcullis_shared::policy::{self, PolicyDiagnostic, PolicyError};
 use portcullis_shared::schema;
@@ -51,6 +52,8 @@ pub struct LivePolicy {
     pub schema: String,
     /// The principal attributes `schema` declares beyond the built-in ones.
     pub attributes: Vec<AttributeDecl>,
+    /// The resource labels `schema` declares.
+    pub labels: Vec<AttributeDecl>,
     pub files: Vec<PolicyFile>,
 }
 
@@ -64,38 +67,48 @@ pub enum ReloadOutcome {
 }
 
 /// Holds the live policy version and makes new ones live.
+///
+/// The schema a version is validated against declares the principal attributes of the
+/// sources' custom extensions and the bindings' attribute mappings and resource labels (see
+/// [`Declarations`]); when the bindings change them, [`Self::rebase`] revalidates the live
+/// files against the new schema as a new version.
 #[derive(Debug, Clone)]
 pub struct PolicyStore {
     dir: PathBuf,
     store: Store,
-    /// Principal attributes from configured extensions, and the schema declaring them.
-    attributes: Vec<AttributeDecl>,
-    schema: String,
+    /// Principal attributes from configured extensions.
+    extension: Vec<AttributeDecl>,
+    /// What the next version's schema declares.
+    declared: Arc<RwLock<Declarations>>,
     live: Arc<RwLock<Option<LivePolicy>>>,
     /// Serialises reloads so two cannot allocate the same counter.
     reload_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PolicyStore {
-    /// Restores the last stored version (if any) as live. Call [`Self::reload`] next, which
-    /// validates against the schema with `attributes` declared on `User`.
+    /// Restores the last stored version (if any) as live. Set the bindings' declarations with
+    /// [`Self::declare`], then call [`Self::reload`].
     pub async fn open(
         dir: PathBuf,
         store: Store,
-        attributes: Vec<AttributeDecl>,
+        extension: Vec<AttributeDecl>,
     ) -> Result<Self, StoreError> {
         let latest = store.run(|c| store::latest_policy(c)).await?;
         let live = latest.map(|row| LivePolicy {
             version: row.version,
             schema: row.schema,
             attributes: row.attributes,
+            labels: row.labels,
             files: row.files,
         });
         Ok(Self {
             dir,
             store,
-            schema: schema::with_principal_attributes(&attributes),
-            attributes,
+            declared: Arc::new(RwLock::new(Declarations {
+                principal: extension.clone(),
+                labels: Vec::new(),
+            })),
+            extension,
             live: Arc::new(RwLock::new(live)),
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
         })
@@ -105,9 +118,35 @@ impl PolicyStore {
         &self.dir
     }
 
+    /// The principal attributes the sources' custom extensions declare.
+    pub fn extension(&self) -> &[AttributeDecl] {
+        &self.extension
+    }
+
     /// The live version, if any version was ever valid.
     pub fn live(&self) -> Option<LivePolicy> {
         self.live.read().ok().and_then(|g| g.clone())
+    }
+
+    /// What the schema of the next version will declare.
+    pub fn declare(&self, declarations: Declarations) {
+        if let Ok(mut d) = self.declared.write() {
+            *d = declarations;
+        }
+    }
+
+    fn declared(&self) -> Declarations {
+        self.declared.read().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Whether the live files validate against the schema `declarations` imply.
+    pub fn check(&self, declarations: &Declarations) -> Result<(), ReloadError> {
+        let Some(live) = self.live() else {
+            return Ok(());
+        };
+        let schema = schema::build(&declarations.principal, &declarations.labels);
+        policy::compile(&schema, &live.files).map_err(ReloadError::Invalid)?;
+        Ok(())
     }
 
     /// Reads the directory, validates it, and makes it live if it differs from the live
@@ -118,21 +157,38 @@ impl PolicyStore {
         let files = tokio::task::spawn_blocking(move || read_dir(&dir))
             .await
             .map_err(|e| ReloadError::Store(StoreError::Worker(e.to_string())))??;
-        let hash = policy::content_hash(&self.schema, &files);
+        self.make_live(files).await
+    }
+
+    /// Revalidates the live files against the current declarations and makes them a new
+    /// version if the schema changed.
+    pub async fn rebase(&self) -> Result<ReloadOutcome, ReloadError> {
+        let _serial = self.reload_lock.lock().await;
+        match self.live() {
+            Some(live) => self.make_live(live.files).await,
+            None => Ok(ReloadOutcome::Unchanged(PolicyVersion::default())),
+        }
+    }
+
+    async fn make_live(&self, files: Vec<PolicyFile>) -> Result<ReloadOutcome, ReloadError> {
+        let declared = self.declared();
+        let schema = schema::build(&declared.principal, &declared.labels);
+        let hash = policy::content_hash(&schema, &files);
         let current = self.live();
         if let Some(live) = &current
             && live.version.hash == hash
         {
             return Ok(ReloadOutcome::Unchanged(live.version));
         }
-        policy::compile(&self.schema, &files).map_err(ReloadError::Invalid)?;
+        policy::compile(&schema, &files).map_err(ReloadError::Invalid)?;
 
         let counter = current.as_ref().map_or(0, |l| l.version.counter) + 1;
         let version = PolicyVersion { counter, hash };
         let row = PolicyRow {
             version,
-            schema: self.schema.clone(),
-            attributes: self.attributes.clone(),
+            schema: schema.clone(),
+            attributes: declared.principal.clone(),
+            labels: declared.labels.clone(),
             files: files.clone(),
             created_ms: store::now_ms(),
         };
@@ -142,8 +198,9 @@ impl PolicyStore {
         if let Ok(mut g) = self.live.write() {
             *g = Some(LivePolicy {
                 version,
-                schema: self.schema.clone(),
-                attributes: self.attributes.clone(),
+                schema,
+                attributes: declared.principal,
+                labels: declared.labels,
                 files,
             });
         }
@@ -245,11 +302,7 @@ mod tests {
         )
         .expect("write");
         let store = Store::open(&dir.path().join("p.db")).expect("store");
-        let clearance = vec![AttributeDecl {
-            name: "clearance".into(),
-            kind: AttrKind::Long,
-            multi: false,
-        }];
+        let clearance = vec![AttributeDecl::new("clearance", AttrKind::Long, false)];
 
         // Without the declaration the policy names an unknown attribute.
         let bare = PolicyStore::open(pdir.clone(), store.clone(), vec![])

@@ -47,6 +47,8 @@ pub struct AttrType {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     names: Vec<(String, AttrType)>,
+    /// Per slot, the declared default (for a user without a value).
+    defaults: Vec<Option<AttrValue>>,
 }
 
 /// Built-in attributes, in slot order.
@@ -61,7 +63,9 @@ const BUILT_IN: [(&str, AttrKind); 7] = [
 ];
 
 impl Catalog {
-    /// The built-in principal attributes plus `declared` ones (custom extension attributes).
+    /// The built-in principal attributes plus `declared` ones (extension and mapped
+    /// attributes). Rules see a user's directory value or the declared default; token claims
+    /// exist only per request, so rules never see them.
     pub fn new(declared: &[AttributeDecl]) -> Self {
         let mut names: Vec<(String, AttrType)> = BUILT_IN
             .iter()
@@ -75,6 +79,7 @@ impl Catalog {
                 )
             })
             .collect();
+        let mut defaults = vec![None; names.len()];
         for d in declared {
             if !names.iter().any(|(n, _)| *n == d.name) {
                 names.push((
@@ -84,9 +89,10 @@ impl Catalog {
                         multi: d.multi,
                     },
                 ));
+                defaults.push(d.default.clone());
             }
         }
-        Self { names }
+        Self { names, defaults }
     }
 
     fn slot(&self, name: &str) -> Option<(usize, AttrType)> {
@@ -106,7 +112,7 @@ impl Catalog {
     }
 
     /// The attribute values of `user`, by slot, borrowed from it.
-    pub fn row<'a>(&self, user: &'a User) -> Row<'a> {
+    pub fn row<'a>(&'a self, user: &'a User) -> Row<'a> {
         let mut values = Vec::with_capacity(self.names.len());
         for (i, (name, _)) in self.names.iter().enumerate() {
             let v = match i {
@@ -117,7 +123,11 @@ impl Catalog {
                 4 => user.department.as_deref().map(Val::Str),
                 5 => Some(Val::Str(&user.source)),
                 6 => Some(Val::Bool(user.active)),
-                _ => user.attributes.get(name).map(Val::from_attr),
+                _ => user
+                    .attributes
+                    .get(name)
+                    .or(self.defaults[i].as_ref())
+                    .map(Val::from_attr),
             };
             values.push(v);
         }

@@ -30,30 +30,39 @@ pub struct Bound {
     pub grpc: SocketAddr,
 }
 
-/// Makes `bindings_file` the first bindings version when the store has none yet. After that
-/// the store is the truth: edits go through the admin API or `portcullis-cp bindings`.
-async fn seed_bindings(
-    config: &Config,
-    bindings: &BindingStore,
-    policies: &PolicyStore,
-) -> anyhow::Result<()> {
+/// The bindings file's document, when the store has no bindings version yet: it becomes
+/// version 1 (see [`seed_bindings`]). After that the store is the truth: edits go through the
+/// admin API or `portcullis-cp bindings`.
+fn bindings_seed(config: &Config, bindings: &BindingStore) -> anyhow::Result<Option<Bindings>> {
     let Some(path) = &config.bindings_file else {
-        return Ok(());
+        return Ok(None);
     };
     if bindings.live().version > 0 {
-        return Ok(());
+        return Ok(None);
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the bindings file {}", path.display()))?;
     let doc = Bindings::from_toml(&text)
         .with_context(|| format!("parsing the bindings file {}", path.display()))?;
-    let attributes = policies.live().map(|p| p.attributes).unwrap_or_default();
+    Ok(Some(doc))
+}
+
+/// Makes the seed document the first bindings version.
+async fn seed_bindings(
+    config: &Config,
+    seed: Option<Bindings>,
+    bindings: &BindingStore,
+    policies: &PolicyStore,
+) -> anyhow::Result<()> {
+    let (Some(doc), Some(path)) = (seed, &config.bindings_file) else {
+        return Ok(());
+    };
     let version = bindings
         .apply(
             doc,
             &format!("config:{}", path.display()),
             Some("initial bindings from the configuration".into()),
-            &attributes,
+            policies,
         )
         .await
         .with_context(|| format!("the bindings file {}", path.display()))?;
@@ -87,6 +96,20 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         attributes.decls().to_vec(),
     )
     .await?;
+    // The live bindings' attribute mappings and labels are part of the schema.
+    let bindings = BindingStore::load(store.clone()).await?;
+    let seed = bindings_seed(&config, &bindings)?;
+    let (declared, problems) = match &seed {
+        Some(doc) => doc.declarations(policies.extension()),
+        None => bindings.live().bindings.declarations(policies.extension()),
+    };
+    if !problems.is_empty() {
+        tracing::warn!(
+            ?problems,
+            "the live bindings no longer fit the configured extensions; fix them with `portcullis-cp bindings apply`"
+        );
+    }
+    policies.declare(declared);
     match policies.reload().await {
         Ok(ReloadOutcome::Updated(v)) => tracing::info!(policy_version = %v, "policies loaded"),
         Ok(ReloadOutcome::Unchanged(v)) => {
@@ -109,8 +132,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         tracing::warn!("issuer keys did not all load within 10s; continuing and retrying");
     }
 
-    let bindings = BindingStore::load(store.clone()).await?;
-    seed_bindings(&config, &bindings, &policies).await?;
+    seed_bindings(&config, seed, &bindings, &policies).await?;
     let break_glass = BreakGlass::new(store.clone(), bindings.clone());
     let publisher = Publisher::start(
         store.clone(),

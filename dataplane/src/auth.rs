@@ -8,7 +8,9 @@
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use portcullis_shared::snapshot::{Issuer, Jwk, JwtAlgorithm, PrincipalClaim};
+use portcullis_shared::snapshot::{
+    AttrValue, AttributeDecl, Issuer, Jwk, JwtAlgorithm, PrincipalClaim,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -71,6 +73,10 @@ pub struct Verified {
     pub claim: PrincipalClaim,
     /// The `email` or `sub` claim value.
     pub principal: String,
+    /// Values for principal attributes that map a claim, by index into the snapshot's
+    /// `principal_attributes` (see `RequestContext::claims`). A claim of the wrong type is
+    /// left out, so the directory's value or the default applies.
+    pub claims: Vec<(u32, AttrValue)>,
 }
 
 #[derive(Debug)]
@@ -90,11 +96,14 @@ struct IssuerEntry {
 #[derive(Debug, Default)]
 pub struct IssuerKeys {
     by_iss: HashMap<String, IssuerEntry>,
+    /// Principal attributes read from claims: (index, claim name, declaration).
+    claimed: Vec<(u32, String, AttributeDecl)>,
 }
 
 impl IssuerKeys {
-    /// Builds keys; a JWK that does not make a key is skipped (and logged).
-    pub fn build(issuers: &[Issuer]) -> Self {
+    /// Builds keys; a JWK that does not make a key is skipped (and logged). `attributes` are
+    /// the snapshot's principal attributes; those that declare a claim are read from tokens.
+    pub fn build(issuers: &[Issuer], attributes: &[AttributeDecl]) -> Self {
         let mut by_iss = HashMap::new();
         for iss in issuers {
             let keys = iss
@@ -120,7 +129,12 @@ impl IssuerKeys {
                 },
             );
         }
-        Self { by_iss }
+        let claimed = attributes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((i as u32, d.claim.clone()?, d.clone())))
+            .collect();
+        Self { by_iss, claimed }
     }
 
     /// Verifies `token` and returns who it names.
@@ -171,7 +185,17 @@ impl IssuerKeys {
         let mut last = AuthError::BadSignature;
         for key in candidates {
             match jsonwebtoken::decode::<Value>(token, &key.key, &validation) {
-                Ok(data) => return principal(&entry.issuer, &data.claims),
+                Ok(data) => {
+                    let mut v = principal(&entry.issuer, &data.claims)?;
+                    v.claims = self
+                        .claimed
+                        .iter()
+                        .filter_map(|(i, claim, decl)| {
+                            Some((*i, decl.value_from_json(data.claims.get(claim)?)?))
+                        })
+                        .collect();
+                    return Ok(v);
+                }
                 Err(e) => {
                     last = map_error(&e);
                     if last != AuthError::BadSignature {
@@ -208,6 +232,7 @@ fn principal(issuer: &Issuer, claims: &Value) -> Result<Verified, AuthError> {
         source: issuer.source.clone(),
         claim: issuer.principal_claim,
         principal: value.to_owned(),
+        claims: Vec::new(),
     })
 }
 

@@ -152,6 +152,7 @@ pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, 
         now_ms,
         environment: route.environment.clone(),
         tenant: route.tenant.clone(),
+        claims: Vec::new(),
     };
     match op {
         Operation::ListModels => Ok(Classified {

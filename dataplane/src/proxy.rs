@@ -250,7 +250,7 @@ impl Edge {
             Bytes::new()
         };
 
-        let classified = match classify::request(route, op, &body) {
+        let mut classified = match classify::request(route, op, &body) {
             Ok(c) => c,
             Err(ClassifyError::JsonRpc { code, message, id }) => {
                 let r = Refusal::new(Kind::BadRequest, message).with_jsonrpc_code(code);
@@ -262,6 +262,7 @@ impl Edge {
             }
         };
         let mcp_id = classified.mcp.as_ref().and_then(|m| m.id.clone());
+        classified.request.context.claims = verified.claims;
 
         let started = Instant::now();
         let decision = snapshot.engine.decide(user, &classified.request);

@@ -53,7 +53,7 @@ impl NodeSnapshot {
     /// Verifies framing and content hash, validates the policies and indexes the directory.
     pub fn from_bytes(bytes: &[u8], origin: Origin) -> Result<Self, RejectReason> {
         let (header, snapshot) = codec::decode(bytes)?;
-        let keys = IssuerKeys::build(&snapshot.issuers);
+        let keys = IssuerKeys::build(&snapshot.issuers, &snapshot.principal_attributes);
         let engine = Engine::new(snapshot)?;
         Ok(Self {
             header,

@@ -413,3 +413,130 @@ async fn new_groups_are_held_and_cycles_reported() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Attribute mappings and resource labels: the demo maps `clearance` from a token claim (listed
+/// first) and the SCIM extension, with default 0, and labels the CRM export tool clearance 3;
+/// the `clearance-gate` policy compares `principal.clearance >= resource.clearance`. A label
+/// change is a bindings version that reaches the node; one that would leave the live policies
+/// invalid is refused naming the policy; rollback restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_mappings_claims_and_resource_labels_decide() -> anyhow::Result<()> {
+    let c = one_node().await?;
+    let edge = c.nodes[0].proxy;
+    let admin = format!("http://{}", c.cp_addrs.admin);
+    let bob = c.token("bob@example.com");
+    let put = |body: String| {
+        c.http
+            .put(format!("{admin}/admin/v1/bindings"))
+            .header("content-type", "application/json")
+            .header("x-portcullis-author", "ann@example.com")
+            .body(body)
+            .send()
+    };
+    // Bob: Legal, clearance 3 in the directory; the export tool is labelled 3.
+    eventually("Bob exports contacts", WAIT, || async {
+        Ok(call_tool(&c.http, edge, &bob, "export_all_contacts", 1)
+            .await?
+            .status
+            == 200)
+    })
+    .await?;
+
+    // A token whose verified `clearance` claim says 1 wins over the directory's 3.
+    let mut claims = c.issuer.claims("bob@example.com", 600);
+    claims["clearance"] = json!(1);
+    let lowered = c.issuer.sign(jsonwebtoken::Algorithm::ES256, &claims);
+    let r = call_tool(&c.http, edge, &lowered, "export_all_contacts", 2).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.to_string().contains("clearance-gate"), "{}", r.body);
+    // A claim of the wrong type is ignored: the directory's value applies.
+    claims["clearance"] = json!("top secret");
+    let mistyped = c.issuer.sign(jsonwebtoken::Algorithm::ES256, &claims);
+    let r = call_tool(&c.http, edge, &mistyped, "export_all_contacts", 3).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Raise the tool's label to 4: a new bindings version, enforced on the next requests.
+    let live = c.get_json(&format!("{admin}/admin/v1/bindings")).await?;
+    let base = live["bindings"].clone();
+    let export = |doc: &mut Value| -> anyhow::Result<()> {
+        let resources = doc["resources"]
+            .as_array_mut()
+            .ok_or_else(|| anyhow::anyhow!("no resources in {base}"))?;
+        let tool = resources
+            .iter_mut()
+            .find(|r| r["id"] == "crm/export_all_contacts")
+            .ok_or_else(|| anyhow::anyhow!("the export tool is not labelled"))?;
+        assert_eq!(tool["labels"]["clearance"], 3);
+        tool["labels"]["clearance"] = json!(4);
+        Ok(())
+    };
+    let mut raised = base.clone();
+    export(&mut raised)?;
+    let r = put(raised.to_string()).await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    eventually("the raised label denies Bob", WAIT, || async {
+        Ok(call_tool(&c.http, edge, &bob, "export_all_contacts", 4)
+            .await?
+            .status
+            == 403)
+    })
+    .await?;
+    // Other CRM tools carry the default label 0: unaffected.
+    let r = call_tool(&c.http, edge, &bob, "search_accounts", 5).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Dropping the `clearance` label would leave `clearance-gate` invalid: refused, and the
+    // problem names the policy file; the live version stays.
+    let mut without = base.clone();
+    if let Some(labels) = without["labels"].as_object_mut() {
+        labels.remove("clearance");
+    }
+    for r in without["resources"].as_array_mut().into_iter().flatten() {
+        if let Some(l) = r["labels"].as_object_mut() {
+            l.remove("clearance");
+        }
+    }
+    let r = put(without.to_string()).await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    assert_eq!(status, 422, "{v}");
+    assert!(v["problems"].to_string().contains("mcp.cedar"), "{v}");
+    assert_eq!(v["live_version"], 2, "{v}");
+
+    // Rollback to version 1: label 3 again, Bob exports.
+    let r = c
+        .http
+        .post(format!("{admin}/admin/v1/bindings/rollback"))
+        .header("x-portcullis-author", "ann@example.com")
+        .json(&json!({"version": 1}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    eventually("rollback restores the label", WAIT, || async {
+        Ok(call_tool(&c.http, edge, &bob, "export_all_contacts", 6)
+            .await?
+            .status
+            == 200)
+    })
+    .await?;
+
+    // The live policy version was validated against the declared attributes and labels.
+    let policy = c.get_json(&format!("{admin}/admin/v1/policies")).await?;
+    let clearance = policy["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["name"] == "clearance")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(clearance["default"], json!({"Long": 0}), "{policy}");
+    assert_eq!(clearance["claim"], "clearance", "{policy}");
+    let labels: Vec<&str> = policy["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(labels, ["classification", "clearance"], "{policy}");
+    Ok(())
+}

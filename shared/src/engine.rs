@@ -11,7 +11,9 @@
 use crate::policy::{self, CompiledPolicies, PolicyError, PolicyInfo};
 use crate::request::{Request, Resource};
 use crate::schema::entity;
-use crate::snapshot::{AttrValue, Issuer, PrincipalClaim, Snapshot, User};
+use crate::snapshot::{
+    AttrValue, AttributeDecl, Issuer, PrincipalClaim, ResourceKind, Snapshot, User,
+};
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
     RestrictedExpression,
@@ -157,6 +159,61 @@ pub struct Engine {
     by_user_name: HashMap<(String, String), Slot>,
     by_external_id: HashMap<(String, String), Slot>,
     by_issuer: HashMap<String, usize>,
+    labels: Labels,
+}
+
+/// Resource labels as Cedar values, indexed once per snapshot. Resolved per request: the
+/// resource's own label, else its parent's (a tool's server, a model's provider), else the
+/// declared default.
+#[derive(Debug, Default)]
+struct Labels {
+    /// Each declared label with its default.
+    decls: Vec<(String, Option<RestrictedExpression>)>,
+    /// Per [`ResourceKind`] (in `ResourceKind::ALL` order): id → label name → value.
+    own: [HashMap<String, HashMap<String, RestrictedExpression>>; 6],
+}
+
+type ResourceAttrs = HashMap<String, RestrictedExpression>;
+
+impl Labels {
+    fn new(snapshot: &Snapshot) -> Self {
+        let decls = snapshot
+            .resource_labels
+            .iter()
+            .map(|d| (d.name.clone(), d.default.as_ref().map(attr_expr)))
+            .collect();
+        let mut own: [HashMap<String, ResourceAttrs>; 6] = Default::default();
+        for r in &snapshot.labeled_resources {
+            own[r.kind as usize].insert(
+                r.id.clone(),
+                r.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), attr_expr(v)))
+                    .collect(),
+            );
+        }
+        Self { decls, own }
+    }
+
+    /// Adds the labels of resource `id` of `kind` (whose parent is `parent_id`) to `attrs`.
+    fn add(&self, kind: ResourceKind, id: &str, parent_id: &str, attrs: &mut ResourceAttrs) {
+        if self.decls.is_empty() {
+            return;
+        }
+        let own = self.own[kind as usize].get(id);
+        let parent = kind
+            .parent()
+            .and_then(|p| self.own[p as usize].get(parent_id));
+        for (name, default) in &self.decls {
+            let v = own
+                .and_then(|o| o.get(name))
+                .or_else(|| parent.and_then(|p| p.get(name)))
+                .or(default.as_ref());
+            if let Some(v) = v {
+                attrs.insert(name.clone(), v.clone());
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -248,7 +305,9 @@ impl Engine {
             );
         }
 
+        let labels = Labels::new(&snapshot);
         Ok(Self {
+            labels,
             snapshot,
             policies,
             authorizer: Authorizer::new(),
@@ -356,7 +415,12 @@ impl Engine {
                 HashSet::new(),
             ));
         }
-        resource_entities(&request.resource, resource.clone(), &mut entities)?;
+        resource_entities(
+            &request.resource,
+            resource.clone(),
+            &self.labels,
+            &mut entities,
+        )?;
         entities.push(action.clone());
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
 
@@ -458,8 +522,10 @@ impl Engine {
                 RestrictedExpression::new_bool(user.active),
             ),
         ]);
-        for (name, value) in &user.attributes {
-            attrs.insert(name.clone(), attr_expr(value));
+        for (i, d) in self.snapshot.principal_attributes.iter().enumerate() {
+            if let Some(v) = principal_attribute(d, i as u32, user, request) {
+                attrs.insert(d.name.clone(), attr_expr(v));
+            }
         }
         let mut parents: HashSet<EntityUid> = user
             .groups
@@ -475,6 +541,33 @@ impl Engine {
     }
 }
 
+/// A principal attribute's value for this request, by the declared precedence: a claim listed
+/// first wins when the token carries it; then the directory's value; then the claim; then the
+/// default.
+fn principal_attribute<'a>(
+    d: &'a AttributeDecl,
+    index: u32,
+    user: &'a User,
+    request: &'a Request,
+) -> Option<&'a AttrValue> {
+    let claim = || {
+        d.claim.as_ref()?;
+        request
+            .context
+            .claims
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, v)| v)
+    };
+    let directory = || user.attributes.get(&d.name);
+    let found = if d.claim_first {
+        claim().or_else(directory)
+    } else {
+        directory().or_else(claim)
+    };
+    found.or(d.default.as_ref())
+}
+
 fn attr_expr(value: &AttrValue) -> RestrictedExpression {
     match value {
         AttrValue::String(v) => RestrictedExpression::new_string(v.clone()),
@@ -488,12 +581,23 @@ fn attr_expr(value: &AttrValue) -> RestrictedExpression {
 fn resource_entities(
     r: &Resource,
     resource: EntityUid,
+    labels: &Labels,
     out: &mut Vec<Entity>,
 ) -> Result<(), String> {
     let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
     let one = |parent: EntityUid| HashSet::from([parent]);
-    let entity = |attrs: HashMap<String, RestrictedExpression>, parents| {
+    let rid = resource.id().unescaped().to_owned();
+    let entity = |kind: ResourceKind,
+                  parent_id: &str,
+                  mut attrs: ResourceAttrs,
+                  parents: HashSet<EntityUid>| {
+        labels.add(kind, &rid, parent_id, &mut attrs);
         Entity::new(resource.clone(), attrs, parents).map_err(|e| e.to_string())
+    };
+    let server = |name: &str| -> Result<Entity, String> {
+        let mut attrs = HashMap::new();
+        labels.add(ResourceKind::McpServer, name, "", &mut attrs);
+        Entity::new(uid(entity::MCP_SERVER, name), attrs, HashSet::new()).map_err(|e| e.to_string())
     };
     match r {
         Resource::Model {
@@ -503,62 +607,63 @@ fn resource_entities(
         } => {
             let p = uid(entity::PROVIDER, provider);
             out.push(entity(
+                ResourceKind::Model,
+                provider,
                 HashMap::from([
                     ("name".to_owned(), s(name)),
                     ("provider".to_owned(), s(provider)),
                 ]),
                 one(p.clone()),
             )?);
-            out.push(provider_entity(p, kind)?);
+            out.push(provider_entity(p, provider, kind, labels)?);
         }
-        Resource::Provider { kind, .. } => out.push(provider_entity(resource.clone(), kind)?),
-        Resource::McpServer { .. } => {
-            out.push(Entity::new_no_attrs(resource.clone(), HashSet::new()))
+        Resource::Provider { name, kind } => {
+            out.push(provider_entity(resource.clone(), name, kind, labels)?)
         }
-        Resource::McpTool { server, tool } => {
-            let srv = uid(entity::MCP_SERVER, server);
+        Resource::McpServer { server: name } => out.push(server(name)?),
+        Resource::McpTool { server: srv, tool } => {
             out.push(entity(
-                HashMap::from([
-                    ("name".to_owned(), s(tool)),
-                    ("server".to_owned(), s(server)),
-                ]),
-                one(srv.clone()),
+                ResourceKind::McpTool,
+                srv,
+                HashMap::from([("name".to_owned(), s(tool)), ("server".to_owned(), s(srv))]),
+                one(uid(entity::MCP_SERVER, srv)),
             )?);
-            out.push(Entity::new_no_attrs(srv, HashSet::new()));
+            out.push(server(srv)?);
         }
-        Resource::McpResource { server, uri } => {
-            let srv = uid(entity::MCP_SERVER, server);
+        Resource::McpResource { server: srv, uri } => {
             out.push(entity(
-                HashMap::from([("uri".to_owned(), s(uri)), ("server".to_owned(), s(server))]),
-                one(srv.clone()),
+                ResourceKind::McpResource,
+                srv,
+                HashMap::from([("uri".to_owned(), s(uri)), ("server".to_owned(), s(srv))]),
+                one(uid(entity::MCP_SERVER, srv)),
             )?);
-            out.push(Entity::new_no_attrs(srv, HashSet::new()));
+            out.push(server(srv)?);
         }
-        Resource::McpPrompt { server, name } => {
-            let srv = uid(entity::MCP_SERVER, server);
+        Resource::McpPrompt { server: srv, name } => {
             out.push(entity(
-                HashMap::from([
-                    ("name".to_owned(), s(name)),
-                    ("server".to_owned(), s(server)),
-                ]),
-                one(srv.clone()),
+                ResourceKind::McpPrompt,
+                srv,
+                HashMap::from([("name".to_owned(), s(name)), ("server".to_owned(), s(srv))]),
+                one(uid(entity::MCP_SERVER, srv)),
             )?);
-            out.push(Entity::new_no_attrs(srv, HashSet::new()));
+            out.push(server(srv)?);
         }
     }
     Ok(())
 }
 
-fn provider_entity(uid: EntityUid, kind: &str) -> Result<Entity, String> {
-    Entity::new(
-        uid,
-        HashMap::from([(
-            "kind".to_owned(),
-            RestrictedExpression::new_string(kind.to_owned()),
-        )]),
-        HashSet::new(),
-    )
-    .map_err(|e| e.to_string())
+fn provider_entity(
+    uid: EntityUid,
+    name: &str,
+    kind: &str,
+    labels: &Labels,
+) -> Result<Entity, String> {
+    let mut attrs = HashMap::from([(
+        "kind".to_owned(),
+        RestrictedExpression::new_string(kind.to_owned()),
+    )]);
+    labels.add(ResourceKind::Provider, name, "", &mut attrs);
+    Entity::new(uid, attrs, HashSet::new()).map_err(|e| e.to_string())
 }
 
 /// Builds `Type::"id"`. Entity type names here are fixed identifiers, so parsing cannot fail.

@@ -142,6 +142,10 @@ pub struct RequestContext {
     pub environment: Option<std::sync::Arc<str>>,
     /// The route's tenant, if configured.
     pub tenant: Option<std::sync::Arc<str>>,
+    /// Values the verified token's claims give principal attributes that declare a claim, by
+    /// index into [`crate::snapshot::Snapshot::principal_attributes`]. Empty (no allocation)
+    /// when no attribute maps a claim.
+    pub claims: Vec<(u32, crate::snapshot::AttrValue)>,
 }
 
 /// The current time in Unix milliseconds.

@@ -37,6 +37,76 @@ pub struct Snapshot {
     pub roles: Vec<String>,
     /// Conditions under which a role binding holds, referenced by [`RoleGrant::condition`].
     pub conditions: Vec<Condition>,
+    /// Resource label declarations (classification, clearance, ethical-wall side, …), declared
+    /// on every resource entity type in [`Snapshot::schema`].
+    pub resource_labels: Vec<AttributeDecl>,
+    /// Resources with labels, sorted by `(kind, id)`. A tool, resource or prompt inherits its
+    /// server's labels and a model its provider's, unless it sets them itself; a label nothing
+    /// sets takes its declared default.
+    pub labeled_resources: Vec<LabeledResource>,
+}
+
+/// A resource's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabeledResource {
+    pub kind: ResourceKind,
+    /// The Cedar entity id: a provider route or model name, an MCP server name, or
+    /// `<server>/<tool|uri|prompt>`.
+    pub id: String,
+    pub labels: std::collections::BTreeMap<String, AttrValue>,
+}
+
+/// The resource entity types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ResourceKind {
+    Provider,
+    Model,
+    McpServer,
+    McpTool,
+    McpResource,
+    McpPrompt,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 6] = [
+        Self::Provider,
+        Self::Model,
+        Self::McpServer,
+        Self::McpTool,
+        Self::McpResource,
+        Self::McpPrompt,
+    ];
+
+    /// The configuration spelling: `provider`, `model`, `mcp_server`, `mcp_tool`,
+    /// `mcp_resource`, `mcp_prompt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Model => "model",
+            Self::McpServer => "mcp_server",
+            Self::McpTool => "mcp_tool",
+            Self::McpResource => "mcp_resource",
+            Self::McpPrompt => "mcp_prompt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The kind whose labels this one inherits: a server's for its tools, resources and
+    /// prompts, a provider's for its models.
+    pub fn parent(self) -> Option<Self> {
+        match self {
+            Self::Model => Some(Self::Provider),
+            Self::McpTool | Self::McpResource | Self::McpPrompt => Some(Self::McpServer),
+            Self::Provider | Self::McpServer => None,
+        }
+    }
+
+    /// Attribute names the schema already gives this entity type (labels may not reuse them).
+    pub const BUILT_IN_ATTRIBUTES: [&'static str; 5] =
+        ["name", "provider", "kind", "server", "uri"];
 }
 
 /// A policy version: a counter bumped whenever the policy content changes, and the content
@@ -270,13 +340,62 @@ impl RoleGrant {
     }
 }
 
-/// A principal attribute declaration.
+/// A principal attribute or resource label declaration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributeDecl {
     pub name: String,
     pub kind: AttrKind,
     /// A set of values rather than one.
     pub multi: bool,
+    /// What an entity without a value has. With a default the attribute is required in the
+    /// schema (policies read it without `has`); without one it is optional.
+    #[serde(default)]
+    pub default: Option<AttrValue>,
+    /// A token claim that supplies the value at request time (principal attributes only).
+    #[serde(default)]
+    pub claim: Option<String>,
+    /// The claim, when the token carries it, wins over the directory's value (it was listed
+    /// first); otherwise it only fills in for a principal the directory gives no value.
+    #[serde(default)]
+    pub claim_first: bool,
+}
+
+impl AttributeDecl {
+    /// An optional attribute without default or claim.
+    pub fn new(name: impl Into<String>, kind: AttrKind, multi: bool) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            multi,
+            default: None,
+            claim: None,
+            claim_first: false,
+        }
+    }
+
+    /// Converts a JSON value (a SCIM attribute or a token claim) to this declaration's type.
+    /// A multi-valued declaration takes an array (keeping the elements that convert, without
+    /// repeats) or a single value as a one-element set. `None` if nothing converts.
+    pub fn value_from_json(&self, v: &serde_json::Value) -> Option<AttrValue> {
+        if self.multi {
+            let one = |v: &serde_json::Value| AttrValue::from_json(self.kind, v);
+            let mut set: Vec<AttrValue> = match v {
+                serde_json::Value::Array(items) => items.iter().filter_map(one).collect(),
+                other => one(other).into_iter().collect(),
+            };
+            let mut seen = Vec::with_capacity(set.len());
+            set.retain(|x| {
+                let fresh = !seen.contains(x);
+                if fresh {
+                    seen.push(x.clone());
+                }
+                fresh
+            });
+            Some(AttrValue::Set(set))
+        } else {
+            AttrValue::from_json(self.kind, v)
+        }
+    }
 }
 
 /// The Cedar type of a principal attribute.
@@ -300,6 +419,79 @@ pub enum AttrValue {
     Set(Vec<AttrValue>),
 }
 
+impl AttrValue {
+    /// One JSON scalar as `kind`. Longs accept integral JSON numbers and integer strings
+    /// (IdPs send `"3"` as often as `3`); bools accept `true`/`false` and their strings;
+    /// decimals accept numbers and numeric strings Cedar can hold exactly.
+    pub fn from_json(kind: AttrKind, v: &serde_json::Value) -> Option<Self> {
+        use serde_json::Value;
+        match (kind, v) {
+            (AttrKind::String, Value::String(s)) => Some(Self::String(s.clone())),
+            (AttrKind::Long, Value::Number(n)) => n.as_i64().map(Self::Long),
+            (AttrKind::Long, Value::String(s)) => s.trim().parse().ok().map(Self::Long),
+            (AttrKind::Bool, Value::Bool(b)) => Some(Self::Bool(*b)),
+            (AttrKind::Bool, Value::String(s)) if s.eq_ignore_ascii_case("true") => {
+                Some(Self::Bool(true))
+            }
+            (AttrKind::Bool, Value::String(s)) if s.eq_ignore_ascii_case("false") => {
+                Some(Self::Bool(false))
+            }
+            (AttrKind::Decimal, Value::Number(n)) => {
+                cedar_decimal(&n.to_string()).map(Self::Decimal)
+            }
+            (AttrKind::Decimal, Value::String(s)) => cedar_decimal(s.trim()).map(Self::Decimal),
+            _ => None,
+        }
+    }
+
+    /// Whether this value has the declared type.
+    pub fn conforms(&self, kind: AttrKind, multi: bool) -> bool {
+        let scalar = |v: &AttrValue| {
+            matches!(
+                (kind, v),
+                (AttrKind::String, AttrValue::String(_))
+                    | (AttrKind::Long, AttrValue::Long(_))
+                    | (AttrKind::Bool, AttrValue::Bool(_))
+                    | (AttrKind::Decimal, AttrValue::Decimal(_))
+            )
+        };
+        match self {
+            AttrValue::Set(items) => multi && items.iter().all(scalar),
+            v => !multi && scalar(v),
+        }
+    }
+}
+
+/// Cedar's `decimal` literal for a number's text: `digits.digits` with one to four fractional
+/// digits, within ±922337203685477.5807 (Cedar's range, less `i64::MIN`). `None` if it cannot
+/// be represented exactly.
+pub fn cedar_decimal(number: &str) -> Option<String> {
+    if number.contains(['e', 'E']) {
+        return None;
+    }
+    let (negative, body) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let frac = frac.trim_end_matches('0');
+    if int.is_empty()
+        || frac.len() > 4
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac = if frac.is_empty() { "0" } else { frac };
+    let scaled: i128 = format!("{int}{frac:0<4}").parse().ok()?;
+    if scaled > i64::MAX as i128 {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    Some(format!("{}{int}.{frac}", if negative { "-" } else { "" }))
+}
+
 impl Snapshot {
     /// An empty snapshot (no identities, no policies): every request is denied.
     pub fn empty(version: u64) -> Self {
@@ -316,6 +508,8 @@ impl Snapshot {
             policies: Vec::new(),
             roles: Vec::new(),
             conditions: Vec::new(),
+            resource_labels: Vec::new(),
+            labeled_resources: Vec::new(),
         }
     }
 }

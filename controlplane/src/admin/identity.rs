@@ -52,10 +52,6 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({"error": message.to_string()}))).into_response()
 }
 
-fn attributes(s: &AdminState) -> Vec<portcullis_shared::snapshot::AttributeDecl> {
-    s.policies.live().map(|p| p.attributes).unwrap_or_default()
-}
-
 async fn show(State(s): State<AdminState>) -> Response {
     let live = s.bindings.live();
     Json(json!({
@@ -101,9 +97,7 @@ async fn update(State(s): State<AdminState>, headers: HeaderMap, body: Bytes) ->
     };
     applied(
         &s,
-        s.bindings
-            .apply(doc, &author, comment, &attributes(&s))
-            .await,
+        s.bindings.apply(doc, &author, comment, &s.policies).await,
     )
 }
 
@@ -123,6 +117,24 @@ fn applied(s: &AdminState, result: Result<u64, ApplyError>) -> Response {
         )
             .into_response(),
         Err(e @ ApplyError::Unchanged(_)) => error(StatusCode::CONFLICT, e),
+        Err(ApplyError::Policies(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": "the live policies do not validate against the attributes and labels \
+                          these bindings declare; the live version is unchanged",
+                "live_version": s.bindings.live().version,
+                "problems": e
+                    .diagnostics()
+                    .iter()
+                    .map(|d| if d.file.is_empty() {
+                        d.message.clone()
+                    } else {
+                        format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message)
+                    })
+                    .collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
         Err(e @ ApplyError::NoSuchVersion(_)) => error(StatusCode::NOT_FOUND, e),
         Err(ApplyError::Store(e)) => internal(e),
     }
@@ -187,7 +199,7 @@ async fn rollback(
     applied(
         &s,
         s.bindings
-            .rollback(body.version, &author, &attributes(&s))
+            .rollback(body.version, &author, &s.policies)
             .await,
     )
 }

@@ -4,21 +4,9 @@ use proptest::prelude::*;
 
 fn catalog() -> Catalog {
     Catalog::new(&[
-        AttributeDecl {
-            name: "clearance".into(),
-            kind: AttrKind::Long,
-            multi: false,
-        },
-        AttributeDecl {
-            name: "tags".into(),
-            kind: AttrKind::String,
-            multi: true,
-        },
-        AttributeDecl {
-            name: "contractor".into(),
-            kind: AttrKind::Bool,
-            multi: false,
-        },
+        AttributeDecl::new("clearance", AttrKind::Long, false),
+        AttributeDecl::new("tags", AttrKind::String, true),
+        AttributeDecl::new("contractor", AttrKind::Bool, false),
     ])
 }
 

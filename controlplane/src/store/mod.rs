@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_event_outcomes.sql"),
     include_str!("migrations/0006_event_request_digest.sql"),
     include_str!("migrations/0007_bindings.sql"),
+    include_str!("migrations/0008_policy_labels.sql"),
 ];
 
 /// How many read-only connections serve long reads (snapshot compilation, SCIM queries)

@@ -91,6 +91,8 @@ pub struct PolicyRow {
     pub schema: String,
     /// The principal attributes `schema` declares beyond the built-in ones.
     pub attributes: Vec<AttributeDecl>,
+    /// The resource labels `schema` declares.
+    pub labels: Vec<AttributeDecl>,
     pub files: Vec<PolicyFile>,
     pub created_ms: u64,
 }
@@ -104,7 +106,7 @@ struct FileJson {
 pub fn latest_policy(c: &Connection) -> Result<Option<PolicyRow>, StoreError> {
     let row = c
         .query_row(
-            "SELECT counter, hash, schema, files_json, created_ms, attributes_json
+            "SELECT counter, hash, schema, files_json, created_ms, attributes_json, labels_json
              FROM policy_versions ORDER BY counter DESC LIMIT 1",
             [],
             |r| {
@@ -115,15 +117,17 @@ pub fn latest_policy(c: &Connection) -> Result<Option<PolicyRow>, StoreError> {
                     r.get::<_, String>(3)?,
                     r.get::<_, i64>(4)? as u64,
                     r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
                 ))
             },
         )
         .optional()?;
-    let Some((counter, hash, schema, files, created_ms, attributes)) = row else {
+    let Some((counter, hash, schema, files, created_ms, attributes, labels)) = row else {
         return Ok(None);
     };
     let files: Vec<FileJson> = serde_json::from_str(&files)?;
     let attributes: Vec<AttributeDecl> = serde_json::from_str(&attributes)?;
+    let labels: Vec<AttributeDecl> = serde_json::from_str(&labels)?;
     Ok(Some(PolicyRow {
         version: PolicyVersion {
             counter,
@@ -131,6 +135,7 @@ pub fn latest_policy(c: &Connection) -> Result<Option<PolicyRow>, StoreError> {
         },
         schema,
         attributes,
+        labels,
         files: files
             .into_iter()
             .map(|f| PolicyFile {
@@ -152,15 +157,17 @@ pub fn insert_policy(c: &Connection, row: &PolicyRow) -> Result<(), StoreError> 
         })
         .collect();
     c.execute(
-        "INSERT INTO policy_versions (counter, hash, schema, files_json, created_ms, attributes_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO policy_versions
+           (counter, hash, schema, files_json, created_ms, attributes_json, labels_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             row.version.counter as i64,
             row.version.hash.to_hex(),
             row.schema,
             serde_json::to_string(&files)?,
             row.created_ms as i64,
-            serde_json::to_string(&row.attributes)?
+            serde_json::to_string(&row.attributes)?,
+            serde_json::to_string(&row.labels)?
         ],
     )?;
     Ok(())

@@ -63,11 +63,17 @@ fn claims() -> Value {
 #[test]
 fn a_good_token_names_its_principal() {
     let k = es256_key("k1");
-    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)]);
+    let keys = IssuerKeys::build(
+        &[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)],
+        &[],
+    );
     let v = keys.verify(&sign(&k, Some("k1"), claims())).expect("valid");
     assert_eq!(v.source, "okta");
     assert_eq!(v.principal, "Ana@Example.com");
-    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::SubToExternalId)]);
+    let keys = IssuerKeys::build(
+        &[issuer(vec![k.jwk.clone()], PrincipalClaim::SubToExternalId)],
+        &[],
+    );
     assert_eq!(
         keys.verify(&sign(&k, None, claims()))
             .expect("valid")
@@ -80,7 +86,10 @@ fn a_good_token_names_its_principal() {
 fn every_kind_of_bad_token_is_refused_with_its_reason() {
     let k = es256_key("k1");
     let other = es256_key("k1");
-    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)]);
+    let keys = IssuerKeys::build(
+        &[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)],
+        &[],
+    );
     let with = |f: &dyn Fn(&mut Value)| {
         let mut c = claims();
         f(&mut c);
@@ -163,7 +172,10 @@ fn every_kind_of_bad_token_is_refused_with_its_reason() {
 #[test]
 fn leeway_tolerates_small_clock_skew() {
     let k = es256_key("k1");
-    let keys = IssuerKeys::build(&[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)]);
+    let keys = IssuerKeys::build(
+        &[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)],
+        &[],
+    );
     let mut c = claims();
     c["exp"] = json!(now() - 10);
     assert!(
@@ -187,7 +199,7 @@ fn rs256_tokens_verify_with_rsa_jwks() {
     };
     let mut iss = issuer(vec![jwk], PrincipalClaim::EmailToUserName);
     iss.algorithms = vec![JwtAlgorithm::RS256];
-    let keys = IssuerKeys::build(&[iss]);
+    let keys = IssuerKeys::build(&[iss], &[]);
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some("r1".into());
     let token = jsonwebtoken::encode(&h, &claims(), &EncodingKey::from_rsa_der(der.as_bytes()))
@@ -199,4 +211,45 @@ fn rs256_tokens_verify_with_rsa_jwks() {
         keys.verify(&sign(&k, Some("r1"), claims())),
         Err(AuthError::AlgorithmNotAllowed(_))
     ));
+}
+
+#[test]
+fn mapped_claims_are_typed_and_mistyped_ones_left_out() {
+    use portcullis_shared::snapshot::{AttrKind, AttrValue, AttributeDecl};
+    let k = es256_key("k1");
+    let mut clearance = AttributeDecl::new("clearance", AttrKind::Long, false);
+    clearance.claim = Some("clr".into());
+    let mut wall = AttributeDecl::new("wall", AttrKind::String, false);
+    wall.claim = Some("wall".into());
+    let mut groups = AttributeDecl::new("teams", AttrKind::String, true);
+    groups.claim = Some("teams".into());
+    let attrs = [
+        AttributeDecl::new("dept", AttrKind::String, false),
+        clearance,
+        wall,
+        groups,
+    ];
+    let keys = IssuerKeys::build(
+        &[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)],
+        &attrs,
+    );
+    let mut c = claims();
+    c["clr"] = json!("4");
+    c["wall"] = json!(7);
+    c["teams"] = json!(["red", "blue", "red"]);
+    let v = keys.verify(&sign(&k, Some("k1"), c)).expect("valid");
+    assert_eq!(
+        v.claims,
+        vec![
+            (1, AttrValue::Long(4)),
+            (
+                3,
+                AttrValue::Set(vec![
+                    AttrValue::String("red".into()),
+                    AttrValue::String("blue".into())
+                ])
+            )
+        ],
+        "a number is not a string: the wall claim is left out"
+    );
 }

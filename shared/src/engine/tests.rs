@@ -286,11 +286,7 @@ fn invalid_policies_refuse_the_engine() {
 #[test]
 fn declared_principal_attributes_reach_policies() {
     use crate::snapshot::{AttrKind, AttrValue, AttributeDecl};
-    let decl = |name: &str, kind, multi| AttributeDecl {
-        name: name.into(),
-        kind,
-        multi,
-    };
+    let decl = |name: &str, kind, multi| AttributeDecl::new(name, kind, multi);
     let mut s = Snapshot::empty(1);
     s.principal_attributes = vec![
         decl("clearance", AttrKind::Long, false),
@@ -380,11 +376,11 @@ fn undeclared_or_unguarded_attributes_fail_validation() {
         .map(|_| ())
         .map_err(|e| e.to_string())
     };
-    let declared = crate::schema::with_principal_attributes(&[AttributeDecl {
-        name: "clearance".into(),
-        kind: AttrKind::Long,
-        multi: false,
-    }]);
+    let declared = crate::schema::with_principal_attributes(&[AttributeDecl::new(
+        "clearance",
+        AttrKind::Long,
+        false,
+    )]);
     let guarded = "principal has clearance && principal.clearance > 1";
     assert_eq!(check(&declared, guarded), Ok(()));
     let err = check(&declared, "principal.clearance > 1").unwrap_err();
@@ -507,4 +503,144 @@ fn role_grants_out_of_range_are_refused() {
     let mut s = role_engine().snapshot().clone();
     s.users[0].roles[0].condition = Some(9);
     assert!(matches!(Engine::new(s), Err(EngineError::Inconsistent(_))));
+}
+
+#[test]
+fn defaults_claims_and_resource_labels_reach_policies() {
+    use crate::snapshot::{AttrKind, AttrValue, AttributeDecl, LabeledResource, ResourceKind};
+    let mut clearance = AttributeDecl::new("clearance", AttrKind::Long, false);
+    clearance.default = Some(AttrValue::Long(0));
+    clearance.claim = Some("clearance".into());
+    clearance.claim_first = false;
+    let mut wall = AttributeDecl::new("wall", AttrKind::String, false);
+    wall.default = Some(AttrValue::String(String::new()));
+    wall.claim = Some("wall".into());
+    wall.claim_first = true;
+    let mut s = Snapshot::empty(1);
+    s.principal_attributes = vec![clearance, wall];
+    let label = |name: &str, kind, default| {
+        let mut d = AttributeDecl::new(name, kind, false);
+        d.default = Some(default);
+        d
+    };
+    s.resource_labels = vec![
+        label("clearance", AttrKind::Long, AttrValue::Long(0)),
+        label("wall", AttrKind::String, AttrValue::String(String::new())),
+    ];
+    let labeled = |kind, id: &str, labels: &[(&str, AttrValue)]| LabeledResource {
+        kind,
+        id: id.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    };
+    s.labeled_resources = vec![
+        labeled(
+            ResourceKind::Provider,
+            "anthropic",
+            &[("clearance", AttrValue::Long(2))],
+        ),
+        labeled(
+            ResourceKind::Model,
+            "opus",
+            &[("clearance", AttrValue::Long(4))],
+        ),
+        labeled(
+            ResourceKind::McpServer,
+            "deals",
+            &[("wall", AttrValue::String("sell-side".into()))],
+        ),
+        labeled(
+            ResourceKind::McpTool,
+            "deals/export",
+            &[("clearance", AttrValue::Long(3))],
+        ),
+    ];
+    s.schema = crate::schema::build(&s.principal_attributes, &s.resource_labels);
+    let mut ana = user("u-ana", "ana@example.com", true, None, vec![]);
+    ana.attributes = [
+        ("clearance".to_owned(), AttrValue::Long(3)),
+        ("wall".to_owned(), AttrValue::String("buy-side".into())),
+    ]
+    .into();
+    let ben = user("u-ben", "ben@example.com", true, None, vec![]);
+    s.users = vec![ana, ben];
+    s.policies = vec![PolicyFile {
+        name: "labels.cedar".into(),
+        // No `has`: with defaults every principal and resource carries both.
+        text: r#"
+@id("cleared")
+permit(principal, action, resource)
+  when { principal.clearance >= resource.clearance };
+
+@id("wall")
+forbid(principal, action, resource)
+  when { resource.wall != "" && principal.wall != resource.wall };
+"#
+        .into(),
+    }];
+    s.policy_version = PolicyVersion {
+        counter: 1,
+        hash: policy::content_hash(&s.schema, &s.policies),
+    };
+    let e = Engine::new(s).expect("engine builds with labels and defaults");
+    let with_claims = |mut r: Request, claims: Vec<(u32, AttrValue)>| {
+        r.context.claims = claims;
+        r
+    };
+    let ana = who(&e, "ana@example.com");
+    let ben = who(&e, "ben@example.com");
+
+    // Models: own label (4) beats the provider's (2); an unlabelled model inherits its
+    // provider's; elsewhere the default (0).
+    assert_eq!(
+        e.decide(ana, &chat("anthropic", "opus")).effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        e.decide(ana, &chat("anthropic", "haiku")).effect,
+        Effect::Allow
+    );
+    assert_eq!(
+        e.decide(ben, &chat("anthropic", "haiku")).effect,
+        Effect::Deny
+    );
+    assert_eq!(
+        e.decide(ben, &chat("openai", "gpt-4o")).effect,
+        Effect::Allow
+    );
+
+    // Tools: the server's wall is inherited; the tool's own clearance applies.
+    let d = e.decide(ana, &tool("deals", "export"));
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Deny, &["wall".to_owned()][..])
+    );
+    // A wall claim listed first overrides the directory's value.
+    let sell = with_claims(
+        tool("deals", "export"),
+        vec![(1, AttrValue::String("sell-side".into()))],
+    );
+    assert_eq!(e.decide(ana, &sell).effect, Effect::Allow);
+    // Ben has no clearance in the directory: a clearance claim fills in (listed after the
+    // directory), but does not override Ana's directory value.
+    let cleared = |r: Request| {
+        with_claims(
+            r,
+            vec![
+                (0, AttrValue::Long(9)),
+                (1, AttrValue::String("sell-side".into())),
+            ],
+        )
+    };
+    assert_eq!(
+        e.decide(ben, &cleared(tool("deals", "export"))).effect,
+        Effect::Allow
+    );
+    assert_eq!(e.decide(ben, &tool("deals", "export")).effect, Effect::Deny);
+    assert_eq!(
+        e.decide(ana, &cleared(chat("anthropic", "opus"))).effect,
+        Effect::Deny
+    );
 }
