@@ -76,6 +76,7 @@ pub fn snapshot(users: usize, groups: usize, policies: usize) -> Snapshot {
             attributes: Default::default(),
             roles: Vec::new(),
             end_at_ms: None,
+            linked: None,
         });
     }
     let mut text = String::new();

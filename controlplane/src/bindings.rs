@@ -84,6 +84,9 @@ pub struct Bindings {
     /// Labelled resources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceLabels>,
+    /// Linking one person's accounts across sources (see [`crate::merge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<crate::merge::Merge>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,6 +296,15 @@ impl Bindings {
             {
                 p.push(format!("{what}: webhook must be an http(s) URL"));
             }
+        }
+        if let Some(m) = &self.merge {
+            let strings: Vec<&str> = attributes
+                .iter()
+                .filter(|d| d.kind == portcullis_shared::snapshot::AttrKind::String && !d.multi)
+                .map(|d| d.name.as_str())
+                .collect();
+            let all: Vec<&str> = attributes.iter().map(|d| d.name.as_str()).collect();
+            p.extend(m.problems(&strings, &all));
         }
         if p.is_empty() {
             Ok(())

@@ -55,6 +55,8 @@ pub struct CompileReport {
     pub dynamic_rule_errors: BTreeMap<String, String>,
     /// Users whose end-date attribute is set but unreadable, by SCIM id.
     pub unreadable_end_dates: Vec<String>,
+    /// Accounts linked across sources (multi-IdP merge).
+    pub merge: crate::merge::MergeReport,
 }
 
 /// An IdP group no binding mentions.
@@ -171,8 +173,8 @@ pub fn compile(
     let mapped = bindings.scim_paths();
     let mut users: Vec<&UserRow> = directory.users.iter().collect();
     users.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
-    let mut dynamic_counts = vec![0usize; dynamic.len()];
-    let snapshot_users = users
+    // Pass 1: each account as its own source says (groups, attributes, end date).
+    let mut snapshot_users: Vec<User> = users
         .iter()
         .map(|u| {
             let mut all = Vec::new();
@@ -185,32 +187,6 @@ pub fn compile(
             let mut user = user_from_row(u, all);
             user.attributes =
                 attributes.extract(&u.source, &u.resource, &policy.attributes, &mapped);
-            let row = catalog.row(&user);
-            let matched = rule_index.matches(&row);
-            for &d in &matched {
-                dynamic_counts[d] += 1;
-            }
-            user.groups
-                .extend(matched.into_iter().map(|d| first_dynamic + d as u32));
-
-            let mut grants: Vec<RoleGrant> = user
-                .groups
-                .iter()
-                .flat_map(|&g| group_roles[g as usize].iter().copied())
-                .collect();
-            for a in glass.get(u.id.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
-                if let Some(&role) = role_index.get(a.role.as_str()) {
-                    grants.push(RoleGrant {
-                        role,
-                        condition: None,
-                        expires_at_ms: Some(a.expires_ms),
-                    });
-                }
-            }
-            grants.sort_unstable_by_key(|g| (g.role, g.condition, g.expires_at_ms));
-            grants.dedup();
-            user.roles = grants;
-
             if let Some((urn, attr)) = end_date {
                 let raw = match urn {
                     Some(urn) => get(&u.resource, urn).and_then(|e| get(e, attr)),
@@ -228,6 +204,53 @@ pub fn compile(
             user
         })
         .collect();
+
+    // Accounts of one person in several sources become one principal.
+    let members = match &bindings.merge {
+        Some(m) => crate::merge::link(&mut snapshot_users, m, &mut report.merge),
+        None => Vec::new(),
+    };
+
+    // Pass 2: dynamic groups and roles, from the (merged) principal.
+    let mut dynamic_counts = vec![0usize; dynamic.len()];
+    for (i, user) in snapshot_users.iter_mut().enumerate() {
+        let row = catalog.row(user);
+        let matched = rule_index.matches(&row);
+        drop(row);
+        for &d in &matched {
+            dynamic_counts[d] += 1;
+        }
+        user.groups
+            .extend(matched.into_iter().map(|d| first_dynamic + d as u32));
+
+        let mut grants: Vec<RoleGrant> = user
+            .groups
+            .iter()
+            .flat_map(|&g| group_roles[g as usize].iter().copied())
+            .collect();
+        let accounts = members.get(i).map(Vec::as_slice).unwrap_or(&[]);
+        let own = [i];
+        let accounts = if accounts.is_empty() {
+            &own[..]
+        } else {
+            accounts
+        };
+        for &account in accounts {
+            let id = users[account].id.as_str();
+            for a in glass.get(id).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(&role) = role_index.get(a.role.as_str()) {
+                    grants.push(RoleGrant {
+                        role,
+                        condition: None,
+                        expires_at_ms: Some(a.expires_ms),
+                    });
+                }
+            }
+        }
+        grants.sort_unstable_by_key(|g| (g.role, g.condition, g.expires_at_ms));
+        grants.dedup();
+        user.roles = grants;
+    }
     for ((name, _), n) in dynamic.iter().zip(dynamic_counts) {
         report.dynamic_groups.insert((*name).to_owned(), n);
     }
@@ -481,6 +504,7 @@ fn user_from_row(u: &UserRow, groups: Vec<u32>) -> User {
         attributes: Default::default(),
         roles: Vec::new(),
         end_at_ms: None,
+        linked: None,
     }
 }
 
@@ -840,6 +864,63 @@ type = "integer"
         let (s, report) = compile_model();
         insta::assert_json_snapshot!("identity_model", summary(&s));
         insta::assert_json_snapshot!("identity_model_report", report);
+    }
+
+    /// Max (okta, nested nowhere, break-glass active) and an Entra account with the same email
+    /// in Legal with clearance 4 become one principal: roles from both sides, the dynamic
+    /// group on the merged attributes, and the break-glass grant on either account.
+    #[test]
+    fn merged_accounts_decide_as_one_principal() {
+        let mut dir = model_directory();
+        let mut entra = user(
+            "e-max",
+            json!({"userName": "MAX@x", "emails": [{"value": "max@x"}], ENTERPRISE_USER: {"department": "Legal"}}),
+        );
+        entra.source = "entra".into();
+        dir.users.push(entra);
+        dir.users[3].resource["emails"] = json!([{"value": "max@x"}]);
+        let mut model = MODEL.to_owned();
+        model.push_str(
+            "\n[merge]\nsources = [\"okta\", \"entra\"]\n[merge.precedence]\ndepartment = [\"entra\"]\n",
+        );
+        let b = Bindings::from_toml(&model).expect("bindings");
+        b.validate(&model_policy().attributes).expect("valid");
+        let (s, report) = compile(&dir, &model_policy(), &model_attributes(), &b, vec![], 9, 0);
+        assert_eq!(report.merge.linked_principals, 1, "{report:?}");
+        let okta = s.users.iter().find(|u| u.id == "u-max").unwrap();
+        let entra = s.users.iter().find(|u| u.id == "e-max").unwrap();
+        for u in [okta, entra] {
+            let linked = u.linked.as_ref().expect("linked");
+            assert_eq!(linked.principal_id, "u-max");
+            assert_eq!(linked.sources, ["entra", "okta"]);
+            assert_eq!(
+                u.department.as_deref(),
+                Some("Legal"),
+                "entra's department wins"
+            );
+            let roles: Vec<_> = u
+                .roles
+                .iter()
+                .map(|r| (s.roles[r.role as usize].as_str(), r.expires_at_ms))
+                .collect();
+            assert!(
+                roles.contains(&("break-glass", Some(3_601_000))),
+                "{roles:?}"
+            );
+            assert!(
+                roles.contains(&("newcomer", None)),
+                "okta's Brand New: {roles:?}"
+            );
+            assert!(
+                names(&s, &u.groups).contains(&"everyone-legal".to_owned()),
+                "dynamic group on the merged department"
+            );
+            assert_eq!(
+                u.end_at_ms,
+                Some(0),
+                "okta's unreadable end date still ends both"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! fetched ([`oidc`]); the [`compiler`] turns all of it into an immutable snapshot that the
 //! [`publisher`] stores and streams to every data-plane node over gRPC ([`grpc`]), which report
 //! back what they applied ([`nodes`]). [`bindings`] turn IdP groups into role bundles, with
-//! dynamic groups ([`rules`]), conditions, planned end dates and [`breakglass`] access. Operators use the [`admin`] API and the [`cli`].
+//! dynamic groups ([`rules`]), conditions, planned end dates and [`breakglass`] access, and
+//! link one person's accounts across sources ([`merge`]). Operators use the [`admin`] API and
+//! the [`cli`].
 
 pub mod admin;
 pub mod attributes;
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod compiler;
 pub mod config;
 pub mod grpc;
+pub mod merge;
 pub mod nodes;
 pub mod oidc;
 pub mod policies;

@@ -151,6 +151,7 @@ mod tests {
             attributes: Default::default(),
             roles: Vec::new(),
             end_at_ms: None,
+            linked: None,
         });
         s.policies.push(PolicyFile {
             name: "a.cedar".into(),

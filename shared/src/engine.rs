@@ -382,7 +382,10 @@ impl Engine {
     }
 
     fn authorize(&self, user: &User, request: &Request) -> Result<Decision, String> {
-        let principal = uid(entity::USER, &user.id);
+        let principal = uid(
+            entity::USER,
+            user.linked.as_ref().map_or(&user.id, |l| &l.principal_id),
+        );
         let action_id = request.action.cedar_id();
         let action = self
             .actions
@@ -393,10 +396,12 @@ impl Engine {
 
         let mut entities = Vec::with_capacity(user.groups.len() + 6);
         entities.push(self.user_entity(user, principal.clone(), request)?);
-        entities.push(Entity::new_no_attrs(
-            uid(entity::SOURCE, &user.source),
-            HashSet::new(),
-        ));
+        for source in sources(user) {
+            entities.push(Entity::new_no_attrs(
+                uid(entity::SOURCE, source),
+                HashSet::new(),
+            ));
+        }
         for &g in &user.groups {
             let group = &self.snapshot.groups[g as usize];
             let parents = group
@@ -532,13 +537,21 @@ impl Engine {
             .iter()
             .map(|&g| self.group_uids[g as usize].clone())
             .collect();
-        parents.insert(uid(entity::SOURCE, &user.source));
+        parents.extend(sources(user).map(|s| uid(entity::SOURCE, s)));
         parents.extend(
             self.roles_holding(user, request)
                 .map(|r| self.role_uids[r as usize].clone()),
         );
         Entity::new(principal, attrs, parents).map_err(|e| e.to_string())
     }
+}
+
+/// The sources a principal is in: its own, or every linked account's.
+fn sources(user: &User) -> impl Iterator<Item = &str> {
+    let linked = user.linked.as_ref().map(|l| l.sources.as_slice());
+    let own = linked.is_none().then_some(user.source.as_str());
+    own.into_iter()
+        .chain(linked.into_iter().flatten().map(String::as_str))
 }
 
 /// A principal attribute's value for this request, by the declared precedence: a claim listed

@@ -282,6 +282,19 @@ pub struct User {
     /// A planned end (Unix milliseconds): from this instant on, nodes deny the user on their
     /// own, whether or not the IdP or the control plane says anything.
     pub end_at_ms: Option<u64>,
+    /// Set when this account is linked with accounts of other sources into one principal
+    /// (multi-IdP merge). Its groups, roles, attributes, activity and end date are then
+    /// already the merged principal's.
+    pub linked: Option<Linked>,
+}
+
+/// The principal a linked account decides as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Linked {
+    /// The Cedar id every linked account decides as: the primary account's SCIM id.
+    pub principal_id: String,
+    /// The sources of every linked account, sorted (the principal is in each `Source`).
+    pub sources: Vec<String>,
 }
 
 /// One role a user holds.

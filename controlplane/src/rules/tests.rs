@@ -38,6 +38,7 @@ fn user(dept: Option<&str>, clearance: Option<i64>, tags: &[&str]) -> User {
         attributes,
         roles: vec![],
         end_at_ms: None,
+        linked: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn user(id: &str, name: &str, active: bool, dept: Option<&str>, groups: Vec<u32>
         attributes: Default::default(),
         roles: Vec::new(),
         end_at_ms: None,
+        linked: None,
     }
 }
 
@@ -643,4 +644,37 @@ forbid(principal, action, resource)
         e.decide(ana, &cleared(chat("anthropic", "opus"))).effect,
         Effect::Deny
     );
+}
+
+#[test]
+fn a_linked_account_decides_as_its_merged_principal() {
+    use crate::snapshot::Linked;
+    let mut s = Snapshot::empty(1);
+    let mut okta = user("o-sam", "sam@example.com", true, None, vec![]);
+    okta.linked = Some(Linked {
+        principal_id: "u-sam".into(),
+        sources: vec!["entra".into(), "okta".into()],
+    });
+    s.users = vec![okta];
+    s.policies = vec![PolicyFile {
+        name: "merge.cedar".into(),
+        text: r#"
+@id("entra-staff")
+permit(principal in Source::"entra", action == Action::"chat", resource);
+@id("sam")
+permit(principal == User::"u-sam", action == Action::"embed", resource);
+"#
+        .into(),
+    }];
+    s.policy_version = PolicyVersion {
+        counter: 1,
+        hash: policy::content_hash(&s.schema, &s.policies),
+    };
+    let e = Engine::new(s).expect("engine");
+    let sam = who(&e, "sam@example.com");
+    let d = e.decide(sam, &chat("openai", "gpt-4o"));
+    assert_eq!(d.policies, ["entra-staff"], "in every linked source: {d:?}");
+    let mut embed = chat("openai", "text-embedding-3-small");
+    embed.action = Action::Embed;
+    assert!(e.decide(sam, &embed).is_allowed());
 }
