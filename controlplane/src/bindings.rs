@@ -31,6 +31,11 @@
 //! [lifecycle]
 //! end_date_attribute = "urn:example:params:scim:schemas:extension:acme:2.0:User:endDate"
 //!
+//! [[partners]]                   # federation: a partner tenant's users, unprovisioned
+//! name = "contoso"                # Group::"partner/contoso", bound like any group
+//! source = "entra"                # whose issuer sets `tenant_claim`
+//! tenant = "9188040d-6c67-4c5b-b112-36a304b66dad"
+//!
 //! [[break_glass]]
 //! name = "prod-emergency"
 //! role = "break-glass"
@@ -58,6 +63,8 @@ use std::sync::{Arc, RwLock};
 
 /// The pseudo-source dynamic groups live under: `Group::"dynamic/<name>"`.
 pub const DYNAMIC_SOURCE: &str = "dynamic";
+/// The pseudo-source partner tenants' groups live under: `Group::"partner/<name>"`.
+pub const PARTNER_SOURCE: &str = "partner";
 
 /// The bindings document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +91,9 @@ pub struct Bindings {
     /// Labelled resources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceLabels>,
+    /// Partner tenants admitted through federation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<PartnerDef>,
     /// Linking one person's accounts across sources (see [`crate::merge`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<crate::merge::Merge>,
@@ -121,6 +131,17 @@ pub struct When {
     /// RFC 3339 instant the binding stops holding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+}
+
+/// A partner tenant: users whose verified token (from `source`'s issuer, which must set
+/// `tenant_claim`) names `tenant` are principals in `Group::"partner/<name>"`, bound to roles
+/// like any group, without being provisioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerDef {
+    pub name: String,
+    pub source: String,
+    pub tenant: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +260,22 @@ impl Bindings {
                 p.push(format!("dynamic group {:?}: rule {e}", d.name));
             }
         }
+        let mut partners = HashSet::new();
+        let mut tenants = HashSet::new();
+        for t in &self.partners {
+            let what = format!("partner {:?}", t.name);
+            if !valid_name(&t.name) || t.name.contains('/') || !partners.insert(t.name.as_str()) {
+                p.push(format!("{what}: invalid or repeated name"));
+            }
+            if t.source.is_empty() || t.source == DYNAMIC_SOURCE || t.source == PARTNER_SOURCE {
+                p.push(format!(
+                    "{what}: source must name a configured identity source"
+                ));
+            }
+            if t.tenant.is_empty() || !tenants.insert((t.source.as_str(), t.tenant.as_str())) {
+                p.push(format!("{what}: tenant is empty or admitted twice"));
+            }
+        }
         let mut seen = HashSet::new();
         for (i, b) in self.bindings.iter().enumerate() {
             let what = format!("binding {} ({} → {})", i + 1, b.group, b.role);
@@ -248,6 +285,9 @@ impl Bindings {
                 )),
                 Some((DYNAMIC_SOURCE, name)) if !dynamic.contains(name) => {
                     p.push(format!("{what}: no dynamic group is named {name:?}"))
+                }
+                Some((PARTNER_SOURCE, name)) if !partners.contains(name) => {
+                    p.push(format!("{what}: no partner is named {name:?}"))
                 }
                 Some(_) => {}
             }
@@ -601,6 +641,47 @@ max_minutes = 30
         assert!(all.contains("unknown attribute \"clearance\""), "{all}");
         assert!(all.contains("max_minutes"), "{all}");
         assert_eq!(e.problems.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn partners_are_named_once_and_bindings_must_name_them() {
+        let b = Bindings::from_toml(
+            r#"
+[[roles]]
+name = "guest"
+[[partners]]
+name = "contoso"
+source = "entra"
+tenant = "t1"
+[[partners]]
+name = "contoso"
+source = "partner"
+tenant = ""
+[[partners]]
+name = "fabrikam"
+source = "entra"
+tenant = "t1"
+[[bindings]]
+group = "partner/contoso"
+role = "guest"
+[[bindings]]
+group = "partner/northwind"
+role = "guest"
+"#,
+        )
+        .unwrap();
+        let all = b.validate(&[]).unwrap_err().problems.join("\n");
+        assert!(
+            all.contains("partner \"contoso\": invalid or repeated name"),
+            "{all}"
+        );
+        assert!(all.contains("source must name a configured"), "{all}");
+        assert!(
+            all.contains("partner \"fabrikam\": tenant is empty or admitted twice"),
+            "{all}"
+        );
+        assert!(all.contains("no partner is named \"northwind\""), "{all}");
+        assert!(!all.contains("partner/contoso →"), "{all}");
     }
 
     #[test]

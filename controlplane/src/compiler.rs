@@ -17,11 +17,11 @@
 //! - **Planned end dates** become an instant nodes enforce on their own.
 
 use crate::attributes::PrincipalAttributes;
-use crate::bindings::{self, Bindings, DYNAMIC_SOURCE, NewGroupMode};
+use crate::bindings::{self, Bindings, DYNAMIC_SOURCE, NewGroupMode, PARTNER_SOURCE};
 use crate::policies::LivePolicy;
 use crate::rules::{self, Catalog, Expr};
 use crate::store::{ActivationRow, GroupRow, MemberKind, UserRow};
-use portcullis_shared::snapshot::{Condition, Group, Issuer, RoleGrant, Snapshot, User};
+use portcullis_shared::snapshot::{Condition, Group, Issuer, Partner, RoleGrant, Snapshot, User};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -152,6 +152,18 @@ pub fn compile(
         });
     }
     let rule_index = RuleIndex::new(&dynamic);
+    // Partner tenants' groups follow, by name.
+    let mut partner_defs: Vec<&bindings::PartnerDef> = bindings.partners.iter().collect();
+    partner_defs.sort_by(|a, b| a.name.cmp(&b.name));
+    let first_partner = snapshot_groups.len() as u32;
+    for p in &partner_defs {
+        snapshot_groups.push(Group {
+            id: format!("{PARTNER_SOURCE}:{}", p.name),
+            source: PARTNER_SOURCE.to_owned(),
+            display_name: p.name.clone(),
+            ancestors: Vec::new(),
+        });
+    }
 
     let (roles, conditions, group_roles) =
         resolve_bindings(bindings, &snapshot_groups, first_dynamic, &mut report);
@@ -255,6 +267,24 @@ pub fn compile(
         report.dynamic_groups.insert((*name).to_owned(), n);
     }
 
+    let mut partners: Vec<Partner> = partner_defs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let group = first_partner + i as u32;
+            let mut roles = group_roles[group as usize].clone();
+            roles.sort_unstable_by_key(|g| (g.role, g.condition, g.expires_at_ms));
+            roles.dedup();
+            Partner {
+                source: p.source.clone(),
+                tenant: p.tenant.clone(),
+                group,
+                roles,
+            }
+        })
+        .collect();
+    partners.sort_by(|a, b| (&a.source, &a.tenant).cmp(&(&b.source, &b.tenant)));
+
     let snapshot = Snapshot {
         version,
         identity_revision: directory.revision,
@@ -269,6 +299,7 @@ pub fn compile(
         roles,
         conditions,
         resource_labels: policy.labels.clone(),
+        partners,
         labeled_resources: bindings.labeled_resources(&policy.labels),
     };
     (snapshot, report)

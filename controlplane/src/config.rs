@@ -20,6 +20,7 @@
 //! audiences = ["portcullis"]
 //! algorithms = ["RS256"]
 //! principal_claim = "email"    # `email` ↔ userName (default) or `sub` ↔ externalId
+//! # tenant_claim = "tid"       # federation: unprovisioned users of admitted partner tenants
 //! # one of: jwks_file = "okta.jwks.json" / jwks_uri = "https://…" / neither: discovery
 //! ```
 //!
@@ -273,6 +274,10 @@ pub struct OidcConfig {
     /// How often keys are re-fetched, seconds.
     #[serde(default = "default_refresh")]
     pub refresh_secs: u64,
+    /// Federation: the claim naming a token holder's home tenant (`tid` for Entra ID). A
+    /// token from this issuer for someone the source has not provisioned is then a partner
+    /// principal, if the bindings admit that tenant (`[[partners]]`).
+    pub tenant_claim: Option<String>,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -366,9 +371,11 @@ impl Config {
         let mut sources = raw.sources;
         let mut seen = std::collections::HashSet::new();
         for s in &mut sources {
-            if s.name == crate::bindings::DYNAMIC_SOURCE {
+            if s.name == crate::bindings::DYNAMIC_SOURCE
+                || s.name == crate::bindings::PARTNER_SOURCE
+            {
                 return Err(invalid(format!(
-                    "source name {:?} is reserved for dynamic groups",
+                    "source name {:?} is reserved for dynamic and partner groups",
                     s.name
                 )));
             }

@@ -63,6 +63,7 @@ impl IssuerRegistry {
                         principal_claim: o.principal_claim.mapping(),
                         require_email_verified: o.require_email_verified,
                         leeway_secs: o.leeway_secs,
+                        tenant_claim: o.tenant_claim.clone(),
                     }),
                 })
             })
@@ -327,6 +328,7 @@ mod tests {
                 leeway_secs: 30,
                 require_email_verified: true,
                 refresh_secs: 300,
+                tenant_claim: None,
             }),
             extensions: vec![],
             client_ca: None,

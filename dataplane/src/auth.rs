@@ -77,6 +77,8 @@ pub struct Verified {
     /// `principal_attributes` (see `RequestContext::claims`). A claim of the wrong type is
     /// left out, so the directory's value or the default applies.
     pub claims: Vec<(u32, AttrValue)>,
+    /// The home tenant, when the issuer is federated (`tenant_claim`) and the token names one.
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug)]
@@ -233,6 +235,13 @@ fn principal(issuer: &Issuer, claims: &Value) -> Result<Verified, AuthError> {
         claim: issuer.principal_claim,
         principal: value.to_owned(),
         claims: Vec::new(),
+        tenant: issuer
+            .tenant_claim
+            .as_deref()
+            .and_then(|c| claims.get(c))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
     })
 }
 

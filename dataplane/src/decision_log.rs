@@ -6,8 +6,9 @@
 
 use crate::state::{NodeSnapshot, now_ms};
 use portcullis_shared::audit::{DecisionRecord, PrincipalRef};
-use portcullis_shared::engine::{Decision, UserIndex};
+use portcullis_shared::engine::Decision;
 use portcullis_shared::request::Request;
+use portcullis_shared::snapshot::User;
 
 /// What happened.
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +24,7 @@ pub fn build(
     node: &str,
     request_id: &str,
     snapshot: &NodeSnapshot,
-    user: Option<UserIndex>,
+    user: Option<&User>,
     request: Option<&Request>,
     outcome: Outcome<'_>,
     decision_us: u64,
@@ -37,13 +38,10 @@ pub fn build(
         at_ms: now_ms(),
         node: node.to_owned(),
         request_id: request_id.to_owned(),
-        principal: user.map(|u| {
-            let u = snapshot.engine.user(u);
-            PrincipalRef {
-                id: u.id.clone(),
-                user_name: u.user_name.clone(),
-                source: u.source.clone(),
-            }
+        principal: user.map(|u| PrincipalRef {
+            id: u.id.clone(),
+            user_name: u.user_name.clone(),
+            source: u.source.clone(),
         }),
         action: request
             .map(|r| r.action.cedar_id().to_owned())
@@ -64,7 +62,7 @@ pub fn record(
     node: &str,
     request_id: &str,
     snapshot: &NodeSnapshot,
-    user: Option<UserIndex>,
+    user: Option<&User>,
     request: Option<&Request>,
     outcome: Outcome<'_>,
     decision_us: u64,

@@ -24,7 +24,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
-use portcullis_shared::engine::{Decision, Lookup, Reason, UserIndex};
+use portcullis_shared::engine::{Decision, Lookup, Reason};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,7 +113,6 @@ impl ProxyHttp for Edge {
 /// What the handler needs to log a decision.
 struct Decided<'a> {
     snapshot: &'a NodeSnapshot,
-    user: Option<UserIndex>,
 }
 
 impl Edge {
@@ -190,7 +189,6 @@ impl Edge {
 
         let decided = Decided {
             snapshot: &snapshot,
-            user: None,
         };
         let verified = match bearer(session, route.kind).map(|t| snapshot.keys.verify(t)) {
             Some(Ok(v)) => v,
@@ -201,44 +199,59 @@ impl Edge {
                     .await;
             }
         };
-        let user =
-            match snapshot
+        let lookup =
+            snapshot
                 .engine
-                .find_user(&verified.source, verified.claim, &verified.principal)
-            {
-                Lookup::Found(u) => u,
-                lookup => {
-                    let (label, why) = if lookup == Lookup::Ambiguous {
-                        ("ambiguous_principal", "names more than one user of")
-                    } else {
-                        (
-                            "unknown_principal",
-                            "is not provisioned for this gateway by",
-                        )
-                    };
-                    decision_log::record(
-                        &self.config.node_id,
-                        &ctx.request_id,
-                        &snapshot,
-                        None,
-                        None,
-                        Outcome::Refused(label),
-                        0,
-                    );
-                    let r = Refusal::new(
-                        Kind::Denied,
-                        format!(
-                            "{} {why} identity source {}",
-                            verified.principal, verified.source
-                        ),
-                    )
-                    .with_detail(json!({"reason": label}));
-                    return self.refuse(session, ctx, kind, None, r).await;
-                }
-            };
-        let decided = Decided {
-            snapshot: &snapshot,
-            user: Some(user),
+                .find_user(&verified.source, verified.claim, &verified.principal);
+        // A federated issuer's token for someone not provisioned: a partner principal if the
+        // bindings admit the token's home tenant.
+        let partner = match (&lookup, &verified.tenant) {
+            (Lookup::Missing, Some(tenant)) => {
+                snapshot.engine.find_partner(&verified.source, tenant)
+            }
+            _ => None,
+        };
+        let guest;
+        let user = match (lookup, partner) {
+            (Lookup::Found(u), _) => snapshot.engine.user(u),
+            (Lookup::Missing, Some(p)) => {
+                guest = snapshot.engine.guest(p, &verified.principal);
+                &guest
+            }
+            (lookup, _) => {
+                let (label, why) = match (lookup, &verified.tenant) {
+                    (Lookup::Ambiguous, _) => (
+                        "ambiguous_principal",
+                        "names more than one user of".to_owned(),
+                    ),
+                    (_, Some(tenant)) => (
+                        "tenant_not_admitted",
+                        format!("is from tenant {tenant}, which is not an admitted partner of"),
+                    ),
+                    _ => (
+                        "unknown_principal",
+                        "is not provisioned for this gateway by".to_owned(),
+                    ),
+                };
+                decision_log::record(
+                    &self.config.node_id,
+                    &ctx.request_id,
+                    &snapshot,
+                    None,
+                    None,
+                    Outcome::Refused(label),
+                    0,
+                );
+                let r = Refusal::new(
+                    Kind::Denied,
+                    format!(
+                        "{} {why} identity source {}",
+                        verified.principal, verified.source
+                    ),
+                )
+                .with_detail(json!({"reason": label}));
+                return self.refuse(session, ctx, kind, None, r).await;
+            }
         };
 
         let body = if op.needs_body() {
@@ -265,14 +278,14 @@ impl Edge {
         classified.request.context.claims = verified.claims;
 
         let started = Instant::now();
-        let decision = snapshot.engine.decide(user, &classified.request);
+        let decision = snapshot.engine.decide_for(user, &classified.request);
         let decision_us = started.elapsed().as_micros() as u64;
         metrics::histogram!("portcullis_decision_seconds").record(started.elapsed().as_secs_f64());
         decision_log::record(
             &self.config.node_id,
             &ctx.request_id,
-            decided.snapshot,
-            decided.user,
+            &snapshot,
+            Some(user),
             Some(&classified.request),
             Outcome::Decided(&decision),
             decision_us,

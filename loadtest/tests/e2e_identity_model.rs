@@ -540,3 +540,72 @@ async fn attribute_mappings_claims_and_resource_labels_decide() -> anyhow::Resul
     assert_eq!(labels, ["classification", "clearance"], "{policy}");
     Ok(())
 }
+
+/// Federation: a verified token from the demo issuer naming the admitted partner tenant
+/// (`tid = "contoso"`) is a principal without being provisioned, with the partner's own
+/// bindings; another tenant is refused with a reason; removing the partner from the bindings
+/// ends access on the next snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_partner_users_are_principals_with_their_own_bindings() -> anyhow::Result<()> {
+    let c = one_node().await?;
+    let edge = c.nodes[0].proxy;
+    let admin = format!("http://{}", c.cp_addrs.admin);
+    let partner_token = |tenant: &str| {
+        let mut claims = c.issuer.claims("pat@contoso.example", 600);
+        claims["tid"] = json!(tenant);
+        c.issuer.sign(jsonwebtoken::Algorithm::ES256, &claims)
+    };
+    let pat = partner_token("contoso");
+    eventually("the partner chats with the small model", WAIT, || async {
+        Ok(chat(&c.http, edge, &pat, "gpt-4o-mini").await?.status == 200)
+    })
+    .await?;
+    assert_eq!(
+        chat(&c.http, edge, &pat, "gpt-4o").await?.status,
+        403,
+        "only what the partner's role permits"
+    );
+    let r = call_tool(&c.http, edge, &pat, "search_accounts", 1).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let other = partner_token("fabrikam");
+    let r = chat(&c.http, edge, &other, "gpt-4o-mini").await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("not an admitted partner"),
+        "{}",
+        r.body
+    );
+    // A provisioned user's token is unaffected by a tenant claim.
+    let mut claims = c.issuer.claims("alice@example.com", 600);
+    claims["tid"] = json!("fabrikam");
+    let alice = c.issuer.sign(jsonwebtoken::Algorithm::ES256, &claims);
+    assert_eq!(
+        chat(&c.http, edge, &alice, "gpt-4o-mini").await?.status,
+        200
+    );
+
+    // The bindings drop the partner: its users are refused on the next snapshot.
+    let live = c.get_json(&format!("{admin}/admin/v1/bindings")).await?;
+    let mut doc = live["bindings"].clone();
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("partners");
+    }
+    if let Some(b) = doc["bindings"].as_array_mut() {
+        b.retain(|b| b["group"] != "partner/contoso");
+    }
+    let r = c
+        .http
+        .put(format!("{admin}/admin/v1/bindings"))
+        .header("content-type", "application/json")
+        .header("x-portcullis-author", "ann@example.com")
+        .body(doc.to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    eventually("the partner is no longer admitted", WAIT, || async {
+        Ok(chat(&c.http, edge, &pat, "gpt-4o-mini").await?.status == 403)
+    })
+    .await?;
+    Ok(())
+}

@@ -159,6 +159,8 @@ pub struct Engine {
     by_user_name: HashMap<(String, String), Slot>,
     by_external_id: HashMap<(String, String), Slot>,
     by_issuer: HashMap<String, usize>,
+    /// (source, tenant) → index into the snapshot's partners.
+    by_partner: HashMap<(String, String), u32>,
     labels: Labels,
 }
 
@@ -305,8 +307,23 @@ impl Engine {
             );
         }
 
+        let mut by_partner = HashMap::new();
+        for (i, p) in snapshot.partners.iter().enumerate() {
+            if p.group >= n_groups
+                || p.roles
+                    .iter()
+                    .any(|r| r.role >= n_roles || r.condition.is_some_and(|c| c >= n_conditions))
+            {
+                return Err(EngineError::Inconsistent(format!(
+                    "partner {}/{} names a group, role or condition out of range",
+                    p.source, p.tenant
+                )));
+            }
+            by_partner.insert((p.source.clone(), p.tenant.clone()), i as u32);
+        }
         let labels = Labels::new(&snapshot);
         Ok(Self {
+            by_partner,
             labels,
             snapshot,
             policies,
@@ -366,9 +383,43 @@ impl Engine {
             .count()
     }
 
+    /// The partner admitted for `tenant` through `source`'s issuer, if any.
+    pub fn find_partner(&self, source: &str, tenant: &str) -> Option<u32> {
+        self.by_partner
+            .get(&(source.to_owned(), tenant.to_owned()))
+            .copied()
+    }
+
+    /// The principal a partner's verified token names: `User::"partner:<partner>/<subject>"`
+    /// (`subject` is the issuer's principal claim), in the partner's group and source, with
+    /// the partner's roles. Declared attributes come from token claims or defaults.
+    pub fn guest(&self, partner: u32, subject: &str) -> User {
+        let p = &self.snapshot.partners[partner as usize];
+        let group = &self.snapshot.groups[p.group as usize];
+        User {
+            id: format!("partner:{}/{subject}", group.display_name),
+            source: p.source.clone(),
+            user_name: subject.to_owned(),
+            external_id: None,
+            display_name: subject.to_owned(),
+            email: subject.contains('@').then(|| subject.to_owned()),
+            active: true,
+            department: None,
+            groups: vec![p.group],
+            attributes: Default::default(),
+            roles: p.roles.clone(),
+            end_at_ms: None,
+            linked: None,
+        }
+    }
+
     /// Decides `request` for the user at `index`.
     pub fn decide(&self, index: UserIndex, request: &Request) -> Decision {
-        let user = self.user(index);
+        self.decide_for(self.user(index), request)
+    }
+
+    /// Decides `request` for `user`: a user of the snapshot or a [`Self::guest`].
+    pub fn decide_for(&self, user: &User, request: &Request) -> Decision {
         if !user.active {
             return Decision::deny(Reason::PrincipalInactive);
         }

@@ -40,10 +40,27 @@ pub struct Snapshot {
     /// Resource label declarations (classification, clearance, ethical-wall side, …), declared
     /// on every resource entity type in [`Snapshot::schema`].
     pub resource_labels: Vec<AttributeDecl>,
+    /// Partner tenants admitted through federation, sorted by `(source, tenant)`.
+    pub partners: Vec<Partner>,
     /// Resources with labels, sorted by `(kind, id)`. A tool, resource or prompt inherits its
     /// server's labels and a model its provider's, unless it sets them itself; a label nothing
     /// sets takes its declared default.
     pub labeled_resources: Vec<LabeledResource>,
+}
+
+/// A partner tenant whose users are principals without being provisioned: each verified
+/// token naming the tenant is a `User` in the partner's group (`Group::"partner/<name>"`),
+/// holding the roles that group is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partner {
+    /// The identity source whose issuer the partner's tokens come from.
+    pub source: String,
+    /// The tenant claim's value.
+    pub tenant: String,
+    /// Index into [`Snapshot::groups`] of the partner's group.
+    pub group: u32,
+    /// The roles the partner's users hold, sorted by role.
+    pub roles: Vec<RoleGrant>,
 }
 
 /// A resource's labels.
@@ -151,6 +168,10 @@ pub struct Issuer {
     pub require_email_verified: bool,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     pub leeway_secs: u32,
+    /// Federation: the claim naming the token holder's home tenant; a verified token for
+    /// someone the source has not provisioned then names a partner principal, if
+    /// [`Snapshot::partners`] admits the tenant.
+    pub tenant_claim: Option<String>,
 }
 
 /// JWS algorithms Portcullis accepts. `none` and HMAC are deliberately absent.
@@ -522,6 +543,7 @@ impl Snapshot {
             roles: Vec::new(),
             conditions: Vec::new(),
             resource_labels: Vec::new(),
+            partners: Vec::new(),
             labeled_resources: Vec::new(),
         }
     }

@@ -32,6 +32,7 @@ fn es256_key(kid: &str) -> TestKey {
 
 fn issuer(keys: Vec<Jwk>, claim: PrincipalClaim) -> Issuer {
     Issuer {
+        tenant_claim: None,
         source: "okta".into(),
         issuer: ISS.into(),
         audiences: vec!["portcullis".into()],

@@ -76,6 +76,9 @@ algorithms = ["ES256", "RS256"]
 principal_claim = "email"
 jwks_file = {jwks:?}
 refresh_secs = 5
+# Federation: a token naming an admitted partner tenant (`[[partners]]` in the bindings) is a
+# principal without being provisioned.
+tenant_claim = "tid"
 
 # A custom SCIM extension: `clearance` becomes a principal attribute policies can test.
 [[sources.extensions]]

@@ -678,3 +678,54 @@ permit(principal == User::"u-sam", action == Action::"embed", resource);
     embed.action = Action::Embed;
     assert!(e.decide(sam, &embed).is_allowed());
 }
+
+#[test]
+fn partner_guests_decide_with_their_partners_roles() {
+    use crate::snapshot::Partner;
+    let mut s = Snapshot::empty(1);
+    s.groups = vec![Group {
+        id: "partner:contoso".into(),
+        source: "partner".into(),
+        display_name: "contoso".into(),
+        ancestors: vec![],
+    }];
+    s.roles = vec!["partner-support".into()];
+    s.partners = vec![Partner {
+        source: "entra".into(),
+        tenant: "tid-1".into(),
+        group: 0,
+        roles: vec![RoleGrant {
+            role: 0,
+            condition: None,
+            expires_at_ms: None,
+        }],
+    }];
+    s.policies = vec![PolicyFile {
+        name: "partners.cedar".into(),
+        text: r#"
+@id("partner-chat")
+permit(principal in Role::"partner-support", action == Action::"chat", resource == Model::"small");
+@id("contoso-embed")
+permit(principal in Group::"partner/contoso", action == Action::"embed", resource);
+"#
+        .into(),
+    }];
+    s.policy_version = PolicyVersion {
+        counter: 1,
+        hash: policy::content_hash(&s.schema, &s.policies),
+    };
+    let e = Engine::new(s).expect("engine");
+    assert_eq!(e.find_partner("entra", "tid-1"), Some(0));
+    assert_eq!(
+        e.find_partner("okta", "tid-1"),
+        None,
+        "tenants are per source"
+    );
+    let pat = e.guest(0, "pat@contoso.example");
+    assert_eq!(pat.id, "partner:contoso/pat@contoso.example");
+    assert!(e.decide_for(&pat, &chat("openai", "small")).is_allowed());
+    assert!(!e.decide_for(&pat, &chat("openai", "large")).is_allowed());
+    let mut embed = chat("openai", "large");
+    embed.action = Action::Embed;
+    assert!(e.decide_for(&pat, &embed).is_allowed());
+}
