@@ -30,6 +30,7 @@
 //!
 //! [lifecycle]
 //! end_date_attribute = "urn:example:params:scim:schemas:extension:acme:2.0:User:endDate"
+//! deactivated_grace_days = 30     # then deactivated users are purged (events are kept)
 //!
 //! [[partners]]                   # federation: a partner tenant's users, unprovisioned
 //! name = "contoso"                # Group::"partner/contoso", bound like any group
@@ -183,6 +184,10 @@ pub struct Lifecycle {
     /// or a `YYYY-MM-DD` date (midnight UTC) after which the user is denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date_attribute: Option<String>,
+    /// Deactivated users keep their data (and get it back on reactivation) for this many days,
+    /// then are purged (see [`crate::lifecycle`]). Unset: kept until the IdP deletes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_grace_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +325,11 @@ impl Bindings {
             p.push(format!(
                 "lifecycle.end_date_attribute {a:?} must name an attribute"
             ));
+        }
+        if self.lifecycle.deactivated_grace_days == Some(0) {
+            p.push(
+                "lifecycle.deactivated_grace_days must be at least 1 (unset keeps users)".into(),
+            );
         }
         let mut glass = HashSet::new();
         for g in &self.break_glass {

@@ -237,6 +237,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
                 stopped(stop_rx.clone()),
             ),
     );
+    spawn_grace_period_purge(store.clone(), bindings.clone(), publisher.clone());
     spawn_policy_reload_on_sighup(policies, publisher);
 
     tracing::info!(scim = %bound.scim, admin = %bound.admin, grpc = %bound.grpc, "control plane ready");
@@ -283,6 +284,32 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Purges users deactivated for longer than the live bindings' grace period, at start and
+/// then every minute.
+fn spawn_grace_period_purge(store: Store, bindings: BindingStore, publisher: Arc<Publisher>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(days) = bindings.live().bindings.lifecycle.deactivated_grace_days else {
+                continue;
+            };
+            match crate::lifecycle::purge_expired(&store, days, crate::store::now_ms()).await {
+                Ok(purged) if !purged.is_empty() => {
+                    tracing::info!(
+                        count = purged.len(),
+                        days,
+                        "purged users past the deactivation grace period"
+                    );
+                    publisher.mark_dirty();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "grace-period purge failed; retrying"),
+            }
+        }
+    });
 }
 
 /// `kill -HUP` re-reads the policy directory, like `POST /admin/v1/policies/reload`.

@@ -124,6 +124,51 @@ async fn sam_moves_from_sales_to_legal() -> anyhow::Result<()> {
             == 200)
     })
     .await?;
+
+    // Lifecycle: deactivated, Sam is denied at once but keeps his data; reactivated, every
+    // binding he had is back without any group edit.
+    scim.set_active(&sam, false).await?;
+    let revision = c.cp_revision().await?;
+    c.wait_node_revision(0, revision, WAIT).await?;
+    let r = call_tool(&c.http, edge, &token, "search_accounts", 6).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["error"]["data"]["reason"], "principal_inactive",
+        "{}",
+        r.body
+    );
+    scim.set_active(&sam, true).await?;
+    let revision = c.cp_revision().await?;
+    c.wait_node_revision(0, revision, WAIT).await?;
+    let r = call_tool(&c.http, edge, &token, "export_all_contacts", 7).await?;
+    assert_eq!(r.status, 200, "Legal and cleared-counsel again: {}", r.body);
+
+    // Deleted in the IdP: gone from the snapshot, its identity events kept.
+    let (status, v) = scim
+        .call(reqwest::Method::DELETE, &format!("/Users/{sam}"), None)
+        .await?;
+    assert_eq!(status, 204, "{v}");
+    let revision = c.cp_revision().await?;
+    c.wait_node_revision(0, revision, WAIT).await?;
+    let r = chat(&c.http, edge, &token, "gpt-4o-mini").await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.to_string().contains("not provisioned"), "{}", r.body);
+    let history = c
+        .get_json(&format!(
+            "http://{}/admin/v1/events?limit=1000",
+            c.cp_addrs.admin
+        ))
+        .await?;
+    let about_sam = history["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["resource_id"] == sam.as_str())
+        .count();
+    assert!(
+        about_sam >= 6,
+        "create, patches, deactivate, reactivate, delete: {about_sam}"
+    );
     Ok(())
 }
 
