@@ -13,7 +13,7 @@
 //! digits, or out of range) is left out, so the user simply lacks the attribute (or has the
 //! default).
 
-use crate::bindings::ScimPath;
+use crate::bindings::{ScimPath, scim_member as get};
 use crate::config::{ExtensionType, SourceConfig};
 pub use portcullis_shared::snapshot::cedar_decimal;
 use portcullis_shared::snapshot::{AttrKind, AttrValue, AttributeDecl};
@@ -104,16 +104,6 @@ fn kind(ty: ExtensionType) -> AttrKind {
             AttrKind::String
         }
     }
-}
-
-/// Case-insensitive attribute lookup, as SCIM attribute names and URNs are case-insensitive.
-fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    let obj = v.as_object()?;
-    obj.get(key).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
 }
 
 #[cfg(test)]

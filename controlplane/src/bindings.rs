@@ -49,6 +49,7 @@
 
 mod declarations;
 
+pub(crate) use declarations::get as scim_member;
 pub use declarations::{
     AttributeMapping, Declarations, LabelDecl, ResourceLabels, ScimPath, parse_type,
 };

@@ -36,6 +36,17 @@ async fn events_named(c: &Cluster, operation: &str) -> anyhow::Result<Vec<Value>
         .collect())
 }
 
+/// Submits a bindings document (JSON) as ann@example.com.
+async fn put_bindings(c: &Cluster, doc: &Value) -> anyhow::Result<reqwest::Response> {
+    Ok(c.http
+        .put(format!("http://{}/admin/v1/bindings", c.cp_addrs.admin))
+        .header("content-type", "application/json")
+        .header("x-portcullis-author", "ann@example.com")
+        .body(doc.to_string())
+        .send()
+        .await?)
+}
+
 /// The seed scenario: Sam moves from Sales to Legal through SCIM PATCHes. The Legal role
 /// bundle applies and Sales-only tools are denied on the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,14 +481,6 @@ async fn attribute_mappings_claims_and_resource_labels_decide() -> anyhow::Resul
     let edge = c.nodes[0].proxy;
     let admin = format!("http://{}", c.cp_addrs.admin);
     let bob = c.token("bob@example.com");
-    let put = |body: String| {
-        c.http
-            .put(format!("{admin}/admin/v1/bindings"))
-            .header("content-type", "application/json")
-            .header("x-portcullis-author", "ann@example.com")
-            .body(body)
-            .send()
-    };
     // Bob: Legal, clearance 3 in the directory; the export tool is labelled 3.
     eventually("Bob exports contacts", WAIT, || async {
         Ok(call_tool(&c.http, edge, &bob, "export_all_contacts", 1)
@@ -517,7 +520,7 @@ async fn attribute_mappings_claims_and_resource_labels_decide() -> anyhow::Resul
     };
     let mut raised = base.clone();
     export(&mut raised)?;
-    let r = put(raised.to_string()).await?;
+    let r = put_bindings(&c, &raised).await?;
     assert_eq!(r.status(), 200, "{}", r.text().await?);
     eventually("the raised label denies Bob", WAIT, || async {
         Ok(call_tool(&c.http, edge, &bob, "export_all_contacts", 4)
@@ -541,7 +544,7 @@ async fn attribute_mappings_claims_and_resource_labels_decide() -> anyhow::Resul
             l.remove("clearance");
         }
     }
-    let r = put(without.to_string()).await?;
+    let r = put_bindings(&c, &without).await?;
     let status = r.status();
     let v: Value = r.json().await?;
     assert_eq!(status, 422, "{v}");
@@ -639,14 +642,7 @@ async fn federated_partner_users_are_principals_with_their_own_bindings() -> any
     if let Some(b) = doc["bindings"].as_array_mut() {
         b.retain(|b| b["group"] != "partner/contoso");
     }
-    let r = c
-        .http
-        .put(format!("{admin}/admin/v1/bindings"))
-        .header("content-type", "application/json")
-        .header("x-portcullis-author", "ann@example.com")
-        .body(doc.to_string())
-        .send()
-        .await?;
+    let r = put_bindings(&c, &doc).await?;
     assert_eq!(r.status(), 200, "{}", r.text().await?);
     eventually("the partner is no longer admitted", WAIT, || async {
         Ok(chat(&c.http, edge, &pat, "gpt-4o-mini").await?.status == 403)
