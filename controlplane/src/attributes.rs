@@ -15,7 +15,6 @@
 
 use crate::bindings::{ScimPath, scim_member as get};
 use crate::config::{ExtensionType, SourceConfig};
-pub use portcullis_shared::snapshot::cedar_decimal;
 use portcullis_shared::snapshot::{AttrKind, AttrValue, AttributeDecl};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -235,26 +234,5 @@ mod tests {
         let got = a.extract("okta", &user, &allowed, &HashMap::new());
         assert_eq!(got.keys().collect::<Vec<_>>(), ["wall"]);
         assert!(a.extract("okta", &user, &[], &HashMap::new()).is_empty());
-    }
-
-    #[test]
-    fn decimals_must_be_exact_and_in_range() {
-        assert_eq!(cedar_decimal("1").as_deref(), Some("1.0"));
-        assert_eq!(cedar_decimal("-0.25").as_deref(), Some("-0.25"));
-        assert_eq!(cedar_decimal("007.1000").as_deref(), Some("7.1"));
-        assert_eq!(cedar_decimal("1.23456"), None);
-        assert_eq!(cedar_decimal("1e3"), None);
-        assert_eq!(
-            cedar_decimal("922337203685477.5807").as_deref(),
-            Some("922337203685477.5807")
-        );
-        assert_eq!(cedar_decimal("922337203685477.5808"), None);
-        assert_eq!(
-            cedar_decimal("-922337203685477.5807").as_deref(),
-            Some("-922337203685477.5807")
-        );
-        assert_eq!(cedar_decimal("-922337203685477.5808"), None);
-        assert_eq!(cedar_decimal(""), None);
-        assert_eq!(cedar_decimal(".5"), None);
     }
 }

@@ -548,3 +548,29 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_must_be_exact_and_in_range() {
+        assert_eq!(cedar_decimal("1").as_deref(), Some("1.0"));
+        assert_eq!(cedar_decimal("-0.25").as_deref(), Some("-0.25"));
+        assert_eq!(cedar_decimal("007.1000").as_deref(), Some("7.1"));
+        assert_eq!(cedar_decimal("1.23456"), None);
+        assert_eq!(cedar_decimal("1e3"), None);
+        assert_eq!(
+            cedar_decimal("922337203685477.5807").as_deref(),
+            Some("922337203685477.5807")
+        );
+        assert_eq!(cedar_decimal("922337203685477.5808"), None);
+        assert_eq!(
+            cedar_decimal("-922337203685477.5807").as_deref(),
+            Some("-922337203685477.5807")
+        );
+        assert_eq!(cedar_decimal("-922337203685477.5808"), None);
+        assert_eq!(cedar_decimal(""), None);
+        assert_eq!(cedar_decimal(".5"), None);
+    }
+}
