@@ -47,12 +47,12 @@ pub fn snapshot(users: usize, groups: usize, policies: usize) -> Snapshot {
     for g in 0..groups {
         let chain_start = g - g % 4;
         let ancestors = (chain_start..g).map(|a| a as u32).collect();
-        s.groups.push(Group {
+        s.groups.push(std::sync::Arc::new(Group {
             id: format!("gid{g}"),
             source: "bench".into(),
             display_name: format!("g{g}"),
             ancestors,
-        });
+        }));
     }
     for u in 0..users {
         let mut gs: Vec<u32> = Vec::new();
@@ -63,7 +63,7 @@ pub fn snapshot(users: usize, groups: usize, policies: usize) -> Snapshot {
         }
         gs.sort_unstable();
         gs.dedup();
-        s.users.push(User {
+        s.users.push(std::sync::Arc::new(User {
             id: format!("u{u}"),
             source: "bench".into(),
             user_name: format!("user{u}@bench.example"),
@@ -77,7 +77,7 @@ pub fn snapshot(users: usize, groups: usize, policies: usize) -> Snapshot {
             roles: Vec::new(),
             end_at_ms: None,
             linked: None,
-        });
+        }));
     }
     let mut text = String::new();
     for p in 0..policies {

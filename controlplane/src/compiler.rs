@@ -15,16 +15,34 @@
 //!   or dynamic), each grant with its condition (environment, tenant, time window) for nodes to
 //!   decide per request, plus live break-glass activations with their expiry.
 //! - **Planned end dates** become an instant nodes enforce on their own.
+//!
+//! A [`Compiler`] keeps the directory it compiled with the indexes that connect a change to
+//! what it affects, so that later identity changes are [applied](Compiler::apply) in time
+//! proportional to the users and groups they touch rather than to the directory: a
+//! membership change re-derives the one user; a nesting change re-walks the groups below the
+//! moved one and re-derives their direct members; an attribute change re-derives the one
+//! user, dynamic groups included. Snapshots share every user and group a change does not
+//! touch ([`Snapshot::users`] holds `Arc`s). Changes to the shape the bindings bind to (a
+//! group created, deleted or renamed) and any change while multi-IdP merge is configured are
+//! refused with [`NeedsFull`]; the caller then builds afresh.
 
 use crate::attributes::PrincipalAttributes;
-use crate::bindings::{self, Bindings, DYNAMIC_SOURCE, NewGroupMode, PARTNER_SOURCE};
+use crate::bindings::{self, Bindings, DYNAMIC_SOURCE, NewGroupMode, PARTNER_SOURCE, ScimPath};
 use crate::policies::LivePolicy;
 use crate::rules::{self, Catalog, Expr};
-use crate::store::{ActivationRow, GroupRow, MemberKind, UserRow};
-use portcullis_shared::snapshot::{Condition, Group, Issuer, Partner, RoleGrant, Snapshot, User};
+use crate::store::{ActivationRow, GroupRow, Member, MemberKind, UserRow};
+use portcullis_shared::snapshot::{
+    Condition, Group, Issuer, LabeledResource, Partner, RoleGrant, Snapshot, User,
+};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// The compiler's maps are keyed by SCIM ids and hashed on every membership: a fast hasher
+/// (randomly seeded per map) instead of SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// The enterprise User extension's schema URN.
 pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -37,6 +55,40 @@ pub struct Directory {
     pub groups: Vec<GroupRow>,
     /// Break-glass activations live when the directory was read.
     pub activations: Vec<ActivationRow>,
+}
+
+/// What changed in the directory since the revision a [`Compiler`] holds, as read from the
+/// store in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryChanges {
+    /// The identity revision the changes bring the compiler to.
+    pub revision: u64,
+    /// Users changed, by SCIM id: `removed` when the user was deleted at some point since
+    /// (its memberships went with it), and its row as it is now (`None`: it is gone).
+    pub users: Vec<UserChange>,
+    /// Groups changed, by SCIM id, with the row as it is now (`None`: it is gone).
+    pub groups: Vec<(String, Option<GroupRow>)>,
+    /// Every break-glass activation live now (not only the changed ones).
+    pub activations: Vec<ActivationRow>,
+}
+
+/// One changed user; see [`DirectoryChanges::users`].
+#[derive(Debug, Clone)]
+pub struct UserChange {
+    pub id: String,
+    pub removed: bool,
+    pub row: Option<UserRow>,
+}
+
+/// Why a change cannot be applied to the compiled state; the caller builds afresh.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NeedsFull {
+    #[error("multi-IdP merge is configured: any change may relink accounts")]
+    Merge,
+    #[error("group {0} was created or deleted")]
+    GroupSet(String),
+    #[error("group {0} was renamed")]
+    GroupRenamed(String),
 }
 
 /// Findings worth an operator's attention (served by the admin API).
@@ -78,179 +130,423 @@ pub fn compile(
     version: u64,
     created_at_ms: u64,
 ) -> (Snapshot, CompileReport) {
-    let mut report = CompileReport::default();
-    let mut groups: Vec<&GroupRow> = directory.groups.iter().collect();
-    groups.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
-    let index: HashMap<&str, u32> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.id.as_str(), i as u32))
-        .collect();
+    let compiler = Compiler::build(directory.clone(), policy, attributes, bindings, issuers);
+    (compiler.snapshot(version, created_at_ms), compiler.report())
+}
 
-    // parents[child] = groups that list `child` as a member.
-    let mut parents: Vec<Vec<u32>> = vec![Vec::new(); groups.len()];
-    // user id -> groups that list the user directly.
-    let mut direct: HashMap<&str, Vec<u32>> = HashMap::new();
-    for (gi, g) in groups.iter().enumerate() {
-        for m in &g.members {
-            match m.kind {
-                MemberKind::Group => {
-                    if let Some(&child) = index.get(m.id.as_str()) {
-                        parents[child as usize].push(gi as u32);
+/// The compiled state: the directory with its indexes, and the inputs it was compiled with.
+#[derive(Debug, Clone)]
+pub struct Compiler {
+    // Inputs fixed for this state's life.
+    policy: LivePolicy,
+    attributes: PrincipalAttributes,
+    issuers: Vec<Issuer>,
+    mapped: HashMap<String, Vec<ScimPath>>,
+    end_date: Option<(Option<String>, String)>,
+    merging: bool,
+    catalog: Catalog,
+    rules: RuleIndex,
+    first_dynamic: u32,
+    dynamic_names: Vec<String>,
+    roles: Vec<String>,
+    role_index: Map<String, u32>,
+    conditions: Vec<Condition>,
+    /// Per snapshot group, the grants it confers.
+    group_roles: Vec<Vec<RoleGrant>>,
+    partners: Vec<Partner>,
+    labeled_resources: Vec<LabeledResource>,
+    /// What [`CompileReport`] says that no directory change can alter.
+    fixed_report: CompileReport,
+
+    // The directory.
+    revision: u64,
+    /// The IdP groups, by snapshot index.
+    nodes: Vec<GroupNode>,
+    group_index: Map<String, u32>,
+    /// `parents[g]`: groups listing `g` as a member.
+    parents: Vec<Vec<u32>>,
+    /// User id → IdP groups listing it directly.
+    direct: Map<String, Vec<u32>>,
+    /// IdP groups, then dynamic groups, then partner groups.
+    groups: Vec<Arc<Group>>,
+    /// Sorted by `(source, id)`.
+    users: Vec<Arc<User>>,
+    user_source: Map<String, String>,
+    glass: Map<String, Vec<ActivationRow>>,
+    cyclic: Vec<bool>,
+    dynamic_counts: Vec<usize>,
+    unreadable_end_dates: BTreeSet<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct GroupNode {
+    source: String,
+    display_name: String,
+    members: Vec<Member>,
+    /// Member groups that exist.
+    children: Vec<u32>,
+}
+
+impl Compiler {
+    /// Compiles `directory` from scratch (keeping its rows' memberships).
+    pub fn build(
+        directory: Directory,
+        policy: &LivePolicy,
+        attributes: &PrincipalAttributes,
+        bindings: &Bindings,
+        issuers: Vec<Issuer>,
+    ) -> Self {
+        let mut report = CompileReport::default();
+        let Directory {
+            revision,
+            users: mut user_rows,
+            groups: mut rows,
+            activations,
+        } = directory;
+        rows.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+        let group_index: Map<String, u32> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id.clone(), i as u32))
+            .collect();
+
+        let mut parents: Vec<Vec<u32>> = vec![Vec::new(); rows.len()];
+        let mut direct: Map<String, Vec<u32>> = Map::default();
+        let mut groups: Vec<Group> = Vec::with_capacity(rows.len());
+        let mut nodes: Vec<GroupNode> = Vec::with_capacity(rows.len());
+        for (gi, g) in rows.into_iter().enumerate() {
+            let mut children = Vec::new();
+            for m in &g.members {
+                match m.kind {
+                    MemberKind::Group => {
+                        if let Some(&child) = group_index.get(m.id.as_str()) {
+                            parents[child as usize].push(gi as u32);
+                            children.push(child);
+                        }
+                    }
+                    MemberKind::User => match direct.get_mut(m.id.as_str()) {
+                        Some(gs) => gs.push(gi as u32),
+                        None => {
+                            direct.insert(m.id.clone(), vec![gi as u32]);
+                        }
+                    },
+                }
+            }
+            let display_name = g.display_name().to_owned();
+            groups.push(Group {
+                id: g.id,
+                source: g.source.clone(),
+                display_name: display_name.clone(),
+                ancestors: Vec::new(),
+            });
+            nodes.push(GroupNode {
+                source: g.source,
+                display_name,
+                members: g.members,
+                children,
+            });
+        }
+
+        let mut walker = Walker::new(nodes.len());
+        let mut cyclic = vec![false; nodes.len()];
+        for (gi, group) in groups.iter_mut().enumerate() {
+            let (ancestors, is_cyclic) = walker.reachable(&parents, gi as u32);
+            cyclic[gi] = is_cyclic;
+            group.ancestors = ancestors;
+        }
+
+        // Dynamic groups follow the IdP's, sorted by name.
+        let catalog = Catalog::new(&policy.attributes);
+        let mut dynamic: Vec<(String, Option<Expr>)> = bindings
+            .dynamic_groups
+            .iter()
+            .map(|d| match rules::parse(&d.rule, &catalog) {
+                Ok(e) => (d.name.clone(), Some(e)),
+                Err(e) => {
+                    report
+                        .dynamic_rule_errors
+                        .insert(d.name.clone(), e.to_string());
+                    (d.name.clone(), None)
+                }
+            })
+            .collect();
+        dynamic.sort_by(|a, b| a.0.cmp(&b.0));
+        let first_dynamic = groups.len() as u32;
+        for (name, _) in &dynamic {
+            groups.push(Group {
+                id: format!("{DYNAMIC_SOURCE}:{name}"),
+                source: DYNAMIC_SOURCE.to_owned(),
+                display_name: name.clone(),
+                ancestors: Vec::new(),
+            });
+        }
+        let dynamic_names: Vec<String> = dynamic.iter().map(|(n, _)| n.clone()).collect();
+        let rules = RuleIndex::new(dynamic.into_iter().map(|(_, r)| r).collect());
+        // Partner tenants' groups follow, by name.
+        let mut partner_defs: Vec<&bindings::PartnerDef> = bindings.partners.iter().collect();
+        partner_defs.sort_by(|a, b| a.name.cmp(&b.name));
+        let first_partner = groups.len() as u32;
+        for p in &partner_defs {
+            groups.push(Group {
+                id: format!("{PARTNER_SOURCE}:{}", p.name),
+                source: PARTNER_SOURCE.to_owned(),
+                display_name: p.name.clone(),
+                ancestors: Vec::new(),
+            });
+        }
+
+        let (roles, conditions, group_roles) =
+            resolve_bindings(bindings, &groups, first_dynamic, &mut report);
+        let role_index: Map<String, u32> = roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.clone(), i as u32))
+            .collect();
+
+        let mut partners: Vec<Partner> = partner_defs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let group = first_partner + i as u32;
+                let mut roles = group_roles[group as usize].clone();
+                roles.sort_unstable_by_key(|g| (g.role, g.condition, g.expires_at_ms));
+                roles.dedup();
+                Partner {
+                    source: p.source.clone(),
+                    tenant: p.tenant.clone(),
+                    group,
+                    roles,
+                }
+            })
+            .collect();
+        partners.sort_by(|a, b| (&a.source, &a.tenant).cmp(&(&b.source, &b.tenant)));
+
+        let n_dynamic = dynamic_names.len();
+        let mut this = Self {
+            policy: policy.clone(),
+            attributes: attributes.clone(),
+            issuers,
+            mapped: bindings.scim_paths(),
+            end_date: bindings
+                .lifecycle
+                .end_date_attribute
+                .as_deref()
+                .map(attribute_path)
+                .map(|(urn, attr)| (urn.map(str::to_owned), attr.to_owned())),
+            merging: bindings.merge.is_some(),
+            catalog,
+            rules,
+            first_dynamic,
+            dynamic_names,
+            roles,
+            role_index,
+            conditions,
+            group_roles,
+            partners,
+            labeled_resources: bindings.labeled_resources(&policy.labels),
+            fixed_report: CompileReport::default(),
+            revision,
+            nodes,
+            group_index,
+            parents,
+            direct,
+            groups: groups.into_iter().map(Arc::new).collect(),
+            users: Vec::new(),
+            user_source: Map::default(),
+            glass: activations_by_user(&activations),
+            cyclic,
+            dynamic_counts: vec![0; n_dynamic],
+            unreadable_end_dates: BTreeSet::new(),
+        };
+
+        user_rows.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+        let rows = user_rows;
+        // Pass 1: each account as its own source says (groups, attributes, end date).
+        let mut users: Vec<User> = Vec::with_capacity(rows.len());
+        for u in &rows {
+            let (user, unreadable) = this.account(u);
+            if unreadable {
+                this.unreadable_end_dates
+                    .insert((u.source.clone(), u.id.clone()));
+            }
+            users.push(user);
+        }
+        // Accounts of one person in several sources become one principal.
+        let linked = match &bindings.merge {
+            Some(m) => crate::merge::link(&mut users, m, &mut report.merge),
+            None => Vec::new(),
+        };
+        // Pass 2: dynamic groups and roles, from the (merged) principal.
+        for (i, user) in users.iter_mut().enumerate() {
+            let accounts: Vec<&str> = match linked.get(i).filter(|a| !a.is_empty()) {
+                Some(accounts) => accounts.iter().map(|&a| rows[a].id.as_str()).collect(),
+                None => vec![rows[i].id.as_str()],
+            };
+            this.finish(user, &accounts);
+        }
+        this.user_source = rows
+            .iter()
+            .map(|u| (u.id.clone(), u.source.clone()))
+            .collect();
+        this.users = users.into_iter().map(Arc::new).collect();
+        this.fixed_report = report;
+        this
+    }
+
+    /// Applies `changes`, so that [`Compiler::snapshot`] then equals what [`Compiler::build`]
+    /// would make of the changed directory. Refused changes leave the state untouched.
+    pub fn apply(&mut self, changes: DirectoryChanges) -> Result<(), NeedsFull> {
+        if self.merging {
+            return Err(NeedsFull::Merge);
+        }
+        for (id, row) in &changes.groups {
+            match (self.group_index.get(id), row) {
+                (None, None) => {}
+                (None, Some(_)) | (Some(_), None) => return Err(NeedsFull::GroupSet(id.clone())),
+                (Some(&g), Some(row)) => {
+                    let node = &self.nodes[g as usize];
+                    if node.source != row.source || node.display_name != row.display_name() {
+                        return Err(NeedsFull::GroupRenamed(id.clone()));
                     }
                 }
-                MemberKind::User => direct.entry(m.id.as_str()).or_default().push(gi as u32),
             }
+        }
+
+        // Users whose groups or roles may have changed; re-derived at the end.
+        let mut touched: Set<String> = Set::default();
+        let mut walker = Walker::new(self.nodes.len());
+        for (id, row) in changes.groups {
+            if let (Some(&g), Some(row)) = (self.group_index.get(&id), row) {
+                self.regroup(g, row.members, &mut walker, &mut touched);
+            }
+        }
+        let glass = activations_by_user(&changes.activations);
+        for id in self.glass.keys().chain(glass.keys()) {
+            if self.glass.get(id) != glass.get(id) {
+                touched.insert(id.clone());
+            }
+        }
+        self.glass = glass;
+        for change in changes.users {
+            if change.removed || change.row.is_none() {
+                self.remove_user(&change.id);
+            }
+            if let Some(row) = change.row {
+                touched.remove(&row.id);
+                self.put_user(&row);
+            }
+        }
+        for id in touched {
+            self.refresh(&id);
+        }
+        self.revision = changes.revision;
+        Ok(())
+    }
+
+    /// The snapshot of the current state. Cheap: users and groups are shared.
+    pub fn snapshot(&self, version: u64, created_at_ms: u64) -> Snapshot {
+        Snapshot {
+            version,
+            identity_revision: self.revision,
+            policy_version: self.policy.version,
+            created_at_ms,
+            issuers: self.issuers.clone(),
+            groups: self.groups.clone(),
+            users: self.users.clone(),
+            principal_attributes: self.policy.attributes.clone(),
+            schema: self.policy.schema.clone(),
+            policies: self.policy.files.clone(),
+            roles: self.roles.clone(),
+            conditions: self.conditions.clone(),
+            resource_labels: self.policy.labels.clone(),
+            partners: self.partners.clone(),
+            labeled_resources: self.labeled_resources.clone(),
         }
     }
 
-    let mut walker = Walker::new(groups.len());
-    let ancestors: Vec<Vec<u32>> = (0..groups.len() as u32)
-        .map(|g| {
-            let (set, cyclic) = walker.reachable(&parents, g);
-            if cyclic {
-                report.cyclic_groups.push(groups[g as usize].id.clone());
-            }
-            set
-        })
-        .collect();
-
-    let mut snapshot_groups: Vec<Group> = groups
-        .iter()
-        .zip(&ancestors)
-        .map(|(g, anc)| Group {
-            id: g.id.clone(),
-            source: g.source.clone(),
-            display_name: g.display_name().to_owned(),
-            ancestors: anc.clone(),
-        })
-        .collect();
-
-    // Dynamic groups follow the IdP's, sorted by name.
-    let catalog = Catalog::new(&policy.attributes);
-    let mut dynamic: Vec<(&str, Option<Expr>)> = bindings
-        .dynamic_groups
-        .iter()
-        .map(|d| match rules::parse(&d.rule, &catalog) {
-            Ok(e) => (d.name.as_str(), Some(e)),
-            Err(e) => {
-                report
-                    .dynamic_rule_errors
-                    .insert(d.name.clone(), e.to_string());
-                (d.name.as_str(), None)
-            }
-        })
-        .collect();
-    dynamic.sort_by(|a, b| a.0.cmp(b.0));
-    let first_dynamic = snapshot_groups.len() as u32;
-    for (name, _) in &dynamic {
-        snapshot_groups.push(Group {
-            id: format!("{DYNAMIC_SOURCE}:{name}"),
-            source: DYNAMIC_SOURCE.to_owned(),
-            display_name: (*name).to_owned(),
-            ancestors: Vec::new(),
-        });
-    }
-    let rule_index = RuleIndex::new(&dynamic);
-    // Partner tenants' groups follow, by name.
-    let mut partner_defs: Vec<&bindings::PartnerDef> = bindings.partners.iter().collect();
-    partner_defs.sort_by(|a, b| a.name.cmp(&b.name));
-    let first_partner = snapshot_groups.len() as u32;
-    for p in &partner_defs {
-        snapshot_groups.push(Group {
-            id: format!("{PARTNER_SOURCE}:{}", p.name),
-            source: PARTNER_SOURCE.to_owned(),
-            display_name: p.name.clone(),
-            ancestors: Vec::new(),
-        });
+    /// What the compiled state holds that needs an operator's attention.
+    pub fn report(&self) -> CompileReport {
+        let mut report = self.fixed_report.clone();
+        report.cyclic_groups = self
+            .cyclic
+            .iter()
+            .zip(&self.groups)
+            .filter(|(c, _)| **c)
+            .map(|(_, g)| g.id.clone())
+            .collect();
+        report.dynamic_groups = self
+            .dynamic_names
+            .iter()
+            .cloned()
+            .zip(self.dynamic_counts.iter().copied())
+            .collect();
+        report.unreadable_end_dates = self
+            .unreadable_end_dates
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect();
+        report
     }
 
-    let (roles, conditions, group_roles) =
-        resolve_bindings(bindings, &snapshot_groups, first_dynamic, &mut report);
-    let role_index: HashMap<&str, u32> = roles
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.as_str(), i as u32))
-        .collect();
-    let mut glass: HashMap<&str, Vec<&ActivationRow>> = HashMap::new();
-    for a in &directory.activations {
-        glass.entry(a.user_id.as_str()).or_default().push(a);
+    /// The identity revision the state reflects.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
-    let end_date = bindings
-        .lifecycle
-        .end_date_attribute
-        .as_deref()
-        .map(attribute_path);
 
-    let mapped = bindings.scim_paths();
-    let mut users: Vec<&UserRow> = directory.users.iter().collect();
-    users.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
-    // Pass 1: each account as its own source says (groups, attributes, end date).
-    let mut snapshot_users: Vec<User> = users
-        .iter()
-        .map(|u| {
-            let mut all = Vec::new();
-            for &g in direct.get(u.id.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
-                all.push(g);
-                all.extend_from_slice(&ancestors[g as usize]);
-            }
-            all.sort_unstable();
-            all.dedup();
-            let mut user = user_from_row(u, all);
-            user.attributes =
-                attributes.extract(&u.source, &u.resource, &policy.attributes, &mapped);
-            if let Some((urn, attr)) = end_date {
-                let raw = match urn {
-                    Some(urn) => get(&u.resource, urn).and_then(|e| get(e, attr)),
-                    None => get(&u.resource, attr),
-                };
-                if let Some(v) = raw.filter(|v| !v.is_null()) {
-                    user.end_at_ms = v.as_str().and_then(bindings::parse_instant);
-                    if user.end_at_ms.is_none() {
-                        // Unreadable: fail closed, as if the date had passed.
-                        user.end_at_ms = Some(0);
-                        report.unreadable_end_dates.push(u.id.clone());
-                    }
+    /// How many users the state holds.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Pass 1: a user as its own source says, with its IdP groups, attributes and end date;
+    /// and whether its end date is set but unreadable (it then ends at once: fail closed).
+    fn account(&self, u: &UserRow) -> (User, bool) {
+        let mut user = user_from_row(u, self.idp_groups(&u.id));
+        user.attributes = self.attributes.extract(
+            &u.source,
+            &u.resource,
+            &self.policy.attributes,
+            &self.mapped,
+        );
+        let mut unreadable = false;
+        if let Some((urn, attr)) = &self.end_date {
+            let raw = match urn {
+                Some(urn) => get(&u.resource, urn).and_then(|e| get(e, attr)),
+                None => get(&u.resource, attr),
+            };
+            if let Some(v) = raw.filter(|v| !v.is_null()) {
+                user.end_at_ms = v.as_str().and_then(bindings::parse_instant);
+                if user.end_at_ms.is_none() {
+                    user.end_at_ms = Some(0);
+                    unreadable = true;
                 }
             }
-            user
-        })
-        .collect();
+        }
+        (user, unreadable)
+    }
 
-    // Accounts of one person in several sources become one principal.
-    let members = match &bindings.merge {
-        Some(m) => crate::merge::link(&mut snapshot_users, m, &mut report.merge),
-        None => Vec::new(),
-    };
-
-    // Pass 2: dynamic groups and roles, from the (merged) principal.
-    let mut dynamic_counts = vec![0usize; dynamic.len()];
-    for (i, user) in snapshot_users.iter_mut().enumerate() {
-        let row = catalog.row(user);
-        let matched = rule_index.matches(&row);
+    /// Pass 2: dynamic groups and roles for a user whose `accounts` (its own id, or every
+    /// linked account's) hold its break-glass activations.
+    fn finish(&mut self, user: &mut User, accounts: &[&str]) {
+        let row = self.catalog.row(user);
+        let matched = self.rules.matches(&row);
         drop(row);
         for &d in &matched {
-            dynamic_counts[d] += 1;
+            self.dynamic_counts[d] += 1;
         }
         user.groups
-            .extend(matched.into_iter().map(|d| first_dynamic + d as u32));
+            .extend(matched.into_iter().map(|d| self.first_dynamic + d as u32));
+        user.roles = self.roles_of(&user.groups, accounts);
+    }
 
-        let mut grants: Vec<RoleGrant> = user
-            .groups
+    fn roles_of(&self, groups: &[u32], accounts: &[&str]) -> Vec<RoleGrant> {
+        let mut grants: Vec<RoleGrant> = groups
             .iter()
-            .flat_map(|&g| group_roles[g as usize].iter().copied())
+            .flat_map(|&g| self.group_roles[g as usize].iter().copied())
             .collect();
-        let accounts = members.get(i).map(Vec::as_slice).unwrap_or(&[]);
-        let own = [i];
-        let accounts = if accounts.is_empty() {
-            &own[..]
-        } else {
-            accounts
-        };
         for &account in accounts {
-            let id = users[account].id.as_str();
-            for a in glass.get(id).map(Vec::as_slice).unwrap_or(&[]) {
-                if let Some(&role) = role_index.get(a.role.as_str()) {
+            for a in self.glass.get(account).map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(&role) = self.role_index.get(a.role.as_str()) {
                     grants.push(RoleGrant {
                         role,
                         condition: None,
@@ -261,48 +557,176 @@ pub fn compile(
         }
         grants.sort_unstable_by_key(|g| (g.role, g.condition, g.expires_at_ms));
         grants.dedup();
-        user.roles = grants;
-    }
-    for ((name, _), n) in dynamic.iter().zip(dynamic_counts) {
-        report.dynamic_groups.insert((*name).to_owned(), n);
+        grants
     }
 
-    let mut partners: Vec<Partner> = partner_defs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let group = first_partner + i as u32;
-            let mut roles = group_roles[group as usize].clone();
-            roles.sort_unstable_by_key(|g| (g.role, g.condition, g.expires_at_ms));
-            roles.dedup();
-            Partner {
-                source: p.source.clone(),
-                tenant: p.tenant.clone(),
-                group,
-                roles,
+    /// The IdP groups `user_id` is in, directly or through nesting; sorted, unique.
+    fn idp_groups(&self, user_id: &str) -> Vec<u32> {
+        let mut all = Vec::new();
+        for &g in self.direct.get(user_id).map(Vec::as_slice).unwrap_or(&[]) {
+            all.push(g);
+            all.extend_from_slice(&self.groups[g as usize].ancestors);
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// Position of `(source, id)` in the sorted users.
+    fn position(&self, source: &str, id: &str) -> Result<usize, usize> {
+        self.users
+            .binary_search_by(|u| (u.source.as_str(), u.id.as_str()).cmp(&(source, id)))
+    }
+
+    /// Group `g` now has `members`: updates the membership and nesting indexes, re-walks the
+    /// groups below any moved group, and notes every user whose groups may have changed.
+    fn regroup(
+        &mut self,
+        g: u32,
+        members: Vec<Member>,
+        walker: &mut Walker,
+        touched: &mut Set<String>,
+    ) {
+        let old = std::mem::replace(&mut self.nodes[g as usize].members, members);
+        let new = &self.nodes[g as usize].members;
+        let ids = |ms: &[Member], kind: MemberKind| -> Set<String> {
+            ms.iter()
+                .filter(|m| m.kind == kind)
+                .map(|m| m.id.clone())
+                .collect()
+        };
+        let (old_users, new_users) = (ids(&old, MemberKind::User), ids(new, MemberKind::User));
+        let (old_groups, new_groups) = (ids(&old, MemberKind::Group), ids(new, MemberKind::Group));
+        for u in old_users.difference(&new_users) {
+            if let Some(gs) = self.direct.get_mut(u) {
+                gs.retain(|&x| x != g);
+                if gs.is_empty() {
+                    self.direct.remove(u);
+                }
             }
-        })
-        .collect();
-    partners.sort_by(|a, b| (&a.source, &a.tenant).cmp(&(&b.source, &b.tenant)));
+            touched.insert(u.clone());
+        }
+        for u in new_users.difference(&old_users) {
+            self.direct.entry(u.clone()).or_default().push(g);
+            touched.insert(u.clone());
+        }
 
-    let snapshot = Snapshot {
-        version,
-        identity_revision: directory.revision,
-        policy_version: policy.version,
-        created_at_ms,
-        issuers,
-        groups: snapshot_groups,
-        users: snapshot_users,
-        principal_attributes: policy.attributes.clone(),
-        schema: policy.schema.clone(),
-        policies: policy.files.clone(),
-        roles,
-        conditions,
-        resource_labels: policy.labels.clone(),
-        partners,
-        labeled_resources: bindings.labeled_resources(&policy.labels),
-    };
-    (snapshot, report)
+        let mut moved = Vec::new();
+        for c in old_groups.difference(&new_groups) {
+            if let Some(&c) = self.group_index.get(c) {
+                self.parents[c as usize].retain(|&p| p != g);
+                self.nodes[g as usize].children.retain(|&x| x != c);
+                moved.push(c);
+            }
+        }
+        for c in new_groups.difference(&old_groups) {
+            if let Some(&c) = self.group_index.get(c) {
+                self.parents[c as usize].push(g);
+                self.nodes[g as usize].children.push(c);
+                moved.push(c);
+            }
+        }
+        if moved.is_empty() {
+            return;
+        }
+        // Every group below a moved one (itself included) may reach different ancestors.
+        let mut below: BTreeSet<u32> = BTreeSet::new();
+        let mut stack = moved;
+        while let Some(c) = stack.pop() {
+            if below.insert(c) {
+                stack.extend(self.nodes[c as usize].children.iter().copied());
+            }
+        }
+        for c in below {
+            let (ancestors, cyclic) = walker.reachable(&self.parents, c);
+            self.cyclic[c as usize] = cyclic;
+            if ancestors != self.groups[c as usize].ancestors {
+                Arc::make_mut(&mut self.groups[c as usize]).ancestors = ancestors;
+            }
+            for m in &self.nodes[c as usize].members {
+                if m.kind == MemberKind::User {
+                    touched.insert(m.id.clone());
+                }
+            }
+        }
+    }
+
+    /// Creates or replaces a user from its row, dynamic groups and roles included.
+    fn put_user(&mut self, row: &UserRow) {
+        self.forget(&row.id);
+        let (mut user, unreadable) = self.account(row);
+        if unreadable {
+            self.unreadable_end_dates
+                .insert((row.source.clone(), row.id.clone()));
+        }
+        self.finish(&mut user, &[row.id.as_str()]);
+        let at = self
+            .position(&row.source, &row.id)
+            .unwrap_or_else(|insert_at| insert_at);
+        self.users.insert(at, Arc::new(user));
+        self.user_source.insert(row.id.clone(), row.source.clone());
+    }
+
+    /// Removes a deleted user, with its memberships (as the store does).
+    fn remove_user(&mut self, id: &str) {
+        self.forget(id);
+        if let Some(groups) = self.direct.remove(id) {
+            for g in groups {
+                self.nodes[g as usize]
+                    .members
+                    .retain(|m| !(m.kind == MemberKind::User && m.id == id));
+            }
+        }
+    }
+
+    /// Takes a user out of the sorted users and the report's counts.
+    fn forget(&mut self, id: &str) {
+        let Some(source) = self.user_source.remove(id) else {
+            return;
+        };
+        let Ok(at) = self.position(&source, id) else {
+            return;
+        };
+        let old = self.users.remove(at);
+        let dynamic = self.first_dynamic..self.first_dynamic + self.dynamic_counts.len() as u32;
+        for &g in old.groups.iter().filter(|g| dynamic.contains(g)) {
+            self.dynamic_counts[(g - self.first_dynamic) as usize] -= 1;
+        }
+        self.unreadable_end_dates.remove(&(source, id.to_owned()));
+    }
+
+    /// Re-derives a user's groups and roles after a membership, nesting or break-glass change
+    /// (its attributes, and so its dynamic groups, are unchanged).
+    fn refresh(&mut self, id: &str) {
+        let Some(source) = self.user_source.get(id) else {
+            return;
+        };
+        let Ok(at) = self.position(source, id) else {
+            return;
+        };
+        let mut groups = self.idp_groups(id);
+        groups.extend(
+            self.users[at]
+                .groups
+                .iter()
+                .filter(|&&g| g >= self.first_dynamic),
+        );
+        let roles = self.roles_of(&groups, &[id]);
+        let current = &self.users[at];
+        if current.groups != groups || current.roles != roles {
+            let user = Arc::make_mut(&mut self.users[at]);
+            user.groups = groups;
+            user.roles = roles;
+        }
+    }
+}
+
+fn activations_by_user(activations: &[ActivationRow]) -> Map<String, Vec<ActivationRow>> {
+    let mut glass: Map<String, Vec<ActivationRow>> = Map::default();
+    for a in activations {
+        glass.entry(a.user_id.clone()).or_default().push(a.clone());
+    }
+    glass
 }
 
 /// Role names (sorted), distinct conditions, and per group the grants it confers.
@@ -401,36 +825,38 @@ fn attribute_path(path: &str) -> (Option<&str>, &str) {
 }
 
 /// Dynamic-group rules, indexed by a required `attribute == "value"` where they have one.
-struct RuleIndex<'a> {
-    /// (slot, value) → rules requiring it.
-    keyed: HashMap<(usize, &'a str), Vec<usize>>,
-    slots: Vec<usize>,
+#[derive(Debug, Clone)]
+struct RuleIndex {
+    /// slot → value → rules requiring it.
+    keyed: Vec<(usize, Map<String, Vec<usize>>)>,
     unkeyed: Vec<usize>,
-    rules: Vec<Option<&'a Expr>>,
+    rules: Vec<Option<Expr>>,
 }
 
-impl<'a> RuleIndex<'a> {
-    fn new(dynamic: &'a [(&'a str, Option<Expr>)]) -> Self {
-        let mut keyed: HashMap<(usize, &str), Vec<usize>> = HashMap::new();
+impl RuleIndex {
+    fn new(rules: Vec<Option<Expr>>) -> Self {
+        let mut keyed: Vec<(usize, Map<String, Vec<usize>>)> = Vec::new();
         let mut unkeyed = Vec::new();
-        let mut slots = Vec::new();
-        for (i, (_, rule)) in dynamic.iter().enumerate() {
+        for (i, rule) in rules.iter().enumerate() {
             let Some(rule) = rule else { continue };
             match rule.required_equality() {
-                Some(key) => {
-                    if !slots.contains(&key.0) {
-                        slots.push(key.0);
-                    }
-                    keyed.entry(key).or_default().push(i);
+                Some((slot, value)) => {
+                    let at = match keyed.iter().position(|(s, _)| *s == slot) {
+                        Some(at) => at,
+                        None => {
+                            keyed.push((slot, Map::default()));
+                            keyed.len() - 1
+                        }
+                    };
+                    keyed[at].1.entry(value.to_owned()).or_default().push(i);
                 }
                 None => unkeyed.push(i),
             }
         }
         Self {
             keyed,
-            slots,
             unkeyed,
-            rules: dynamic.iter().map(|(_, r)| r.as_ref()).collect(),
+            rules,
         }
     }
 
@@ -438,13 +864,13 @@ impl<'a> RuleIndex<'a> {
     fn matches(&self, row: &rules::Row<'_>) -> Vec<usize> {
         let mut out = Vec::new();
         let test = |i: usize, out: &mut Vec<usize>| {
-            if self.rules[i].is_some_and(|r| r.eval(row)) {
+            if self.rules[i].as_ref().is_some_and(|r| r.eval(row)) {
                 out.push(i);
             }
         };
-        for &slot in &self.slots {
-            if let Some(v) = row.str(slot)
-                && let Some(candidates) = self.keyed.get(&(slot, v))
+        for (slot, values) in &self.keyed {
+            if let Some(v) = row.str(*slot)
+                && let Some(candidates) = values.get(v)
             {
                 for &i in candidates {
                     test(i, &mut out);
@@ -460,6 +886,7 @@ impl<'a> RuleIndex<'a> {
 }
 
 /// Breadth-first walks over the nesting graph that reuse one visited buffer.
+#[derive(Debug)]
 struct Walker {
     stamp: Vec<u32>,
     generation: u32,
@@ -1028,3 +1455,6 @@ type = "integer"
         );
     }
 }
+
+#[cfg(test)]
+mod incremental_tests;

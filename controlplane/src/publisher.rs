@@ -7,7 +7,7 @@
 
 use crate::attributes::PrincipalAttributes;
 use crate::bindings::BindingStore;
-use crate::compiler::{self, CompileReport, Directory};
+use crate::compiler::{CompileReport, Compiler, Directory, DirectoryChanges, UserChange};
 use crate::oidc::IssuerRegistry;
 use crate::policies::PolicyStore;
 use crate::store::{self, SnapshotRow, Store, StoreError};
@@ -38,6 +38,8 @@ pub enum PublishError {
     Store(#[from] StoreError),
     #[error("no valid policy version exists yet")]
     NoPolicy,
+    #[error("the compiler task failed: {0}")]
+    Compiler(String),
 }
 
 /// The inputs of the last published snapshot: an unchanged set needs no new version.
@@ -51,6 +53,16 @@ struct Inputs {
     min_version: u64,
 }
 
+/// The compiler's state and what it was built from besides the directory: while these stay
+/// the same, identity changes are applied to it instead of compiling afresh.
+#[derive(Debug)]
+struct Compiled {
+    compiler: Compiler,
+    policy_version: PolicyVersion,
+    issuers: Hash32,
+    bindings_version: u64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     last_inputs: Option<Inputs>,
@@ -58,6 +70,8 @@ struct State {
     min_version: u64,
     /// What the last compilation found.
     report: Option<Arc<CompileReport>>,
+    /// How the last published snapshot was compiled: `full` or `incremental`.
+    mode: Option<&'static str>,
 }
 
 /// Compiles and broadcasts snapshots.
@@ -72,6 +86,8 @@ pub struct Publisher {
     tx: watch::Sender<Option<Arc<Published>>>,
     dirty: Notify,
     state: Mutex<State>,
+    /// Held for a whole compilation, so snapshots are compiled and versioned in order.
+    compiled: tokio::sync::Mutex<Option<Compiled>>,
 }
 
 impl Publisher {
@@ -123,6 +139,7 @@ impl Publisher {
             tx,
             dirty: Notify::new(),
             state: Mutex::new(state),
+            compiled: tokio::sync::Mutex::new(None),
         });
         this.compile_once().await?;
         let worker = this.clone();
@@ -152,6 +169,11 @@ impl Publisher {
         self.tx.borrow().clone()
     }
 
+    /// How the last snapshot this process published was compiled (`full` or `incremental`).
+    pub fn last_compile_mode(&self) -> Option<&'static str> {
+        self.state.lock().ok().and_then(|s| s.mode)
+    }
+
     /// What the last compilation in this process found (cycles, unbound groups, …).
     pub fn report(&self) -> Option<Arc<CompileReport>> {
         self.state.lock().ok().and_then(|s| s.report.clone())
@@ -170,36 +192,29 @@ impl Publisher {
     }
 
     /// Compiles and publishes if any input changed. Returns the published snapshot, if new.
+    ///
+    /// While the policy version, the bindings and the issuers stay the same, the identity
+    /// changes since the last compilation are read from the event log and applied to the
+    /// compiler's state, in time proportional to what they touch; anything else (or a change
+    /// the state cannot take in place, or a very large batch) compiles afresh.
     pub async fn compile_once(&self) -> Result<Option<Arc<Published>>, PublishError> {
         let started = Instant::now();
         let policy = self.policies.live().ok_or(PublishError::NoPolicy)?;
         let issuers = self.issuers.current();
         let bindings = self.bindings.live();
-        // A reader connection: compiling a large directory never holds up SCIM writes.
-        let directory = self
-            .store
-            .read(|c| {
-                let tx = c.transaction()?;
-                let d = Directory {
-                    revision: store::identity_revision(&tx)?,
-                    users: store::list_users(&tx, None)?,
-                    groups: store::list_groups(&tx, None)?,
-                    activations: store::live_activations(&tx, store::now_ms())?,
-                };
-                tx.commit()?;
-                Ok::<_, StoreError>(d)
-            })
-            .await?;
+        let issuers_digest = issuers_hash(&issuers);
+        let mut compiled = self.compiled.lock().await;
 
+        let revision = self.store.read(|c| store::identity_revision(c)).await?;
         let min_version = self
             .state
             .lock()
             .map_err(|_| StoreError::Worker("poisoned".into()))?
             .min_version;
-        let inputs = Inputs {
-            identity_revision: directory.revision,
+        let mut inputs = Inputs {
+            identity_revision: revision,
             policy_version: policy.version,
-            issuers: issuers_hash(&issuers),
+            issuers: issuers_digest,
             bindings_version: bindings.version,
             min_version,
         };
@@ -213,58 +228,114 @@ impl Publisher {
             }
         }
 
-        let created_ms = store::now_ms();
-        let (mut snapshot, report) = compiler::compile(
-            &directory,
-            &policy,
-            &self.attributes,
-            &bindings.bindings,
-            issuers,
-            0,
-            created_ms,
-        );
-        self.note_report(report).await;
-        let keep = self.keep;
-        let (snapshot, payload) = self
-            .store
-            .write(move |tx| {
-                snapshot.version = store::allocate_snapshot_version(tx, min_version)?;
-                let payload = codec::encode(&snapshot);
-                let header = codec::peek_header(&payload).map_err(|e| {
-                    StoreError::Worker(format!("encoded snapshot is unreadable: {e}"))
-                })?;
-                store::insert_snapshot(
-                    tx,
-                    &SnapshotRow {
-                        version: snapshot.version,
-                        identity_revision: snapshot.identity_revision,
-                        policy_counter: snapshot.policy_version.counter,
-                        content_hash: header.content_hash,
-                        created_ms,
-                        payload: payload.clone(),
-                    },
-                    keep,
-                )?;
-                Ok::<_, StoreError>((snapshot, payload))
+        let mut how = "full";
+        if let Some(c) = compiled.as_mut().filter(|c| {
+            c.policy_version == policy.version
+                && c.issuers == issuers_digest
+                && c.bindings_version == bindings.version
+        }) {
+            let since = c.compiler.revision();
+            // Beyond this many changed resources, reading the whole directory is cheaper.
+            let limit = 1000 + c.compiler.user_count() / 10;
+            let changes = self
+                .store
+                .read(move |conn| read_changes(conn, since, limit))
+                .await?;
+            match changes.map(|ch| c.compiler.apply(ch)) {
+                Some(Ok(())) => how = "incremental",
+                Some(Err(reason)) => {
+                    tracing::debug!(%reason, "identity change needs a full compile")
+                }
+                None => tracing::debug!("many identity changes; compiling afresh"),
+            }
+        }
+        if how == "full" {
+            let directory = self
+                .store
+                .read(|c| {
+                    let tx = c.transaction()?;
+                    let d = Directory {
+                        revision: store::identity_revision(&tx)?,
+                        users: store::list_users(&tx, None)?,
+                        groups: store::list_groups(&tx, None)?,
+                        activations: store::live_activations(&tx, store::now_ms())?,
+                    };
+                    tx.commit()?;
+                    Ok::<_, StoreError>(d)
+                })
+                .await?;
+            let (p, attributes, b) = (
+                policy.clone(),
+                self.attributes.clone(),
+                bindings.bindings.clone(),
+            );
+            // Compiling a large directory takes a while: off the async workers.
+            let compiler = tokio::task::spawn_blocking(move || {
+                Compiler::build(directory, &p, &attributes, &b, issuers)
             })
+            .await
+            .map_err(|e| PublishError::Compiler(e.to_string()))?;
+            *compiled = Some(Compiled {
+                compiler,
+                policy_version: policy.version,
+                issuers: issuers_digest,
+                bindings_version: bindings.version,
+            });
+        }
+        let Some(state) = compiled.as_ref() else {
+            return Err(PublishError::Compiler("no compiled state".into()));
+        };
+        inputs.identity_revision = state.compiler.revision();
+        let created_ms = store::now_ms();
+        let mut snapshot = state.compiler.snapshot(0, created_ms);
+        let compile_time = started.elapsed();
+        self.note_report(state.compiler.report()).await;
+        let keep = self.keep;
+        // The version first (a small write), then the encoding off the store's writer and
+        // the async workers, then the row: SCIM writes never wait for an encode. A crash in
+        // between leaves a version unused, never reused.
+        snapshot.version = self
+            .store
+            .write(move |tx| store::allocate_snapshot_version(tx, min_version))
+            .await?;
+        let (snapshot, payload) = tokio::task::spawn_blocking(move || {
+            let payload = codec::encode(&snapshot);
+            (snapshot, payload)
+        })
+        .await
+        .map_err(|e| PublishError::Compiler(e.to_string()))?;
+        let header = codec::peek_header(&payload)
+            .map_err(|e| StoreError::Worker(format!("encoded snapshot is unreadable: {e}")))?;
+        let payload = Bytes::from(payload);
+        let row = SnapshotRow {
+            version: snapshot.version,
+            identity_revision: snapshot.identity_revision,
+            policy_counter: snapshot.policy_version.counter,
+            content_hash: header.content_hash,
+            created_ms,
+            payload: payload.to_vec(),
+        };
+        self.store
+            .write(move |tx| store::insert_snapshot(tx, &row, keep))
             .await?;
 
         let published = Arc::new(Published {
             version: snapshot.version,
             identity_revision: snapshot.identity_revision,
             policy_version: snapshot.policy_version,
-            content_hash: codec::peek_header(&payload)
-                .map(|h| h.content_hash)
-                .unwrap_or_default(),
+            content_hash: header.content_hash,
             created_ms,
-            payload: Bytes::from(payload),
+            payload,
         });
         if let Ok(mut s) = self.state.lock() {
             s.last_inputs = Some(inputs);
+            s.mode = Some(how);
         }
         self.tx.send_replace(Some(published.clone()));
         let elapsed = started.elapsed();
-        metrics::histogram!("portcullis_snapshot_compile_seconds").record(elapsed.as_secs_f64());
+        metrics::histogram!("portcullis_snapshot_compile_seconds", "mode" => how)
+            .record(compile_time.as_secs_f64());
+        metrics::histogram!("portcullis_snapshot_publish_seconds").record(elapsed.as_secs_f64());
         metrics::gauge!("portcullis_snapshot_bytes").set(published.payload.len() as f64);
         set_gauges(published.version);
         tracing::info!(
@@ -274,7 +345,9 @@ impl Publisher {
             users = snapshot.users.len(),
             groups = snapshot.groups.len(),
             bytes = published.payload.len(),
-            compile_ms = elapsed.as_secs_f64() * 1e3,
+            mode = how,
+            compile_ms = compile_time.as_secs_f64() * 1e3,
+            publish_ms = elapsed.as_secs_f64() * 1e3,
             "snapshot published"
         );
         Ok(Some(published))
@@ -338,6 +411,42 @@ impl Publisher {
     }
 }
 
+/// The changes since revision `since`, as the compiler takes them; `None` when more than
+/// `limit` resources changed (or an event of a kind it cannot place), so a full read is due.
+fn read_changes(
+    c: &mut rusqlite::Connection,
+    since: u64,
+    limit: usize,
+) -> Result<Option<DirectoryChanges>, StoreError> {
+    let tx = c.transaction()?;
+    let revision = store::identity_revision(&tx)?;
+    let changed = store::changed_since(&tx, since)?;
+    if changed.len() > limit {
+        return Ok(None);
+    }
+    let mut changes = DirectoryChanges {
+        revision,
+        ..Default::default()
+    };
+    for ch in changed {
+        match ch.resource_type.as_str() {
+            "User" => changes.users.push(UserChange {
+                row: store::user_by_id(&tx, &ch.resource_id)?,
+                id: ch.resource_id,
+                removed: ch.deleted,
+            }),
+            "Group" => {
+                let row = store::group_by_id(&tx, &ch.resource_id)?;
+                changes.groups.push((ch.resource_id, row));
+            }
+            _ => return Ok(None),
+        }
+    }
+    changes.activations = store::live_activations(&tx, store::now_ms())?;
+    tx.commit()?;
+    Ok(Some(changes))
+}
+
 fn set_gauges(version: u64) {
     metrics::gauge!("portcullis_snapshot_version").set(version as f64);
 }
@@ -345,3 +454,6 @@ fn set_gauges(version: u64) {
 fn issuers_hash(issuers: &[portcullis_shared::snapshot::Issuer]) -> Hash32 {
     Hash32::of(&serde_json::to_vec(issuers).unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests;

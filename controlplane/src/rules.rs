@@ -233,7 +233,7 @@ pub enum Expr {
     Compare(usize, Cmp, Lit),
     In(usize, Vec<Lit>),
     Contains(usize, Lit),
-    Like(usize, String),
+    Like(usize, Pattern),
 }
 
 impl Expr {
@@ -263,7 +263,7 @@ impl Expr {
                 _ => false,
             },
             Self::Like(s, pattern) => match get(*s) {
-                Some(Val::Str(v)) => like(v, pattern),
+                Some(Val::Str(v)) => pattern.matches(v),
                 _ => false,
             },
         }
@@ -292,42 +292,54 @@ fn cmp(op: Cmp, o: std::cmp::Ordering) -> bool {
     }
 }
 
-/// Glob match where `*` matches any run of characters and `\*` a literal star.
-fn like(text: &str, pattern: &str) -> bool {
-    // Pattern pieces: literal runs separated by wildcards.
-    let mut pieces: Vec<String> = vec![String::new()];
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.peek() == Some(&'*') => {
-                chars.next();
-                if let Some(p) = pieces.last_mut() {
-                    p.push('*');
+/// A `like` pattern, split once at parse time into the literal runs between wildcards: `*`
+/// matches any run of characters and `\*` a literal star.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    pieces: Vec<String>,
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Self {
+        let mut pieces: Vec<String> = vec![String::new()];
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    if let Some(p) = pieces.last_mut() {
+                        p.push('*');
+                    }
                 }
-            }
-            '*' => pieces.push(String::new()),
-            c => {
-                if let Some(p) = pieces.last_mut() {
-                    p.push(c)
+                '*' => pieces.push(String::new()),
+                c => {
+                    if let Some(p) = pieces.last_mut() {
+                        p.push(c)
+                    }
                 }
             }
         }
+        Self { pieces }
     }
-    if pieces.len() == 1 {
-        return text == pieces[0];
-    }
-    let (first, rest) = pieces.split_first().unwrap_or((&pieces[0], &[]));
-    let Some(mut t) = text.strip_prefix(first.as_str()) else {
-        return false;
-    };
-    let (last, middle) = rest.split_last().unwrap_or((first, &[]));
-    for m in middle {
-        match t.find(m.as_str()) {
-            Some(i) => t = &t[i + m.len()..],
-            None => return false,
+
+    fn matches(&self, text: &str) -> bool {
+        let pieces = &self.pieces;
+        if pieces.len() == 1 {
+            return text == pieces[0];
         }
+        let (first, rest) = pieces.split_first().unwrap_or((&pieces[0], &[]));
+        let Some(mut t) = text.strip_prefix(first.as_str()) else {
+            return false;
+        };
+        let (last, middle) = rest.split_last().unwrap_or((first, &[]));
+        for m in middle {
+            match t.find(m.as_str()) {
+                Some(i) => t = &t[i + m.len()..],
+                None => return false,
+            }
+        }
+        t.len() >= last.len() && t.ends_with(last.as_str())
     }
-    t.len() >= last.len() && t.ends_with(last.as_str())
 }
 
 // ---- parsing -----------------------------------------------------------------------------
@@ -656,7 +668,7 @@ impl Parser<'_> {
                     return Err(type_error(self, "matched with `like`"));
                 }
                 match self.next() {
-                    Tok::Str(p) => Ok(Expr::Like(slot, p)),
+                    Tok::Str(p) => Ok(Expr::Like(slot, Pattern::new(&p))),
                     t => {
                         self.pos -= 1;
                         Err(self.error(format!("`like` needs a string, found {}", describe(&t))))

@@ -77,9 +77,8 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
     let compile_buckets = [1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0];
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(
-                "portcullis_snapshot_compile_seconds".into(),
-            ),
+            // Compile and publish times.
+            metrics_exporter_prometheus::Matcher::Prefix("portcullis_snapshot_".into()),
             &compile_buckets,
         )
         .ok()

@@ -142,6 +142,7 @@ impl View {
             .users
             .iter()
             .find(|u| u.source == self.source && u.user_name == user_name)
+            .map(|u| &**u)
     }
 
     fn expect_user(&self, user_name: &str) -> &portcullis_shared::snapshot::User {

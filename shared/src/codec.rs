@@ -128,17 +128,18 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), CodecError> {
 mod tests {
     use super::*;
     use crate::snapshot::{Group, PolicyFile, User};
+    use std::sync::Arc;
 
     fn sample() -> Snapshot {
         let mut s = Snapshot::empty(42);
         s.identity_revision = 7;
-        s.groups.push(Group {
+        s.groups.push(Arc::new(Group {
             id: "g1".into(),
             source: "okta".into(),
             display_name: "Sales".into(),
             ancestors: vec![],
-        });
-        s.users.push(User {
+        }));
+        s.users.push(Arc::new(User {
             id: "u1".into(),
             source: "okta".into(),
             user_name: "ana@example.com".into(),
@@ -152,7 +153,7 @@ mod tests {
             roles: Vec::new(),
             end_at_ms: None,
             linked: None,
-        });
+        }));
         s.policies.push(PolicyFile {
             name: "a.cedar".into(),
             text: "permit(principal, action, resource);".into(),

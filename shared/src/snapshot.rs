@@ -8,6 +8,7 @@
 use crate::Hash32;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// One compiled, versioned view of identity and policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,10 +23,11 @@ pub struct Snapshot {
     pub created_at_ms: u64,
     /// Token issuers the nodes accept, with their keys.
     pub issuers: Vec<Issuer>,
-    /// Every group, sorted by `(source, id)`.
-    pub groups: Vec<Group>,
-    /// Every user (active or not), sorted by `(source, id)`.
-    pub users: Vec<User>,
+    /// Every group, sorted by `(source, id)`. Shared (`Arc`) so that a snapshot derived from
+    /// this one by a small change shares every group it does not touch.
+    pub groups: Vec<Arc<Group>>,
+    /// Every user (active or not), sorted by `(source, id)`; shared like the groups.
+    pub users: Vec<Arc<User>>,
     /// Principal attributes beyond the built-in ones (from custom SCIM extensions), declared
     /// as optional `User` attributes in [`Snapshot::schema`].
     pub principal_attributes: Vec<AttributeDecl>,

@@ -109,6 +109,10 @@ fn type_errors_and_syntax_errors_name_the_column() {
     assert!(parse("clearance >= 99999999999999999999", &c).is_err());
 }
 
+fn like(text: &str, pattern: &str) -> bool {
+    Pattern::new(pattern).matches(text)
+}
+
 #[test]
 fn like_handles_escaped_stars() {
     assert!(like("a*b", "a\\*b"));

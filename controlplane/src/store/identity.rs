@@ -200,6 +200,18 @@ pub fn get_user(c: &Connection, source: &str, id: &str) -> Result<Option<UserRow
     .transpose()
 }
 
+/// A user by SCIM id, whatever its source (ids are unique across sources).
+pub fn user_by_id(c: &Connection, id: &str) -> Result<Option<UserRow>, StoreError> {
+    c.query_row(
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+        params![id],
+        user_from_row,
+    )
+    .optional()?
+    .map(finish_user)
+    .transpose()
+}
+
 /// Case-insensitive `userName` lookup within a source.
 pub fn find_user_by_name(
     c: &Connection,
@@ -329,6 +341,18 @@ pub fn get_group(c: &Connection, source: &str, id: &str) -> Result<Option<GroupR
     c.query_row(
         &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1 AND source = ?2"),
         params![id, source],
+        group_from_row,
+    )
+    .optional()?
+    .map(|r| finish_group(c, r))
+    .transpose()
+}
+
+/// A group by SCIM id, whatever its source, with its members.
+pub fn group_by_id(c: &Connection, id: &str) -> Result<Option<GroupRow>, StoreError> {
+    c.query_row(
+        &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"),
+        params![id],
         group_from_row,
     )
     .optional()?
@@ -595,6 +619,34 @@ pub fn record_event(c: &Connection, event: &IdentityEvent) -> Result<u64, StoreE
         ],
     )?;
     Ok(revision)
+}
+
+/// A resource an applied identity event changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedResource {
+    /// `User`, `Group`, or another kind of identity event (`Bindings`, …).
+    pub resource_type: String,
+    pub resource_id: String,
+    /// Whether it was deleted (SCIM delete or lifecycle purge) at some point.
+    pub deleted: bool,
+}
+
+/// Every resource changed by an applied event with a revision above `after`, each once.
+pub fn changed_since(c: &Connection, after: u64) -> Result<Vec<ChangedResource>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT resource_type, resource_id,
+                MAX(operation IN ('delete', 'user.purge'))
+         FROM identity_events WHERE revision > ?1 AND outcome = 'applied'
+         GROUP BY resource_type, resource_id",
+    )?;
+    let rows = stmt.query_map(params![after as i64], |r| {
+        Ok(ChangedResource {
+            resource_type: r.get(0)?,
+            resource_id: r.get(1)?,
+            deleted: r.get::<_, i64>(2)? != 0,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The newest event's sequence number (0 when there is none).

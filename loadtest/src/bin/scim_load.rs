@@ -326,22 +326,37 @@ scim_token_sha256 = ["{hash}"]
         .await?
         .text()
         .await?;
-    let value = |name: &str| {
+    // A metric's value, summed over the series whose labels contain `labels`.
+    let value = |name: &str, labels: &str| {
         metrics
             .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with([' ', '{']) && r.contains(labels))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
     };
+    for mode in ["full", "incremental"] {
+        let label = format!("mode=\"{mode}\"");
+        let (sum, count) = (
+            value("portcullis_snapshot_compile_seconds_sum", &label),
+            value("portcullis_snapshot_compile_seconds_count", &label),
+        );
+        println!(
+            "snapshots compiled {mode}: {count:.0}, mean {:.2} ms",
+            if count > 0.0 { sum / count * 1e3 } else { 0.0 }
+        );
+    }
     let (sum, count) = (
-        value("portcullis_snapshot_compile_seconds_sum"),
-        value("portcullis_snapshot_compile_seconds_count"),
+        value("portcullis_snapshot_publish_seconds_sum", ""),
+        value("portcullis_snapshot_publish_seconds_count", ""),
     );
     println!(
-        "snapshots compiled: {count:.0}, mean {:.0} ms; latest snapshot {:.1} MB",
+        "snapshots published: {count:.0}, mean {:.0} ms from the start of a compile to the \
+         snapshot stored and sent (encoding and storing it whole); latest snapshot {:.1} MB",
         if count > 0.0 { sum / count * 1e3 } else { 0.0 },
-        value("portcullis_snapshot_bytes") / 1e6
+        value("portcullis_snapshot_bytes", "") / 1e6
     );
     cp.kill();
     Ok(())

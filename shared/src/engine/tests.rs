@@ -1,6 +1,7 @@
 use super::*;
 use crate::request::{Action, RequestContext};
 use crate::snapshot::{Group, PolicyFile, PolicyVersion, RoleGrant};
+use std::sync::Arc;
 
 const POLICIES: &str = r#"
 @id("sales-chat")
@@ -64,7 +65,10 @@ fn engine_with(policies: &str) -> Engine {
         group("g-sen", "Senior Engineers", vec![0, 1]),
         group("g-sales", "Sales", vec![]),
         group("g-legal", "Legal", vec![]),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     s.users = vec![
         user("u-ana", "Ana@Example.com", true, Some("Sales"), vec![3]),
         user(
@@ -82,7 +86,10 @@ fn engine_with(policies: &str) -> Engine {
             Some("Platform"),
             vec![0, 1],
         ),
-    ];
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     s.policies = vec![PolicyFile {
         name: "test.cedar".into(),
         text: policies.into(),
@@ -234,7 +241,7 @@ fn user_lookup_follows_the_claim_mapping() {
 #[test]
 fn a_claim_naming_two_users_is_ambiguous_never_guessed() {
     let mut s = engine().snapshot().clone();
-    s.users[1].external_id = s.users[0].external_id.clone();
+    Arc::make_mut(&mut s.users[1]).external_id = s.users[0].external_id.clone();
     let e = Engine::new(s).expect("engine");
     assert_eq!(
         e.find_user("okta", PrincipalClaim::SubToExternalId, "ext-u-ana"),
@@ -247,15 +254,15 @@ fn a_claim_naming_two_users_is_ambiguous_never_guessed() {
 fn a_group_of_another_source_with_the_same_name_grants_nothing() {
     let mut s = engine().snapshot().clone();
     // An "entra" group also named Sales, and an entra user in it.
-    s.groups.push(Group {
+    s.groups.push(Arc::new(Group {
         id: "g-entra-sales".into(),
         source: "entra".into(),
         display_name: "Sales".into(),
         ancestors: vec![],
-    });
+    }));
     let mut eve = user("u-eve", "eve@example.com", true, None, vec![5]);
     eve.source = "entra".into();
-    s.users.push(eve);
+    s.users.push(Arc::new(eve));
     let e = Engine::new(s).expect("engine");
     let eve = match e.find_user("entra", PrincipalClaim::EmailToUserName, "eve@example.com") {
         Lookup::Found(u) => u,
@@ -310,7 +317,7 @@ fn declared_principal_attributes_reach_policies() {
     let mut ben = user("u-ben", "ben@example.com", true, None, vec![]);
     ben.attributes = [("clearance".to_owned(), AttrValue::Long(2))].into();
     let cy = user("u-cy", "cy@example.com", true, None, vec![]);
-    s.users = vec![ana, ben, cy];
+    s.users = vec![ana, ben, cy].into_iter().map(Arc::new).collect();
     s.policies = vec![PolicyFile {
         name: "attrs.cedar".into(),
         text: r#"
@@ -418,7 +425,10 @@ permit(principal in Role::"break-glass", action == Action::"mcp:tools/call", res
 /// t=5000; Ben holds `legal` everywhere but his access ends at t=3000.
 fn role_engine() -> Engine {
     let mut s = Snapshot::empty(1);
-    s.groups = vec![group("g-legal", "Legal", vec![])];
+    s.groups = vec![group("g-legal", "Legal", vec![])]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     s.roles = vec!["break-glass".into(), "legal".into()];
     s.conditions = vec![crate::snapshot::Condition {
         environments: vec!["prod".into()],
@@ -446,7 +456,7 @@ fn role_engine() -> Engine {
         expires_at_ms: None,
     }];
     ben.end_at_ms = Some(3000);
-    s.users = vec![ana, ben];
+    s.users = vec![ana, ben].into_iter().map(Arc::new).collect();
     s.policies = vec![PolicyFile {
         name: "roles.cedar".into(),
         text: ROLE_POLICIES.into(),
@@ -502,7 +512,7 @@ fn planned_end_dates_deny_from_their_instant() {
 #[test]
 fn role_grants_out_of_range_are_refused() {
     let mut s = role_engine().snapshot().clone();
-    s.users[0].roles[0].condition = Some(9);
+    Arc::make_mut(&mut s.users[0]).roles[0].condition = Some(9);
     assert!(matches!(Engine::new(s), Err(EngineError::Inconsistent(_))));
 }
 
@@ -566,7 +576,7 @@ fn defaults_claims_and_resource_labels_reach_policies() {
     ]
     .into();
     let ben = user("u-ben", "ben@example.com", true, None, vec![]);
-    s.users = vec![ana, ben];
+    s.users = vec![ana, ben].into_iter().map(Arc::new).collect();
     s.policies = vec![PolicyFile {
         name: "labels.cedar".into(),
         // No `has`: with defaults every principal and resource carries both.
@@ -655,7 +665,7 @@ fn a_linked_account_decides_as_its_merged_principal() {
         principal_id: "u-sam".into(),
         sources: vec!["entra".into(), "okta".into()],
     });
-    s.users = vec![okta];
+    s.users = vec![okta].into_iter().map(Arc::new).collect();
     s.policies = vec![PolicyFile {
         name: "merge.cedar".into(),
         text: r#"
@@ -688,7 +698,10 @@ fn partner_guests_decide_with_their_partners_roles() {
         source: "partner".into(),
         display_name: "contoso".into(),
         ancestors: vec![],
-    }];
+    }]
+    .into_iter()
+    .map(Arc::new)
+    .collect();
     s.roles = vec!["partner-support".into()];
     s.partners = vec![Partner {
         source: "entra".into(),
