@@ -991,13 +991,14 @@ fn get_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::Member;
     use portcullis_shared::snapshot::PolicyVersion;
     use serde_json::json;
 
-    fn group(id: &str, name: &str, members: &[(&str, MemberKind)]) -> GroupRow {
+    /// An `okta` group row (also used by the publisher's tests).
+    pub(crate) fn group(id: &str, name: &str, members: &[(&str, MemberKind)]) -> GroupRow {
         GroupRow {
             id: id.into(),
             source: "okta".into(),

@@ -5,7 +5,8 @@
 use super::*;
 use crate::bindings::Bindings;
 use crate::compiler;
-use crate::store::{EventOutcome, GroupRow, IdentityEvent, Member, MemberKind, UserRow};
+use crate::compiler::tests::group;
+use crate::store::{EventOutcome, IdentityEvent, MemberKind, UserRow};
 use portcullis_shared::snapshot::Snapshot;
 use rusqlite::Transaction;
 use serde_json::json;
@@ -89,25 +90,6 @@ fn user(id: &str, department: &str) -> UserRow {
             "userName": format!("{id}@example.com"),
             compiler::ENTERPRISE_USER: { "department": department },
         }),
-        created_ms: 0,
-        modified_ms: 0,
-        version: 1,
-    }
-}
-
-fn group(id: &str, name: &str, members: &[(&str, MemberKind)]) -> GroupRow {
-    GroupRow {
-        id: id.into(),
-        source: "okta".into(),
-        resource: json!({ "displayName": name }),
-        members: members
-            .iter()
-            .map(|(id, kind)| Member {
-                id: (*id).into(),
-                kind: *kind,
-                display: None,
-            })
-            .collect(),
         created_ms: 0,
         modified_ms: 0,
         version: 1,
