@@ -180,8 +180,7 @@ pub struct Compiler {
 
 #[derive(Debug, Clone)]
 struct GroupNode {
-    source: String,
-    display_name: String,
+    /// As the store has them (the snapshot's [`Group`] at the same index has the rest).
     members: Vec<Member>,
     /// Member groups that exist.
     children: Vec<u32>,
@@ -232,16 +231,13 @@ impl Compiler {
                     },
                 }
             }
-            let display_name = g.display_name().to_owned();
             groups.push(Group {
+                display_name: g.display_name().to_owned(),
                 id: g.id,
-                source: g.source.clone(),
-                display_name: display_name.clone(),
+                source: g.source,
                 ancestors: Vec::new(),
             });
             nodes.push(GroupNode {
-                source: g.source,
-                display_name,
                 members: g.members,
                 children,
             });
@@ -404,8 +400,8 @@ impl Compiler {
                 (None, None) => {}
                 (None, Some(_)) | (Some(_), None) => return Err(NeedsFull::GroupSet(id.clone())),
                 (Some(&g), Some(row)) => {
-                    let node = &self.nodes[g as usize];
-                    if node.source != row.source || node.display_name != row.display_name() {
+                    let group = &self.groups[g as usize];
+                    if group.source != row.source || group.display_name != row.display_name() {
                         return Err(NeedsFull::GroupRenamed(id.clone()));
                     }
                 }
