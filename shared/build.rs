@@ -4,8 +4,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
-    // Snapshots are sent to many nodes: share one buffer instead of copying it per stream.
-    config.bytes([".portcullis.v1.Snapshot.payload"]);
+    // Frames are sent to many nodes: share one buffer instead of copying it per stream.
+    config.bytes([
+        ".portcullis.v1.Snapshot.payload",
+        ".portcullis.v1.Snapshot.signature",
+        ".portcullis.v1.Delta.payload",
+        ".portcullis.v1.Delta.signature",
+    ]);
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -7,7 +7,7 @@
 
 use criterion::{BenchmarkId, Criterion};
 use portcullis_benches::{Reference, requests, snapshot};
-use portcullis_shared::engine::{Engine, UserIndex};
+use portcullis_shared::engine::Engine;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -41,10 +41,11 @@ fn main() {
         let snap = snapshot(users, groups, policies);
         let reqs = requests(&snap, 500);
         let reference = Reference::new(&snap);
+        let people = snap.users.clone();
         let engine = Engine::new(snap).unwrap_or_else(|e| panic!("{e}"));
         let mut allowed = 0;
         for (u, r) in &reqs {
-            let ours = engine.decide(UserIndex(*u as u32), r).is_allowed();
+            let ours = engine.decide(&people[*u], r).is_allowed();
             assert_eq!(
                 ours,
                 reference.decide(*u, r),
@@ -60,7 +61,7 @@ fn main() {
             b.iter(|| {
                 let (u, r) = &reqs[i % reqs.len()];
                 i += 1;
-                black_box(engine.decide(UserIndex(*u as u32), r));
+                black_box(engine.decide(&people[*u], r));
             })
         });
         group.bench_function(BenchmarkId::new("cedar-reference", &label), |b| {
@@ -76,7 +77,7 @@ fn main() {
         let rounds = 9;
         let ours = per_decision(rounds, reqs.len(), || {
             for (u, r) in &reqs {
-                black_box(engine.decide(UserIndex(*u as u32), r));
+                black_box(engine.decide(&people[*u], r));
             }
         });
         let theirs = per_decision(rounds, reqs.len(), || {

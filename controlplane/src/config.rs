@@ -13,6 +13,18 @@
 //! [admin]
 //! token_sha256 = "…"           # optional: require `Authorization: Bearer <token>`
 //!
+//! [nodes]
+//! token_sha256 = ["…"]         # bearer tokens nodes present on the snapshot stream
+//! heartbeat_ms = 1000          # how often nodes hear the latest version when nothing changes
+//! signing_key = "signing.key"  # Ed25519 seed signing every snapshot and delta; created (with
+//!                              # `signing.pub`, the public key nodes trust) when missing.
+//!                              # Default: <data_dir>/signing.key
+//!
+//! [compile]
+//! keep_snapshots = 20          # full snapshots kept in the store
+//! keep_deltas = 4096           # deltas kept: nodes this far behind resume without a full resend
+//! full_every = 256             # store a full snapshot at least every this many versions
+//!
 //! [[sources]]
 //! name = "okta"
 //! [sources.oidc]
@@ -102,13 +114,33 @@ pub struct AdminConfig {
 }
 
 /// Data-plane nodes' access to the snapshot stream.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodesConfig {
     /// SHA-256 (hex) of bearer tokens nodes present on the gRPC stream. Required when the
     /// gRPC listener is not on loopback: snapshots carry the whole directory.
     #[serde(default)]
     pub token_sha256: Vec<String>,
+    /// How often (ms) every stream carries a heartbeat with the latest version.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// The Ed25519 signing key file (base64 of the 32-byte seed); default
+    /// `<data_dir>/signing.key`, created when missing.
+    pub signing_key: Option<PathBuf>,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    1000
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        Self {
+            token_sha256: Vec::new(),
+            heartbeat_ms: default_heartbeat_ms(),
+            signing_key: None,
+        }
+    }
 }
 
 /// SCIM service limits, advertised in `/ServiceProviderConfig`.
@@ -219,16 +251,34 @@ pub struct CompileConfig {
     /// How many past snapshots the store keeps (at least 1).
     #[serde(default = "default_keep")]
     pub keep_snapshots: u32,
+    /// How many deltas the store keeps (at least 1): a node this many versions behind still
+    /// resumes with a delta.
+    #[serde(default = "default_keep_deltas")]
+    pub keep_deltas: u32,
+    /// A full snapshot is stored at least every this many versions, bounding how many deltas
+    /// a restart replays.
+    #[serde(default = "default_full_every")]
+    pub full_every: u32,
 }
 
 fn default_keep() -> u32 {
     20
 }
 
+fn default_keep_deltas() -> u32 {
+    4096
+}
+
+fn default_full_every() -> u32 {
+    256
+}
+
 impl Default for CompileConfig {
     fn default() -> Self {
         Self {
             keep_snapshots: default_keep(),
+            keep_deltas: default_keep_deltas(),
+            full_every: default_full_every(),
         }
     }
 }
@@ -477,6 +527,14 @@ impl Config {
                 raw.listen.admin
             )));
         }
+        if !(50..=60_000).contains(&raw.nodes.heartbeat_ms) {
+            return Err(invalid(
+                "nodes.heartbeat_ms must be between 50 and 60000".into(),
+            ));
+        }
+        if raw.compile.full_every == 0 {
+            return Err(invalid("compile.full_every must be at least 1".into()));
+        }
         if raw.nodes.token_sha256.is_empty() && !raw.listen.grpc.ip().is_loopback() {
             return Err(invalid(format!(
                 "the snapshot listener {} is not on loopback: set nodes.token_sha256 (snapshots carry the whole directory)",
@@ -491,7 +549,16 @@ impl Config {
             bindings_file: raw.bindings_file.as_deref().map(abs),
             listen: raw.listen,
             admin: raw.admin,
-            nodes: raw.nodes,
+            nodes: NodesConfig {
+                signing_key: Some(
+                    raw.nodes
+                        .signing_key
+                        .as_deref()
+                        .map(abs)
+                        .unwrap_or_else(|| abs(&raw.data_dir).join("signing.key")),
+                ),
+                ..raw.nodes
+            },
             compile: raw.compile,
             scim: raw.scim,
             scim_tls: raw.scim_tls.map(|t| TlsConfig {

@@ -1,17 +1,20 @@
 //! The gRPC snapshot service: one bidirectional stream per data-plane node.
 //!
 //! The node's first message is `Hello` (its id and the version it holds). From then on the
-//! control plane sends every snapshot newer than what the node holds, always the latest (a
-//! `watch` channel: intermediate versions are skipped, never queued), and the node answers each
-//! with `Ack` or `Nack`.
+//! control plane brings it to the latest version whenever one is published (a `watch`
+//! channel: intermediate versions are skipped, never queued): with one delta from the version
+//! it holds when the history reaches back that far, with the full snapshot otherwise, and
+//! with the full snapshot after the node rejects a delta. The node answers each with `Ack` or
+//! `Nack`. A heartbeat with the latest version goes out every `heartbeat` either way.
 
 use crate::nodes::NodeRegistry;
-use crate::publisher::Publisher;
+use crate::publisher::{Frame, Publisher};
 use futures::Stream;
 use portcullis_shared::Hash32;
 use portcullis_shared::proto::snapshot_service_server::{SnapshotService, SnapshotServiceServer};
 use portcullis_shared::proto::{
-    ControlMessage, NodeMessage, Snapshot as SnapshotMsg, control_message, node_message,
+    ControlMessage, Delta as DeltaMsg, Heartbeat, NodeMessage, Snapshot as SnapshotMsg,
+    control_message, node_message,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,11 +30,20 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct SnapshotGrpc {
     publisher: Arc<Publisher>,
     nodes: NodeRegistry,
+    heartbeat: std::time::Duration,
 }
 
 impl SnapshotGrpc {
-    pub fn new(publisher: Arc<Publisher>, nodes: NodeRegistry) -> Self {
-        Self { publisher, nodes }
+    pub fn new(
+        publisher: Arc<Publisher>,
+        nodes: NodeRegistry,
+        heartbeat: std::time::Duration,
+    ) -> Self {
+        Self {
+            publisher,
+            nodes,
+            heartbeat,
+        }
     }
 
     /// The service, requiring `authorization: Bearer <token>` whose SHA-256 is one of
@@ -89,6 +101,111 @@ const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Versions are stored as SQLite integers; nothing legitimate comes near this.
 pub const MAX_VERSION: u64 = 1 << 53;
 
+/// What was last sent to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Full(u64),
+    Delta(u64),
+}
+
+fn snapshot_msg(version: u64, f: Frame) -> ControlMessage {
+    ControlMessage {
+        kind: Some(control_message::Kind::Snapshot(SnapshotMsg {
+            version,
+            payload: f.payload,
+            signature: f.signature,
+            key_id: f.key_id,
+        })),
+    }
+}
+
+/// Brings one node to each new version and sends heartbeats, until the stream closes.
+async fn send_loop(
+    publisher: Arc<Publisher>,
+    node_id: String,
+    have_version: u64,
+    heartbeat: std::time::Duration,
+    tx: mpsc::Sender<Result<ControlMessage, Status>>,
+    mut nacks: mpsc::UnboundedReceiver<u64>,
+) {
+    let mut snapshots = publisher.subscribe();
+    // The version the node holds, as far as this stream knows.
+    let mut holds = have_version;
+    let mut last: Option<Sent> = None;
+    let mut force_full = false;
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let current = snapshots.borrow_and_update().clone();
+        if let Some(p) = current
+            && (p.version > holds || force_full)
+        {
+            let steps = (!force_full).then(|| p.steps_from(holds)).flatten();
+            let msg = match steps.and_then(|s| publisher.delta_frame(s)) {
+                Some(f) => {
+                    metrics::counter!("portcullis_snapshots_sent_total", "kind" => "delta")
+                        .increment(1);
+                    last = Some(Sent::Delta(p.version));
+                    ControlMessage {
+                        kind: Some(control_message::Kind::Delta(DeltaMsg {
+                            base_version: holds,
+                            version: p.version,
+                            payload: f.payload,
+                            signature: f.signature,
+                            key_id: f.key_id,
+                        })),
+                    }
+                }
+                None => match publisher.full_frame(&p).await {
+                    Ok(f) => {
+                        metrics::counter!("portcullis_snapshots_sent_total", "kind" => "full")
+                            .increment(1);
+                        last = Some(Sent::Full(p.version));
+                        snapshot_msg(p.version, f)
+                    }
+                    Err(e) => {
+                        tracing::error!(node = %node_id, error = %e, "cannot encode the snapshot");
+                        break;
+                    }
+                },
+            };
+            if tx.send(Ok(msg)).await.is_err() {
+                break;
+            }
+            holds = p.version;
+            force_full = false;
+        }
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { break },
+            _ = ticker.tick() => {
+                let latest = publisher.latest().map_or(0, |p| p.version);
+                let beat = ControlMessage {
+                    kind: Some(control_message::Kind::Heartbeat(Heartbeat {
+                        latest_version: latest,
+                        sent_at_ms: crate::store::now_ms(),
+                    })),
+                };
+                if tx.send(Ok(beat)).await.is_err() {
+                    break;
+                }
+            }
+            nacked = nacks.recv() => match nacked {
+                // A rejected delta (the node's base differs from what this stream assumed):
+                // the full snapshot next. A rejected full snapshot is not resent; the next
+                // version is offered as usual.
+                Some(v) if last == Some(Sent::Delta(v)) => {
+                    tracing::info!(node = %node_id, version = v, "node rejected a delta; sending the full snapshot");
+                    force_full = true;
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = tx.closed() => break,
+        }
+    }
+    tracing::debug!(node = %node_id, "snapshot sender stopped");
+}
+
 type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -142,34 +259,16 @@ impl SnapshotService for SnapshotGrpc {
         }
 
         let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
-        let mut snapshots = self.publisher.subscribe();
-        let mut sent = hello.have_version;
-        let out_node = node_id.clone();
-        tokio::spawn(async move {
-            loop {
-                let current = snapshots.borrow_and_update().clone();
-                if let Some(s) = current
-                    && s.version > sent
-                {
-                    let msg = ControlMessage {
-                        kind: Some(control_message::Kind::Snapshot(SnapshotMsg {
-                            version: s.version,
-                            payload: s.payload.clone(),
-                        })),
-                    };
-                    if tx.send(Ok(msg)).await.is_err() {
-                        break;
-                    }
-                    sent = s.version;
-                    metrics::counter!("portcullis_snapshots_sent_total").increment(1);
-                }
-                tokio::select! {
-                    changed = snapshots.changed() => if changed.is_err() { break },
-                    _ = tx.closed() => break,
-                }
-            }
-            tracing::debug!(node = %out_node, "snapshot sender stopped");
-        });
+        // Versions the node rejected, from the reader to the sender.
+        let (nack_tx, nack_rx) = mpsc::unbounded_channel::<u64>();
+        tokio::spawn(send_loop(
+            self.publisher.clone(),
+            node_id.clone(),
+            hello.have_version,
+            self.heartbeat,
+            tx,
+            nack_rx,
+        ));
 
         let nodes = self.nodes.clone();
         tokio::spawn(async move {
@@ -184,6 +283,7 @@ impl SnapshotService for SnapshotGrpc {
                             metrics::counter!("portcullis_snapshot_rejections_total").increment(1);
                             tracing::warn!(node = %node_id, version = n.version, reason = %n.reason, "node rejected snapshot");
                             nodes.nack(&node_id, generation, n.version, &n.reason);
+                            let _ = nack_tx.send(n.version);
                         }
                         node_message::Kind::Hello(_) => {
                             tracing::warn!(node = %node_id, "ignoring a second Hello on one stream");

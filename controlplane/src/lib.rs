@@ -26,5 +26,6 @@ pub mod publisher;
 pub mod rules;
 pub mod scim;
 pub mod server;
+pub mod signing;
 pub mod store;
 pub mod tls;

@@ -4,6 +4,13 @@
 //! Changes only mark the publisher dirty; one background task compiles, so a burst of SCIM
 //! writes coalesces into as few snapshots as compilation speed allows. Subscribers hold a
 //! `watch` receiver: a slow node skips intermediate versions rather than queueing them.
+//!
+//! Each version after the first is published as a delta from the one before when only the
+//! directory changed ([`portcullis_shared::delta`]); the publisher keeps a bounded history of
+//! deltas (in memory and in the store) so a node at any version in it is brought up to date
+//! with one composed delta. Full snapshots are encoded only when needed: when a delta is
+//! impossible, every `full_every` versions (bounding what a restart replays), and when a node
+//! has nothing to apply a delta to. Every frame is signed.
 
 use crate::attributes::PrincipalAttributes;
 use crate::bindings::BindingStore;
@@ -14,21 +21,80 @@ use crate::store::{self, SnapshotRow, Store, StoreError};
 use bytes::Bytes;
 use portcullis_shared::Hash32;
 use portcullis_shared::codec;
-use portcullis_shared::snapshot::PolicyVersion;
+use portcullis_shared::delta::{self, Delta};
+use portcullis_shared::signing::FrameSigner;
+use portcullis_shared::snapshot::{PolicyVersion, Snapshot};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
-/// A snapshot as sent to nodes.
+/// A signed frame as sent to nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Framed bytes (see `portcullis_shared::codec`): a full snapshot or a delta.
+    pub payload: Bytes,
+    pub content_hash: Hash32,
+    pub signature: Bytes,
+    pub key_id: String,
+}
+
+/// One step of history: the delta from the version before to `delta.version`.
+#[derive(Debug)]
+pub struct DeltaStep {
+    pub delta: Delta,
+    pub frame: Frame,
+}
+
+/// A published version.
+#[derive(Debug)]
 pub struct Published {
     pub version: u64,
     pub identity_revision: u64,
     pub policy_version: PolicyVersion,
-    pub content_hash: Hash32,
     pub created_ms: u64,
-    /// Framed bytes (see `portcullis_shared::codec`).
-    pub payload: Bytes,
+    /// The snapshot; shares every unchanged user and group with its neighbours.
+    pub snapshot: Arc<Snapshot>,
+    /// The deltas leading here, oldest first, each starting where the one before ends, the
+    /// last ending at `version`. Empty after a change a delta cannot carry.
+    pub history: Arc<Vec<Arc<DeltaStep>>>,
+    /// The full frame, encoded on first need.
+    full: tokio::sync::OnceCell<Frame>,
+}
+
+impl Published {
+    /// The deltas that bring a node holding `have` to this version, if history reaches back
+    /// that far.
+    pub fn steps_from(&self, have: u64) -> Option<&[Arc<DeltaStep>]> {
+        let i = self
+            .history
+            .iter()
+            .position(|s| s.delta.base_version == have)?;
+        Some(&self.history[i..])
+    }
+
+    /// The delta this version was published with, if any.
+    pub fn last_step(&self) -> Option<&Arc<DeltaStep>> {
+        self.history
+            .last()
+            .filter(|s| s.delta.version == self.version)
+    }
+
+    /// The full frame, if it was encoded already.
+    pub fn full_frame_if_encoded(&self) -> Option<&Frame> {
+        self.full.get()
+    }
+}
+
+/// How the publisher stores and signs what it publishes.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// Full snapshots kept in the store.
+    pub keep_snapshots: u32,
+    /// Deltas kept, in the store and in memory.
+    pub keep_deltas: u32,
+    /// A full snapshot is stored at least every this many versions.
+    pub full_every: u32,
+    pub signer: FrameSigner,
 }
 
 /// Why compilation failed.
@@ -72,6 +138,8 @@ struct State {
     report: Option<Arc<CompileReport>>,
     /// How the last published snapshot was compiled: `full` or `incremental`.
     mode: Option<&'static str>,
+    /// Versions published since the last full snapshot was stored.
+    since_full: u32,
 }
 
 /// Compiles and broadcasts snapshots.
@@ -82,7 +150,7 @@ pub struct Publisher {
     issuers: IssuerRegistry,
     attributes: PrincipalAttributes,
     bindings: BindingStore,
-    keep: u32,
+    options: PublisherOptions,
     tx: watch::Sender<Option<Arc<Published>>>,
     dirty: Notify,
     state: Mutex<State>,
@@ -91,43 +159,42 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Restores the last stored snapshot (so nodes are served at once), then starts the
-    /// compile loop and compiles once.
+    /// Restores the last published version from the store (the last full snapshot, then the
+    /// deltas after it) with its delta history, so nodes are served at once and resume from
+    /// the versions they hold; then starts the compile loop and compiles once.
     pub async fn start(
         store: Store,
         policies: PolicyStore,
         issuers: IssuerRegistry,
         attributes: PrincipalAttributes,
         bindings: BindingStore,
-        keep: u32,
+        options: PublisherOptions,
     ) -> Result<Arc<Self>, PublishError> {
-        let last = store.run(|c| store::latest_snapshot(c)).await?;
+        let (full, deltas) = store
+            .run(|c| Ok::<_, StoreError>((store::latest_snapshot(c)?, store::list_deltas(c)?)))
+            .await?;
         let (tx, _) = watch::channel(None);
         let mut state = State::default();
-        if let Some(row) = last {
-            match codec::decode(&row.payload) {
-                Ok((_, snap)) => {
-                    state.last_inputs = Some(Inputs {
-                        identity_revision: snap.identity_revision,
-                        policy_version: snap.policy_version,
-                        issuers: issuers_hash(&snap.issuers),
-                        bindings_version: bindings.live().version,
-                        min_version: 0,
-                    });
-                    tx.send_replace(Some(Arc::new(Published {
-                        version: row.version,
-                        identity_revision: row.identity_revision,
-                        policy_version: snap.policy_version,
-                        content_hash: row.content_hash,
-                        created_ms: row.created_ms,
-                        payload: Bytes::from(row.payload),
-                    })));
-                    set_gauges(row.version);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "stored snapshot does not decode; recompiling")
-                }
-            }
+        let signer = options.signer.clone();
+        let restored = tokio::task::spawn_blocking(move || restore(full, deltas, &signer))
+            .await
+            .map_err(|e| PublishError::Compiler(e.to_string()))?;
+        if let Some(p) = restored {
+            state.last_inputs = Some(Inputs {
+                identity_revision: p.identity_revision,
+                policy_version: p.policy_version,
+                issuers: issuers_hash(&p.snapshot.issuers),
+                bindings_version: bindings.live().version,
+                min_version: 0,
+            });
+            state.since_full = p.history.len() as u32;
+            tracing::info!(
+                version = p.version,
+                deltas = p.history.len(),
+                "restored the last published snapshot"
+            );
+            set_gauges(p.version);
+            tx.send_replace(Some(Arc::new(p)));
         }
         let this = Arc::new(Self {
             store,
@@ -135,7 +202,7 @@ impl Publisher {
             issuers,
             attributes,
             bindings,
-            keep,
+            options,
             tx,
             dirty: Notify::new(),
             state: Mutex::new(state),
@@ -145,6 +212,46 @@ impl Publisher {
         let worker = this.clone();
         tokio::spawn(async move { worker.run().await });
         Ok(this)
+    }
+
+    /// The full frame of `published`, encoding and signing it on first need (off the async
+    /// workers; concurrent callers share one encoding).
+    pub async fn full_frame(&self, published: &Published) -> Result<Frame, PublishError> {
+        let snapshot = published.snapshot.clone();
+        let signer = self.options.signer.clone();
+        published
+            .full
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    metrics::counter!("portcullis_snapshot_full_encodes_total").increment(1);
+                    full_frame(&snapshot, &signer)
+                })
+                .await
+                .map_err(|e| PublishError::Compiler(e.to_string()))
+            })
+            .await
+            .cloned()
+    }
+
+    /// One signed delta spanning `steps` (consecutive): the stored frame for one step, a
+    /// composed one for several.
+    pub fn delta_frame(&self, steps: &[Arc<DeltaStep>]) -> Option<Frame> {
+        match steps {
+            [] => None,
+            [one] => Some(one.frame.clone()),
+            [first, rest @ ..] => {
+                let mut composed = first.delta.clone();
+                for s in rest {
+                    composed = composed.then(&s.delta).ok()?;
+                }
+                Some(delta_frame(&composed, &self.options.signer))
+            }
+        }
+    }
+
+    /// The signing key's id.
+    pub fn key_id(&self) -> &str {
+        self.options.signer.key_id()
     }
 
     /// Asks for a recompilation. Cheap; many calls coalesce.
@@ -290,61 +397,122 @@ impl Publisher {
         let mut snapshot = state.compiler.snapshot(0, created_ms);
         let compile_time = started.elapsed();
         self.note_report(state.compiler.report()).await;
-        let keep = self.keep;
         // The version first (a small write), then the encoding off the store's writer and
-        // the async workers, then the row: SCIM writes never wait for an encode. A crash in
+        // the async workers, then the rows: SCIM writes never wait for an encode. A crash in
         // between leaves a version unused, never reused.
         snapshot.version = self
             .store
             .write(move |tx| store::allocate_snapshot_version(tx, min_version))
             .await?;
-        let (snapshot, payload) = tokio::task::spawn_blocking(move || {
-            let payload = codec::encode(&snapshot);
-            (snapshot, payload)
+        let previous = self.latest();
+        let since_full = self.state.lock().map(|s| s.since_full).unwrap_or(u32::MAX);
+        let signer = self.options.signer.clone();
+        let full_every = self.options.full_every;
+        let framed = tokio::task::spawn_blocking(move || {
+            let snapshot = Arc::new(snapshot);
+            let step = previous
+                .as_ref()
+                .and_then(|p| match delta::diff(&p.snapshot, &snapshot) {
+                    Ok(d) => Some((d, p.history.clone())),
+                    Err(why) => {
+                        tracing::debug!(reason = %why, "publishing a full snapshot");
+                        None
+                    }
+                });
+            let step = step.map(|(d, history)| {
+                let frame = delta_frame(&d, &signer);
+                (Arc::new(DeltaStep { delta: d, frame }), history)
+            });
+            let full = (step.is_none() || since_full.saturating_add(1) >= full_every)
+                .then(|| full_frame(&snapshot, &signer));
+            (snapshot, step, full)
         })
         .await
         .map_err(|e| PublishError::Compiler(e.to_string()))?;
-        let header = codec::peek_header(&payload)
-            .map_err(|e| StoreError::Worker(format!("encoded snapshot is unreadable: {e}")))?;
-        let payload = Bytes::from(payload);
-        let row = SnapshotRow {
-            version: snapshot.version,
-            identity_revision: snapshot.identity_revision,
-            policy_counter: snapshot.policy_version.counter,
-            content_hash: header.content_hash,
-            created_ms,
-            payload: payload.to_vec(),
-        };
+        let (snapshot, step, full) = framed;
+
+        let (options, delta_row, full_row) = (
+            self.options.clone(),
+            step.as_ref().map(|(s, _)| store::DeltaRow {
+                version: s.delta.version,
+                base_version: s.delta.base_version,
+                identity_revision: s.delta.identity_revision,
+                created_ms,
+                content_hash: s.frame.content_hash,
+                payload: s.frame.payload.to_vec(),
+            }),
+            full.as_ref().map(|f| SnapshotRow {
+                version: snapshot.version,
+                identity_revision: snapshot.identity_revision,
+                policy_counter: snapshot.policy_version.counter,
+                content_hash: f.content_hash,
+                created_ms,
+                payload: f.payload.to_vec(),
+            }),
+        );
         self.store
-            .write(move |tx| store::insert_snapshot(tx, &row, keep))
+            .write(move |tx| {
+                if let Some(row) = &delta_row {
+                    store::insert_delta(tx, row, options.keep_deltas)?;
+                }
+                if let Some(row) = &full_row {
+                    store::insert_snapshot(tx, row, options.keep_snapshots)?;
+                }
+                Ok::<_, StoreError>(())
+            })
             .await?;
 
+        let delta_users = step.as_ref().map(|(s, _)| s.delta.len());
+        let history = match step {
+            Some((step, before)) => {
+                let keep = self.options.keep_deltas.max(1) as usize;
+                let skip = (before.len() + 1).saturating_sub(keep);
+                let mut h: Vec<_> = before.iter().skip(skip).cloned().collect();
+                h.push(step);
+                h
+            }
+            None => Vec::new(),
+        };
+        let full_bytes = full.as_ref().map(|f| f.payload.len());
         let published = Arc::new(Published {
             version: snapshot.version,
             identity_revision: snapshot.identity_revision,
             policy_version: snapshot.policy_version,
-            content_hash: header.content_hash,
             created_ms,
-            payload,
+            snapshot,
+            history: Arc::new(history),
+            full: tokio::sync::OnceCell::new_with(full),
         });
         if let Ok(mut s) = self.state.lock() {
             s.last_inputs = Some(inputs);
             s.mode = Some(how);
+            s.since_full = if full_bytes.is_some() {
+                0
+            } else {
+                s.since_full.saturating_add(1)
+            };
         }
         self.tx.send_replace(Some(published.clone()));
         let elapsed = started.elapsed();
         metrics::histogram!("portcullis_snapshot_compile_seconds", "mode" => how)
             .record(compile_time.as_secs_f64());
         metrics::histogram!("portcullis_snapshot_publish_seconds").record(elapsed.as_secs_f64());
-        metrics::gauge!("portcullis_snapshot_bytes").set(published.payload.len() as f64);
+        if let Some(bytes) = full_bytes {
+            metrics::gauge!("portcullis_snapshot_bytes").set(bytes as f64);
+        }
+        if let Some(step) = published.last_step() {
+            metrics::histogram!("portcullis_snapshot_delta_bytes")
+                .record(step.frame.payload.len() as f64);
+        }
         set_gauges(published.version);
         tracing::info!(
             version = published.version,
             identity_revision = published.identity_revision,
             policy_version = %published.policy_version,
-            users = snapshot.users.len(),
-            groups = snapshot.groups.len(),
-            bytes = published.payload.len(),
+            users = published.snapshot.users.len(),
+            groups = published.snapshot.groups.len(),
+            delta_changes = delta_users,
+            full_bytes,
             mode = how,
             compile_ms = compile_time.as_secs_f64() * 1e3,
             publish_ms = elapsed.as_secs_f64() * 1e3,
@@ -445,6 +613,110 @@ fn read_changes(
     changes.activations = store::live_activations(&tx, store::now_ms())?;
     tx.commit()?;
     Ok(Some(changes))
+}
+
+/// Frames and signs a full snapshot.
+fn full_frame(snapshot: &Snapshot, signer: &FrameSigner) -> Frame {
+    let payload = codec::encode(snapshot);
+    let content_hash = codec::peek_header(&payload)
+        .map(|h| h.content_hash)
+        .unwrap_or_default();
+    Frame {
+        signature: Bytes::from(signer.sign(&payload)),
+        key_id: signer.key_id().to_owned(),
+        content_hash,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// Frames and signs a delta.
+fn delta_frame(delta: &Delta, signer: &FrameSigner) -> Frame {
+    let payload = codec::encode_delta(delta);
+    let content_hash = codec::peek_delta_header(&payload)
+        .map(|h| h.content_hash)
+        .unwrap_or_default();
+    Frame {
+        signature: Bytes::from(signer.sign(&payload)),
+        key_id: signer.key_id().to_owned(),
+        content_hash,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// The last published version, rebuilt from the last stored full snapshot and the deltas
+/// after it, with the stored deltas that lead to it as history. `None` when nothing usable
+/// is stored (the first compile then publishes afresh).
+fn restore(
+    full: Option<SnapshotRow>,
+    rows: Vec<store::DeltaRow>,
+    signer: &FrameSigner,
+) -> Option<Published> {
+    let row = full?;
+    let mut snapshot = match codec::decode(&row.payload) {
+        Ok((_, s)) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, version = row.version, "stored snapshot does not decode; recompiling");
+            return None;
+        }
+    };
+    let mut steps: Vec<Arc<DeltaStep>> = Vec::new();
+    for r in rows {
+        let d = match codec::decode_delta(&r.payload) {
+            Ok((_, d)) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, version = r.version, "stored delta does not decode; history restarts after it");
+                steps.clear();
+                continue;
+            }
+        };
+        // Keep only a chain: a gap (a version published without a stored delta) restarts it.
+        if steps
+            .last()
+            .is_some_and(|s| s.delta.version != d.base_version)
+        {
+            steps.clear();
+        }
+        let frame = delta_frame(&d, signer);
+        steps.push(Arc::new(DeltaStep { delta: d, frame }));
+    }
+    // The deltas after the full snapshot, composed and applied once.
+    let start = steps
+        .iter()
+        .position(|s| s.delta.base_version == snapshot.version);
+    let end_of_history = steps.last().map(|s| s.delta.version);
+    if let Some(i) = start {
+        let composed = steps[i + 1..]
+            .iter()
+            .try_fold(steps[i].delta.clone(), |acc, s| acc.then(&s.delta));
+        match composed.and_then(|d| d.apply_to(&snapshot)) {
+            Ok(s) => snapshot = s,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored deltas do not apply; serving the last full snapshot")
+            }
+        }
+    }
+    // History must end at the restored version.
+    if end_of_history != Some(snapshot.version) {
+        steps.retain(|s| s.delta.version <= snapshot.version);
+        if steps.last().map(|s| s.delta.version) != Some(snapshot.version) {
+            steps.clear();
+        }
+    }
+    let full = (snapshot.version == row.version).then(|| Frame {
+        signature: Bytes::from(signer.sign(&row.payload)),
+        key_id: signer.key_id().to_owned(),
+        content_hash: row.content_hash,
+        payload: Bytes::from(row.payload),
+    });
+    Some(Published {
+        version: snapshot.version,
+        identity_revision: snapshot.identity_revision,
+        policy_version: snapshot.policy_version,
+        created_ms: snapshot.created_at_ms,
+        snapshot: Arc::new(snapshot),
+        history: Arc::new(steps),
+        full: tokio::sync::OnceCell::new_with(full),
+    })
 }
 
 fn set_gauges(version: u64) {

@@ -10,7 +10,7 @@ use crate::grpc::SnapshotGrpc;
 use crate::nodes::NodeRegistry;
 use crate::oidc::IssuerRegistry;
 use crate::policies::{PolicyStore, ReloadOutcome};
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, PublisherOptions};
 use crate::scim::{self, ScimState};
 use crate::store::Store;
 use anyhow::{Context, bail};
@@ -133,13 +133,31 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
 
     seed_bindings(&config, seed, &bindings, &policies).await?;
     let break_glass = BreakGlass::new(store.clone(), bindings.clone());
+    let key_file = config
+        .nodes
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("signing.key"));
+    let signer = crate::signing::load_or_create(&key_file)
+        .with_context(|| format!("loading the snapshot signing key {}", key_file.display()))?;
+    tracing::info!(
+        key_id = signer.key_id(),
+        public_key = %signer.public_key_base64(),
+        public_key_file = %crate::signing::public_key_path(&key_file).display(),
+        "snapshots are signed; nodes must trust this public key"
+    );
     let publisher = Publisher::start(
         store.clone(),
         policies.clone(),
         issuers.clone(),
         attributes,
         bindings.clone(),
-        config.compile.keep_snapshots,
+        PublisherOptions {
+            keep_snapshots: config.compile.keep_snapshots,
+            keep_deltas: config.compile.keep_deltas,
+            full_every: config.compile.full_every,
+            signer,
+        },
     )
     .await?;
     {
@@ -222,7 +240,12 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
             .add_service(
-                SnapshotGrpc::new(publisher.clone(), nodes).into_server(
+                SnapshotGrpc::new(
+                    publisher.clone(),
+                    nodes,
+                    Duration::from_millis(config.nodes.heartbeat_ms),
+                )
+                .into_server(
                     config
                         .nodes
                         .token_sha256

@@ -180,7 +180,7 @@ impl View {
     /// Whether a node holding this snapshot lets the user chat.
     fn may_chat(&self, user_name: &str) -> bool {
         let engine = Engine::new(self.snapshot.clone()).expect("the snapshot loads");
-        let Lookup::Found(index) =
+        let Lookup::Found(user) =
             engine.find_user(self.source, PrincipalClaim::EmailToUserName, user_name)
         else {
             return false;
@@ -198,7 +198,7 @@ impl View {
                 ..Default::default()
             },
         };
-        engine.decide(index, &request).effect == Effect::Allow
+        engine.decide(&user, &request).effect == Effect::Allow
     }
 }
 

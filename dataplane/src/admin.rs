@@ -43,18 +43,19 @@ impl AdminApp {
     fn status(&self) -> serde_json::Value {
         let now = now_ms();
         let snapshot = self.state.current().map(|s| {
-            let snap = s.engine.snapshot();
+            let e = &s.engine;
             json!({
                 "version": s.version(),
-                "identity_revision": snap.identity_revision,
-                "policy_version": snap.policy_version.to_string(),
-                "content_hash": s.header.content_hash.to_hex(),
+                "identity_revision": e.identity_revision(),
+                "policy_version": e.policy_version().to_string(),
+                "content_hash": s.content_hash.to_hex(),
+                "via": if s.from_delta { "delta" } else { "full" },
                 "origin": s.origin.as_str(),
-                "created_ms": snap.created_at_ms,
+                "created_ms": e.created_at_ms(),
                 "applied_ms": s.applied_at_ms,
-                "age_ms": now.saturating_sub(snap.created_at_ms),
-                "users": snap.users.len(),
-                "groups": snap.groups.len(),
+                "age_ms": now.saturating_sub(e.created_at_ms()),
+                "users": e.user_count(),
+                "groups": e.group_count(),
                 "policies": s.engine.policies().len(),
             })
         });
@@ -98,7 +99,7 @@ impl ServeHttp for AdminApp {
             ),
             "/metrics" => {
                 if let Some(s) = self.state.current() {
-                    let created = s.engine.snapshot().created_at_ms;
+                    let created = s.engine.created_at_ms();
                     metrics::gauge!("portcullis_snapshot_age_seconds")
                         .set(now_ms().saturating_sub(created) as f64 / 1000.0);
                 }

@@ -352,6 +352,7 @@ mod tests {
             credential: None,
             tenant: None,
             environment: None,
+            max_staleness_ms: None,
         }
     }
 

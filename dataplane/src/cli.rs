@@ -101,7 +101,8 @@ fn run(config: Arc<Config>) -> ExitCode {
     let prometheus = install_metrics();
     let state = NodeState::new();
 
-    match LastKnownGood::new(&config.state_dir).load() {
+    let mut lkg = LastKnownGood::new(&config.state_dir);
+    match lkg.load() {
         Ok(Some(snapshot)) => {
             let v = snapshot.version();
             if state.install(snapshot).is_ok() {
@@ -156,7 +157,7 @@ fn run(config: Arc<Config>) -> ExitCode {
 
     let subscriber = background_service(
         "snapshot subscriber",
-        Subscriber::new(config.clone(), state),
+        Subscriber::new(config.clone(), state, lkg),
     );
 
     server.add_service(proxy);

@@ -4,6 +4,9 @@
 //! node_id = "edge-1"
 //! state_dir = "state"                      # last-known-good snapshot
 //! control_plane = "http://127.0.0.1:50051" # gRPC snapshot service
+//! control_plane_keys = ["…"]               # Ed25519 public keys (base64) whose signed
+//!                                          # snapshots this node accepts; or
+//!                                          # control_plane_keys_file = "signing.pub"
 //! threads = 2
 //! environment = "prod"                     # optional: role bindings may hold only here
 //!
@@ -16,6 +19,8 @@
 //!
 //! [[routes]]
 //! prefix = "/openai"                       # clients use base URL http://edge/openai/v1
+//! max_staleness_ms = 30000                 # optional: fail closed (503) when the control
+//!                                          # plane has been silent this long
 //! kind = "openai"                          # openai | anthropic | mcp
 //! name = "openai"                          # Provider::"openai" (or McpServer::"<name>")
 //! tenant = "acme"                          # optional: role bindings may hold only here
@@ -26,6 +31,7 @@
 //! value_env = "OPENAI_API_KEY"             # or: value = "…"
 //! ```
 
+use portcullis_shared::signing::TrustedKeys;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +55,9 @@ struct RawConfig {
     control_plane: String,
     control_plane_token: Option<String>,
     control_plane_token_env: Option<String>,
+    #[serde(default)]
+    control_plane_keys: Vec<String>,
+    control_plane_keys_file: Option<PathBuf>,
     #[serde(default = "default_threads")]
     threads: usize,
     environment: Option<String>,
@@ -115,6 +124,7 @@ struct RawRoute {
     upstream: String,
     credential: Option<RawCredential>,
     tenant: Option<String>,
+    max_staleness_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +251,8 @@ pub struct Route {
     pub tenant: Option<std::sync::Arc<str>>,
     /// The node's environment, copied here so classification has it at hand.
     pub environment: Option<std::sync::Arc<str>>,
+    /// Requests fail closed (503) when nothing was heard from the control plane for longer.
+    pub max_staleness_ms: Option<u64>,
 }
 
 /// A loaded, checked configuration.
@@ -251,6 +263,8 @@ pub struct Config {
     pub control_plane: String,
     /// Bearer token presented to the control plane's snapshot service (`[nodes]` token).
     pub control_plane_token: Option<Secret>,
+    /// The keys whose signatures on snapshots and deltas this node accepts.
+    pub trusted_keys: TrustedKeys,
     pub threads: usize,
     /// The environment this node serves (`prod`, `staging`, …).
     pub environment: Option<String>,
@@ -307,6 +321,30 @@ impl Config {
         } else {
             base.join(raw.state_dir)
         };
+
+        let mut keys = raw.control_plane_keys.clone();
+        if let Some(file) = &raw.control_plane_keys_file {
+            let file = if file.is_absolute() {
+                file.clone()
+            } else {
+                base.join(file)
+            };
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| invalid(format!("control_plane_keys_file {}: {e}", file.display())))?;
+            keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        if keys.is_empty() {
+            return Err(invalid(
+                "set control_plane_keys (or control_plane_keys_file): the control plane's public signing keys; it writes its key to <data_dir>/signing.pub".into(),
+            ));
+        }
+        let trusted_keys = TrustedKeys::from_base64(keys.iter().map(String::as_str))
+            .map_err(|e| invalid(format!("control_plane_keys: {e}")))?;
 
         let mut routes = Vec::new();
         for r in raw.routes {
@@ -370,6 +408,7 @@ impl Config {
                 credential,
                 tenant: r.tenant.map(Into::into),
                 environment: raw.environment.as_deref().map(Into::into),
+                max_staleness_ms: r.max_staleness_ms,
             });
         }
         Ok(Self {
@@ -377,6 +416,7 @@ impl Config {
             state_dir,
             control_plane: raw.control_plane,
             control_plane_token,
+            trusted_keys,
             threads: raw.threads.clamp(1, 256),
             environment: raw.environment,
             listen: raw.listen,
@@ -407,6 +447,7 @@ mod tests {
 node_id = "edge-1"
 state_dir = "state"
 control_plane = "http://127.0.0.1:50051"
+control_plane_keys = ["iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="]
 [listen]
 proxy = "127.0.0.1:8000"
 admin = "127.0.0.1:9000"
@@ -415,6 +456,7 @@ prefix = "/openai"
 kind = "openai"
 name = "openai"
 upstream = "https://api.openai.com"
+max_staleness_ms = 30000
 [routes.credential]
 header = "authorization"
 prefix = "Bearer "
@@ -448,6 +490,34 @@ upstream = "http://127.0.0.1:9100/mcp/"
         assert_eq!(mcp.upstream.authority(), "127.0.0.1:9100");
         assert!(c.route_for("/openaix/v1").is_none());
         assert!(c.route_for("/mcp/crmx").is_none());
+        assert_eq!(openai.max_staleness_ms, Some(30_000));
+        assert_eq!(mcp.max_staleness_ms, None);
+        assert_eq!(c.trusted_keys.ids().count(), 1);
+    }
+
+    #[test]
+    fn signing_keys_are_required_and_checked() {
+        let without = TEXT.replace(
+            "control_plane_keys = [\"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\"]",
+            "",
+        );
+        let e = Config::parse(Path::new("dp.toml"), &without, env).unwrap_err();
+        assert!(e.to_string().contains("control_plane_keys"), "{e}");
+        let bad = TEXT.replace("iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=", "c2hvcnQ=");
+        let e = Config::parse(Path::new("dp.toml"), &bad, env).unwrap_err();
+        assert!(e.to_string().contains("32 bytes"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("signing.pub"),
+            "# the control plane's key\niojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\n",
+        )
+        .expect("write");
+        let from_file = without.replace(
+            "[listen]",
+            "control_plane_keys_file = \"signing.pub\"\n[listen]",
+        );
+        let c = Config::parse(&dir.path().join("dp.toml"), &from_file, env).expect("valid");
+        assert_eq!(c.trusted_keys.ids().count(), 1);
     }
 
     #[test]

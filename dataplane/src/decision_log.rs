@@ -29,7 +29,7 @@ pub fn build(
     outcome: Outcome<'_>,
     decision_us: u64,
 ) -> DecisionRecord {
-    let snap = snapshot.engine.snapshot();
+    let engine = &snapshot.engine;
     let (decision, reason, policies) = match outcome {
         Outcome::Decided(d) => (d.effect.as_str(), d.reason.label(), d.policies.clone()),
         Outcome::Refused(reason) => ("deny", reason, Vec::new()),
@@ -51,8 +51,8 @@ pub fn build(
         reason: reason.to_owned(),
         policies,
         snapshot_version: snapshot.version(),
-        identity_revision: snap.identity_revision,
-        policy_version: snap.policy_version.to_string(),
+        identity_revision: engine.identity_revision(),
+        policy_version: engine.policy_version().to_string(),
         decision_us,
     }
 }

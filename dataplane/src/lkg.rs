@@ -1,20 +1,37 @@
-//! The last-known-good snapshot on disk.
+//! The last-known-good snapshot on disk: a full snapshot plus the deltas applied since.
 //!
-//! Every snapshot a node applies is written to `<state_dir>/snapshot.pcsn` atomically (temp
-//! file, fsync, rename, fsync of the directory). A node that starts while the control plane is
-//! unreachable serves from it; a corrupted file is refused by the codec's content hash, and the
-//! node then answers 503 rather than guess.
+//! `<state_dir>/snapshot.pcsn` holds a full framed snapshot, replaced atomically (temp file,
+//! fsync, rename, fsync of the directory). `<state_dir>/deltas.log` holds the framed deltas
+//! applied after it, each as a 4-byte little-endian length and the frame, appended and synced
+//! one by one, so persisting a one-user change costs a few hundred bytes, not the directory.
+//! When the log outgrows half the full snapshot (at least 1 MiB), the node writes its live
+//! snapshot as the new full one and starts an empty log.
+//!
+//! Loading replays the log onto the full snapshot: a record already contained in it is
+//! skipped, and replay stops at the first record that is cut short, corrupted (the codec's
+//! content hash) or does not follow on; what was applied until then is served. A corrupted
+//! full snapshot is refused and the node answers 503 rather than guess. Files here were
+//! verified (signature included) when they arrived; on load only their content hashes are
+//! checked, as the node wrote them itself, compacted full snapshots included.
 
 use crate::state::{NodeSnapshot, Origin, RejectReason};
-use std::io::Write;
+use portcullis_shared::codec;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const FILE: &str = "snapshot.pcsn";
+const LOG: &str = "deltas.log";
+/// The log is compacted once it exceeds this many bytes and half the full snapshot.
+const MIN_COMPACT_BYTES: u64 = 1 << 20;
+/// A record longer than this is taken for garbage, not a delta.
+const MAX_RECORD: usize = 1 << 30;
 
-/// Where the last-known-good snapshot lives.
+/// Where the last-known-good snapshot lives, and how large its parts are.
 #[derive(Debug, Clone)]
 pub struct LastKnownGood {
     dir: PathBuf,
+    full_bytes: u64,
+    log_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +49,8 @@ impl LastKnownGood {
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),
+            full_bytes: 0,
+            log_bytes: 0,
         }
     }
 
@@ -39,21 +58,79 @@ impl LastKnownGood {
         self.dir.join(FILE)
     }
 
-    /// Loads and verifies the stored snapshot; `Ok(None)` when there is none.
-    pub fn load(&self) -> Result<Option<NodeSnapshot>, LkgError> {
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG)
+    }
+
+    /// Loads and verifies the stored snapshot and replays the deltas after it; `Ok(None)`
+    /// when there is none.
+    pub fn load(&mut self) -> Result<Option<NodeSnapshot>, LkgError> {
         let path = self.path();
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(LkgError::Read { path, source }),
         };
-        NodeSnapshot::from_bytes(&bytes, Origin::LastKnownGood)
-            .map(Some)
-            .map_err(|reason| LkgError::Rejected { path, reason })
+        self.full_bytes = bytes.len() as u64;
+        let mut live = NodeSnapshot::from_bytes(&bytes, Origin::LastKnownGood)
+            .map_err(|reason| LkgError::Rejected { path, reason })?;
+        let log = match std::fs::File::open(self.log_path()) {
+            Ok(f) => f,
+            Err(_) => return Ok(Some(live)),
+        };
+        let mut log = std::io::BufReader::new(log);
+        let mut replayed = 0;
+        loop {
+            let mut len = [0u8; 4];
+            if log.read_exact(&mut len).is_err() {
+                break;
+            }
+            let len = u32::from_le_bytes(len) as usize;
+            if len > MAX_RECORD {
+                tracing::warn!(
+                    len,
+                    "last-known-good delta log has a garbage record; stopping"
+                );
+                break;
+            }
+            let mut frame = vec![0u8; len];
+            if log.read_exact(&mut frame).is_err() {
+                tracing::warn!("last-known-good delta log ends in a partial record");
+                break;
+            }
+            self.log_bytes += 4 + len as u64;
+            match codec::peek_delta_header(&frame) {
+                Ok(h) if h.version <= live.version() => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "last-known-good delta log record is unreadable; stopping");
+                    break;
+                }
+            }
+            match live.apply_delta(&frame, Origin::LastKnownGood) {
+                Ok(next) => {
+                    live = next;
+                    replayed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "last-known-good delta does not apply; stopping");
+                    break;
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(
+                replayed,
+                version = live.version(),
+                "replayed the last-known-good delta log"
+            );
+        }
+        Ok(Some(live))
     }
 
-    /// Replaces the stored snapshot with `bytes`, atomically and durably.
-    pub fn store(&self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Replaces the stored snapshot with the full frame `bytes`, atomically and durably, and
+    /// starts an empty delta log.
+    pub fn store(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         {
@@ -62,23 +139,86 @@ impl LastKnownGood {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, self.path())?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
+        sync_dir(&self.dir);
+        // A crash before this line leaves older records in the log; loading skips them.
+        match std::fs::remove_file(self.log_path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
+        self.full_bytes = bytes.len() as u64;
+        self.log_bytes = 0;
         Ok(())
+    }
+
+    /// Appends a framed delta (already applied to the live snapshot) to the log, durably.
+    pub fn append(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut record = Vec::with_capacity(4 + frame.len());
+        record.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        record.extend_from_slice(frame);
+        f.write_all(&record)?;
+        f.sync_data()?;
+        self.log_bytes += record.len() as u64;
+        Ok(())
+    }
+
+    /// Whether the log has grown enough that writing the live snapshot in full pays.
+    pub fn wants_compaction(&self) -> bool {
+        self.log_bytes > MIN_COMPACT_BYTES.max(self.full_bytes / 2)
+    }
+
+    /// Writes `live` as the new full snapshot and empties the log.
+    pub fn compact(&mut self, live: &NodeSnapshot) -> std::io::Result<()> {
+        let bytes = codec::encode(&live.engine.to_snapshot());
+        self.store(&bytes)
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_shared::codec;
-    use portcullis_shared::snapshot::Snapshot;
+    use portcullis_shared::delta;
+    use portcullis_shared::snapshot::{Snapshot, User};
+    use std::sync::Arc;
+
+    fn user(id: &str, active: bool) -> Arc<User> {
+        Arc::new(User {
+            id: id.into(),
+            source: "okta".into(),
+            user_name: format!("{id}@example.com"),
+            external_id: None,
+            display_name: id.into(),
+            email: None,
+            active,
+            department: None,
+            groups: vec![],
+            attributes: Default::default(),
+            roles: Vec::new(),
+            end_at_ms: None,
+            linked: None,
+        })
+    }
+
+    fn snapshot(version: u64, users: &[(&str, bool)]) -> Snapshot {
+        let mut s = Snapshot::empty(version);
+        s.users = users.iter().map(|(id, a)| user(id, *a)).collect();
+        s
+    }
 
     #[test]
     fn round_trips_and_refuses_corruption() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let lkg = LastKnownGood::new(&dir.path().join("state"));
+        let mut lkg = LastKnownGood::new(&dir.path().join("state"));
         assert!(lkg.load().expect("no file is fine").is_none());
         let bytes = codec::encode(&Snapshot::empty(12));
         lkg.store(&bytes).expect("store");
@@ -91,5 +231,55 @@ mod tests {
         bad[last] ^= 0xff;
         std::fs::write(lkg.path(), bad).expect("write");
         assert!(matches!(lkg.load(), Err(LkgError::Rejected { .. })));
+    }
+
+    #[test]
+    fn deltas_are_replayed_up_to_the_first_bad_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lkg = LastKnownGood::new(dir.path());
+        let s1 = snapshot(1, &[("ana", true), ("bo", true)]);
+        let s2 = snapshot(2, &[("ana", false), ("bo", true)]);
+        let s3 = snapshot(3, &[("ana", false), ("bo", true), ("cy", true)]);
+        let s4 = snapshot(4, &[("bo", true), ("cy", true)]);
+        let d =
+            |a: &Snapshot, b: &Snapshot| codec::encode_delta(&delta::diff(a, b).expect("delta"));
+        lkg.store(&codec::encode(&s1)).expect("store");
+        lkg.append(&d(&s1, &s2)).expect("append");
+        lkg.append(&d(&s2, &s3)).expect("append");
+        let loaded = LastKnownGood::new(dir.path())
+            .load()
+            .expect("loads")
+            .expect("some");
+        assert_eq!(loaded.engine.to_snapshot(), s3);
+
+        // A torn last record: the records before it still count.
+        let torn = d(&s3, &s4);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(lkg.log_path())
+            .expect("open");
+        f.write_all(&(torn.len() as u32).to_le_bytes())
+            .expect("len");
+        f.write_all(&torn[..torn.len() / 2]).expect("half");
+        drop(f);
+        let loaded = LastKnownGood::new(dir.path())
+            .load()
+            .expect("loads")
+            .expect("some");
+        assert_eq!(loaded.version(), 3);
+
+        // Compaction: the live snapshot becomes the full one; the log starts empty, and an
+        // older full snapshot's records left behind by a crash are skipped.
+        let mut lkg = LastKnownGood::new(dir.path());
+        let live = lkg.load().expect("loads").expect("some");
+        let log_before = std::fs::read(lkg.log_path()).expect("log");
+        lkg.compact(&live).expect("compact");
+        assert!(!lkg.log_path().exists());
+        std::fs::write(lkg.log_path(), &log_before).expect("stale log");
+        let loaded = LastKnownGood::new(dir.path())
+            .load()
+            .expect("loads")
+            .expect("some");
+        assert_eq!(loaded.engine.to_snapshot(), s3);
     }
 }

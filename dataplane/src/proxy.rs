@@ -17,7 +17,7 @@ use crate::config::{Config, Route, RouteKind};
 use crate::decision_log::{self, Outcome};
 use crate::forward::{self, ForwardError};
 use crate::respond::{Kind, Refusal};
-use crate::state::{NodeSnapshot, NodeState};
+use crate::state::{NodeSnapshot, NodeState, now_ms};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
@@ -25,6 +25,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use portcullis_shared::engine::{Decision, Lookup, Reason};
+use portcullis_shared::snapshot::User;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -166,6 +167,39 @@ impl Edge {
                 .await;
         };
 
+        // A route that must not act on old knowledge fails closed once the control plane has
+        // been silent too long; other routes keep serving the last-known-good snapshot.
+        if let Some(max) = route.max_staleness_ms {
+            let silent = self.state.silent_for_ms(now_ms());
+            if silent.is_none_or(|ms| ms > max) {
+                metrics::counter!("portcullis_stale_refusals_total", "route" => route.name.clone())
+                    .increment(1);
+                let why = match silent {
+                    Some(ms) => format!(
+                        "the control plane has been unreachable for {:.1} s; route {} allows at most {:.1} s without it, so this node refuses rather than enforce stale policy (snapshot {})",
+                        ms as f64 / 1000.0,
+                        route.prefix,
+                        max as f64 / 1000.0,
+                        snapshot.version()
+                    ),
+                    None => format!(
+                        "this node has not reached the control plane since it started; route {} requires a live connection (at most {:.1} s old)",
+                        route.prefix,
+                        max as f64 / 1000.0
+                    ),
+                };
+                return self
+                    .refuse(
+                        session,
+                        ctx,
+                        kind,
+                        None,
+                        Refusal::new(Kind::Unavailable, why),
+                    )
+                    .await;
+            }
+        }
+
         let rest = if route.prefix == "/" {
             path.as_str()
         } else {
@@ -211,9 +245,13 @@ impl Edge {
             }
             _ => None,
         };
+        let found;
         let guest;
-        let user = match (lookup, partner) {
-            (Lookup::Found(u), _) => snapshot.engine.user(u),
+        let user: &User = match (lookup, partner) {
+            (Lookup::Found(u), _) => {
+                found = u;
+                &found
+            }
             (Lookup::Missing, Some(p)) => {
                 guest = snapshot.engine.guest(p, &verified.principal);
                 &guest
@@ -278,7 +316,7 @@ impl Edge {
         classified.request.context.claims = verified.claims;
 
         let started = Instant::now();
-        let decision = snapshot.engine.decide_for(user, &classified.request);
+        let decision = snapshot.engine.decide(user, &classified.request);
         let decision_us = started.elapsed().as_micros() as u64;
         metrics::histogram!("portcullis_decision_seconds").record(started.elapsed().as_secs_f64());
         decision_log::record(

@@ -6,7 +6,8 @@
 
 use crate::auth::IssuerKeys;
 use arc_swap::ArcSwapOption;
-use portcullis_shared::codec::{self, CodecError, Header};
+use portcullis_shared::Hash32;
+use portcullis_shared::codec::{self, CodecError};
 use portcullis_shared::engine::{Engine, EngineError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,8 @@ pub enum RejectReason {
     Engine(#[from] EngineError),
     #[error("snapshot version {offered} is not newer than the live version {live}")]
     NotNewer { offered: u64, live: u64 },
+    #[error("a delta arrived but this node holds no snapshot to apply it to")]
+    NoBase,
 }
 
 /// Where the live snapshot came from.
@@ -41,12 +44,16 @@ impl Origin {
 /// A verified snapshot, ready to decide with.
 #[derive(Debug)]
 pub struct NodeSnapshot {
-    pub header: Header,
     pub engine: Engine,
-    pub keys: IssuerKeys,
+    /// Token verification keys; shared with the previous snapshot when a delta made this one.
+    pub keys: Arc<IssuerKeys>,
     pub origin: Origin,
     /// When this node swapped it in (Unix ms).
     pub applied_at_ms: u64,
+    /// The content hash of the frame that made it: the full snapshot, or the last delta.
+    pub content_hash: Hash32,
+    /// Whether the last frame was a delta.
+    pub from_delta: bool,
 }
 
 impl NodeSnapshot {
@@ -56,16 +63,32 @@ impl NodeSnapshot {
         let keys = IssuerKeys::build(&snapshot.issuers, &snapshot.principal_attributes);
         let engine = Engine::new(snapshot)?;
         Ok(Self {
-            header,
             engine,
-            keys,
+            keys: Arc::new(keys),
             origin,
             applied_at_ms: now_ms(),
+            content_hash: header.content_hash,
+            from_delta: false,
+        })
+    }
+
+    /// Verifies a framed delta and applies it to this snapshot, giving the next one. Costs
+    /// what the delta changes; this snapshot stays as it was.
+    pub fn apply_delta(&self, bytes: &[u8], origin: Origin) -> Result<Self, RejectReason> {
+        let (header, delta) = codec::decode_delta(bytes)?;
+        let engine = self.engine.apply(&delta)?;
+        Ok(Self {
+            engine,
+            keys: self.keys.clone(),
+            origin,
+            applied_at_ms: now_ms(),
+            content_hash: header.content_hash,
+            from_delta: true,
         })
     }
 
     pub fn version(&self) -> u64 {
-        self.header.version
+        self.engine.version()
     }
 }
 
@@ -75,6 +98,8 @@ pub struct NodeState {
     current: ArcSwapOption<NodeSnapshot>,
     connected: AtomicBool,
     last_contact_ms: AtomicU64,
+    /// The latest version the control plane said it has published (heartbeats, frames).
+    latest_known: AtomicU64,
 }
 
 impl NodeState {
@@ -112,8 +137,7 @@ impl NodeState {
             });
         }
         metrics::gauge!("portcullis_snapshot_version").set(next.version() as f64);
-        metrics::gauge!("portcullis_identity_revision")
-            .set(next.engine.snapshot().identity_revision as f64);
+        metrics::gauge!("portcullis_identity_revision").set(next.engine.identity_revision() as f64);
         Ok(next)
     }
 
@@ -140,6 +164,29 @@ impl NodeState {
 
     pub fn last_contact_ms(&self) -> u64 {
         self.last_contact_ms.load(Ordering::Relaxed)
+    }
+
+    /// How long (ms) since the control plane was last heard from; `None` if never.
+    pub fn silent_for_ms(&self, now_ms: u64) -> Option<u64> {
+        match self.last_contact_ms() {
+            0 => None,
+            t => Some(now_ms.saturating_sub(t)),
+        }
+    }
+
+    /// Records the latest version the control plane has published.
+    pub fn note_latest(&self, version: u64) {
+        let prev = self.latest_known.fetch_max(version, Ordering::Relaxed);
+        if version > prev {
+            metrics::gauge!("portcullis_control_plane_latest_version").set(version as f64);
+        }
+    }
+
+    /// The latest version the control plane has published, as far as this node knows.
+    pub fn latest_known(&self) -> u64 {
+        self.latest_known
+            .load(Ordering::Relaxed)
+            .max(self.version())
     }
 }
 

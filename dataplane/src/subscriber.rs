@@ -1,19 +1,24 @@
 //! The snapshot subscriber: a background service holding the gRPC stream to the control plane.
 //!
-//! It says which version it holds, receives newer snapshots, verifies each one (framing,
-//! content hash, policies) off the async threads, swaps it in, persists it as last-known-good,
-//! and acknowledges it, or rejects it with the reason (NACK) while the previous one stays live.
+//! It says which version it holds and receives full snapshots and deltas. Each frame's
+//! signature is checked against the configured keys, then its framing and content hash; a full
+//! snapshot is decoded and indexed off the async threads, a delta is applied to the live
+//! snapshot in place of a rebuild. The result is swapped in and acknowledged, or rejected
+//! with the reason (NACK) while the previous one stays live. A thread persists what was
+//! applied as last-known-good (a full snapshot, or an appended delta), off the path of the
+//! acknowledgement. Heartbeats record that the control plane is alive and its latest version.
 //! When the stream breaks it reconnects with exponential backoff and jitter; meanwhile the
 //! node keeps deciding with what it holds.
 
 use crate::config::Config;
 use crate::lkg::LastKnownGood;
-use crate::state::{NodeSnapshot, NodeState, Origin};
+use crate::state::{NodeSnapshot, NodeState, Origin, RejectReason};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use portcullis_shared::proto::snapshot_service_client::SnapshotServiceClient;
 use portcullis_shared::proto::{Ack, Hello, Nack, NodeMessage, control_message, node_message};
+use portcullis_shared::signing::SignatureError;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +34,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct Subscriber {
     config: Arc<Config>,
     state: Arc<NodeState>,
-    lkg: LastKnownGood,
+    persist: std::sync::mpsc::Sender<Persist>,
+}
+
+/// What the last-known-good writer is asked to do, in order.
+#[derive(Debug)]
+enum Persist {
+    Full(bytes::Bytes),
+    Delta(bytes::Bytes, Arc<NodeSnapshot>),
+}
+
+/// A frame as it arrived.
+#[derive(Debug)]
+struct Incoming {
+    version: u64,
+    /// `Some(base)` for a delta.
+    base: Option<u64>,
+    payload: bytes::Bytes,
+    signature: bytes::Bytes,
+    key_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +68,20 @@ enum StreamError {
 }
 
 impl Subscriber {
-    pub fn new(config: Arc<Config>, state: Arc<NodeState>) -> Self {
-        let lkg = LastKnownGood::new(&config.state_dir);
-        Self { config, state, lkg }
+    /// `lkg` is the last-known-good store the node loaded at start.
+    pub fn new(config: Arc<Config>, state: Arc<NodeState>, lkg: LastKnownGood) -> Self {
+        let (persist, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("portcullis-lkg".into())
+            .spawn(move || persist_loop(lkg, rx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the last-known-good writer; snapshots will not survive a restart");
+        }
+        Self {
+            config,
+            state,
+            persist,
+        }
     }
 
     /// One stream's lifetime: connect, say hello, apply snapshots until it ends.
@@ -89,10 +123,29 @@ impl Subscriber {
 
         while let Some(msg) = inbound.message().await? {
             self.state.touch();
-            let Some(control_message::Kind::Snapshot(s)) = msg.kind else {
-                continue;
+            let incoming = match msg.kind {
+                Some(control_message::Kind::Snapshot(s)) => Incoming {
+                    version: s.version,
+                    base: None,
+                    payload: s.payload,
+                    signature: s.signature,
+                    key_id: s.key_id,
+                },
+                Some(control_message::Kind::Delta(d)) => Incoming {
+                    version: d.version,
+                    base: Some(d.base_version),
+                    payload: d.payload,
+                    signature: d.signature,
+                    key_id: d.key_id,
+                },
+                Some(control_message::Kind::Heartbeat(h)) => {
+                    self.state.note_latest(h.latest_version);
+                    continue;
+                }
+                None => continue,
             };
-            let reply = self.apply(s.version, s.payload).await;
+            self.state.note_latest(incoming.version);
+            let reply = self.apply(incoming).await;
             if tx.send(reply).await.is_err() {
                 break;
             }
@@ -100,51 +153,106 @@ impl Subscriber {
         Err(StreamError::Closed)
     }
 
-    /// Verifies and installs one snapshot; returns the ACK or NACK to send.
-    async fn apply(&self, version: u64, payload: bytes::Bytes) -> NodeMessage {
-        let live = self.state.version();
-        if version <= live {
-            return ack(live);
+    /// Verifies and installs one full snapshot or delta; returns the ACK or NACK to send.
+    async fn apply(&self, frame: Incoming) -> NodeMessage {
+        let version = frame.version;
+        let live = self.state.current();
+        let live_version = live.as_ref().map_or(0, |l| l.version());
+        if version <= live_version {
+            return ack(live_version);
         }
-        let built = {
-            let payload = payload.clone();
-            tokio::task::spawn_blocking(move || {
-                NodeSnapshot::from_bytes(&payload, Origin::ControlPlane)
-            })
-            .await
-        };
-        let result = match built {
-            Ok(Ok(snapshot)) => self.state.install(snapshot).map_err(|e| e.to_string()),
-            Ok(Err(reason)) => Err(reason.to_string()),
-            Err(join) => Err(format!("verification task failed: {join}")),
-        };
+        let result = self.verify_and_build(&frame, live).await;
+        let result = result.and_then(|next| self.state.install(next).map_err(|e| e.to_string()));
         match result {
             Ok(installed) => {
-                let snap = installed.engine.snapshot();
+                let e = &installed.engine;
                 tracing::info!(
                     version,
-                    identity_revision = snap.identity_revision,
-                    policy_version = %snap.policy_version,
-                    users = snap.users.len(),
+                    identity_revision = e.identity_revision(),
+                    policy_version = %e.policy_version(),
+                    users = e.user_count(),
+                    delta = installed.from_delta,
                     "snapshot applied"
                 );
-                let lkg = self.lkg.clone();
-                match tokio::task::spawn_blocking(move || lkg.store(&payload)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot persist the last-known-good snapshot")
-                    }
-                    Err(e) => tracing::error!(error = %e, "persisting task failed"),
+                metrics::counter!("portcullis_snapshots_applied_total", "kind" => if installed.from_delta { "delta" } else { "full" }).increment(1);
+                let job = match frame.base {
+                    Some(_) => Persist::Delta(frame.payload, installed),
+                    None => Persist::Full(frame.payload),
+                };
+                if self.persist.send(job).is_err() {
+                    tracing::error!(
+                        "the last-known-good writer stopped; this snapshot is not persisted"
+                    );
                 }
                 ack(version)
             }
             Err(reason) => {
                 metrics::counter!("portcullis_snapshot_rejections_total").increment(1);
-                tracing::error!(version, %reason, live, "snapshot rejected; the live snapshot stays");
+                tracing::error!(version, %reason, live = live_version, "snapshot rejected; the live snapshot stays");
                 NodeMessage {
                     kind: Some(node_message::Kind::Nack(Nack { version, reason })),
                 }
             }
+        }
+    }
+
+    /// Checks the signature, then decodes a full snapshot (off the async threads) or applies
+    /// a delta to `live`.
+    async fn verify_and_build(
+        &self,
+        frame: &Incoming,
+        live: Option<Arc<NodeSnapshot>>,
+    ) -> Result<NodeSnapshot, String> {
+        self.config
+            .trusted_keys
+            .verify(&frame.payload, &frame.signature, &frame.key_id)
+            .map_err(|e: SignatureError| format!("signature: {e}"))?;
+        match frame.base {
+            None => {
+                let payload = frame.payload.clone();
+                tokio::task::spawn_blocking(move || {
+                    NodeSnapshot::from_bytes(&payload, Origin::ControlPlane)
+                })
+                .await
+                .map_err(|join| format!("verification task failed: {join}"))?
+                .map_err(|e| e.to_string())
+            }
+            Some(base) => {
+                let live = live.ok_or_else(|| RejectReason::NoBase.to_string())?;
+                if base != live.version() {
+                    return Err(format!(
+                        "delta from version {base}, but the live version is {}",
+                        live.version()
+                    ));
+                }
+                // Deltas cost what they change: applied right here, no thread hop.
+                live.apply_delta(&frame.payload, Origin::ControlPlane)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The last-known-good writer: persists what was applied, in order; compacts the delta log
+/// when it has grown.
+fn persist_loop(mut lkg: LastKnownGood, jobs: std::sync::mpsc::Receiver<Persist>) {
+    while let Ok(job) = jobs.recv() {
+        let result = match job {
+            Persist::Full(bytes) => lkg.store(&bytes),
+            Persist::Delta(bytes, applied) => lkg.append(&bytes).and_then(|()| {
+                if lkg.wants_compaction() {
+                    tracing::info!(
+                        version = applied.version(),
+                        "compacting the last-known-good delta log"
+                    );
+                    lkg.compact(&applied)
+                } else {
+                    Ok(())
+                }
+            }),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot persist the last-known-good snapshot");
         }
     }
 }

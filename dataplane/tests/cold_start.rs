@@ -56,6 +56,7 @@ fn without_control_plane_or_last_known_good_protected_routes_answer_503() {
 node_id = "lonely"
 state_dir = "state"
 control_plane = "http://127.0.0.1:{cp}"
+control_plane_keys = ["iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="]
 threads = 1
 [listen]
 proxy = "127.0.0.1:{proxy}"
@@ -126,12 +127,16 @@ fn bad_configurations_exit_with_a_usage_error() {
     let cases = [
         ("node_id = \"x\"\n", "missing field"),
         (
-            "node_id = \"x\"\nstate_dir = \"s\"\ncontrol_plane = \"http://127.0.0.1:1\"\n[listen]\nproxy = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n[[routes]]\nprefix = \"/o\"\nkind = \"openai\"\nname = \"o\"\nupstream = \"http://127.0.0.1:1\"\n[routes.credential]\nheader = \"authorization\"\nvalue_env = \"PORTCULLIS_TEST_SURELY_UNSET\"\n",
+            "node_id = \"x\"\nstate_dir = \"s\"\ncontrol_plane = \"http://127.0.0.1:1\"\ncontrol_plane_keys = [\"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\"]\n[listen]\nproxy = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n[[routes]]\nprefix = \"/o\"\nkind = \"openai\"\nname = \"o\"\nupstream = \"http://127.0.0.1:1\"\n[routes.credential]\nheader = \"authorization\"\nvalue_env = \"PORTCULLIS_TEST_SURELY_UNSET\"\n",
             "PORTCULLIS_TEST_SURELY_UNSET",
         ),
         (
-            "node_id = \"x\"\nstate_dir = \"s\"\ncontrol_plane = \"http://127.0.0.1:1\"\n[listen]\nproxy = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n[[routes]]\nprefix = \"o\"\nkind = \"openai\"\nname = \"o\"\nupstream = \"http://127.0.0.1:1\"\n",
+            "node_id = \"x\"\nstate_dir = \"s\"\ncontrol_plane = \"http://127.0.0.1:1\"\ncontrol_plane_keys = [\"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\"]\n[listen]\nproxy = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n[[routes]]\nprefix = \"o\"\nkind = \"openai\"\nname = \"o\"\nupstream = \"http://127.0.0.1:1\"\n",
             "must start with '/'",
+        ),
+        (
+            "node_id = \"x\"\nstate_dir = \"s\"\ncontrol_plane = \"http://127.0.0.1:1\"\n[listen]\nproxy = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\n",
+            "control_plane_keys",
         ),
     ];
     for (text, expected) in cases {

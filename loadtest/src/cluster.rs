@@ -243,6 +243,7 @@ impl Cluster {
                     &n.state_dir,
                     self.cp_addrs.grpc,
                     &self.node_token,
+                    &self.dir.path().join("cp-data/signing.pub"),
                     n.proxy,
                     n.admin,
                     self.upstream,

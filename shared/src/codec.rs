@@ -11,10 +11,26 @@
 //!     56     …  body: postcard-encoded `Snapshot`
 //! ```
 //!
+//! A delta (see [`crate::delta`]) is framed the same way with its own magic and the version
+//! it applies to:
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic "PCSD"
+//!      4     2  format version
+//!      6     2  reserved, zero
+//!      8     8  version it makes
+//!     16     8  base version it applies to
+//!     24     8  body length in bytes
+//!     32    32  SHA-256 of the body
+//!     64     …  body: postcard-encoded `Delta`
+//! ```
+//!
 //! This module is the only place that knows the encoding; everything else handles `Snapshot`
-//! values or opaque framed bytes.
+//! and `Delta` values or opaque framed bytes.
 
 use crate::Hash32;
+use crate::delta::Delta;
 use crate::snapshot::Snapshot;
 
 /// "PCSN": Portcullis snapshot.
@@ -23,6 +39,20 @@ pub const MAGIC: [u8; 4] = *b"PCSN";
 pub const FORMAT_VERSION: u16 = 3;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 56;
+/// "PCSD": Portcullis snapshot delta.
+pub const DELTA_MAGIC: [u8; 4] = *b"PCSD";
+/// Delta header size in bytes.
+pub const DELTA_HEADER_LEN: usize = 64;
+
+/// What a framed delta's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaHeader {
+    pub format: u16,
+    pub version: u64,
+    pub base_version: u64,
+    pub body_len: u64,
+    pub content_hash: Hash32,
+}
 
 /// What the header says about a framed snapshot, readable without decoding the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +72,8 @@ pub enum CodecError {
     BadMagic,
     #[error("snapshot format {found} is not supported by this node (supports {supported})")]
     UnsupportedFormat { found: u16, supported: u16 },
+    #[error("reserved header bytes are not zero")]
+    Reserved,
     #[error("snapshot body is {actual} bytes but the header says {expected}")]
     LengthMismatch { expected: u64, actual: u64 },
     #[error("snapshot content hash mismatch: header {expected}, body {actual}")]
@@ -50,6 +82,104 @@ pub enum CodecError {
     Body(String),
     #[error("header names version {header} but the body is version {body}")]
     VersionMismatch { header: u64, body: u64 },
+    #[error("delta header says base {header} but the body applies to {body}")]
+    BaseMismatch { header: u64, body: u64 },
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+fn check_format(bytes: &[u8]) -> Result<u16, CodecError> {
+    let format = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if format != FORMAT_VERSION {
+        return Err(CodecError::UnsupportedFormat {
+            found: format,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if bytes[6..8] != [0, 0] {
+        return Err(CodecError::Reserved);
+    }
+    Ok(format)
+}
+
+fn check_body(body: &[u8], expected: &Hash32) -> Result<(), CodecError> {
+    let actual = Hash32::of(body);
+    if actual != *expected {
+        return Err(CodecError::HashMismatch {
+            expected: expected.short(),
+            actual: actual.short(),
+        });
+    }
+    Ok(())
+}
+
+/// Frames a delta. Deterministic, like [`encode`].
+pub fn encode_delta(delta: &Delta) -> Vec<u8> {
+    let body = postcard::to_stdvec(delta).unwrap_or_default();
+    let hash = Hash32::of(&body);
+    let mut out = Vec::with_capacity(DELTA_HEADER_LEN + body.len());
+    out.extend_from_slice(&DELTA_MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&delta.version.to_le_bytes());
+    out.extend_from_slice(&delta.base_version.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&hash.0);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads and checks a delta's header only.
+pub fn peek_delta_header(bytes: &[u8]) -> Result<DeltaHeader, CodecError> {
+    if bytes.len() < DELTA_HEADER_LEN {
+        return Err(CodecError::Truncated(bytes.len()));
+    }
+    if bytes[0..4] != DELTA_MAGIC {
+        return Err(CodecError::BadMagic);
+    }
+    let format = check_format(bytes)?;
+    let body_len = u64_at(bytes, 24);
+    let actual = (bytes.len() - DELTA_HEADER_LEN) as u64;
+    if actual != body_len {
+        return Err(CodecError::LengthMismatch {
+            expected: body_len,
+            actual,
+        });
+    }
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&bytes[32..64]);
+    Ok(DeltaHeader {
+        format,
+        version: u64_at(bytes, 8),
+        base_version: u64_at(bytes, 16),
+        body_len,
+        content_hash: Hash32(hash),
+    })
+}
+
+/// Checks a delta's header and content hash, then decodes it.
+pub fn decode_delta(bytes: &[u8]) -> Result<(DeltaHeader, Delta), CodecError> {
+    let header = peek_delta_header(bytes)?;
+    let body = &bytes[DELTA_HEADER_LEN..];
+    check_body(body, &header.content_hash)?;
+    let delta: Delta = postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?;
+    if delta.version != header.version {
+        return Err(CodecError::VersionMismatch {
+            header: header.version,
+            body: delta.version,
+        });
+    }
+    if delta.base_version != header.base_version {
+        return Err(CodecError::BaseMismatch {
+            header: header.base_version,
+            body: delta.base_version,
+        });
+    }
+    Ok((header, delta))
 }
 
 /// Frames a snapshot. Deterministic: equal snapshots give equal bytes.
@@ -76,15 +206,9 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, CodecError> {
     if bytes[0..4] != MAGIC {
         return Err(CodecError::BadMagic);
     }
-    let format = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if format != FORMAT_VERSION {
-        return Err(CodecError::UnsupportedFormat {
-            found: format,
-            supported: FORMAT_VERSION,
-        });
-    }
-    let version = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default());
-    let body_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
+    let format = check_format(bytes)?;
+    let version = u64_at(bytes, 8);
+    let body_len = u64_at(bytes, 16);
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&bytes[24..56]);
     let actual = (bytes.len() - HEADER_LEN) as u64;
@@ -106,13 +230,7 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, CodecError> {
 pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), CodecError> {
     let header = peek_header(bytes)?;
     let body = &bytes[HEADER_LEN..];
-    let actual = Hash32::of(body);
-    if actual != header.content_hash {
-        return Err(CodecError::HashMismatch {
-            expected: header.content_hash.short(),
-            actual: actual.short(),
-        });
-    }
+    check_body(body, &header.content_hash)?;
     let snapshot: Snapshot =
         postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?;
     if snapshot.version != header.version {

@@ -8,11 +8,14 @@
 //! Each decision builds only the entities it needs (the principal, its groups, the resource and
 //! its parents, the action and its groups), so its cost does not grow with the directory.
 
+use crate::delta::{ApplyError, Delta};
 use crate::policy::{self, CompiledPolicies, PolicyError, PolicyInfo};
 use crate::request::{Request, Resource};
 use crate::schema::entity;
+use crate::sharded::ShardedMap;
 use crate::snapshot::{
-    AttrValue, AttributeDecl, Issuer, PrincipalClaim, ResourceKind, Snapshot, User,
+    AttrValue, AttributeDecl, Group, Issuer, PolicyVersion, PrincipalClaim, ResourceKind, Snapshot,
+    User,
 };
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
@@ -21,6 +24,7 @@ use cedar_policy::{
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Why a snapshot could not become an engine.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,8 @@ pub enum EngineError {
     Policy(#[from] PolicyError),
     #[error("snapshot is inconsistent: {0}")]
     Inconsistent(String),
+    #[error("delta: {0}")]
+    Delta(#[from] ApplyError),
 }
 
 /// Allow or deny.
@@ -111,14 +117,10 @@ impl Decision {
     }
 }
 
-/// Index of a user within the engine's snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UserIndex(pub u32);
-
 /// The result of resolving a token's principal claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Found(UserIndex),
+    Found(Arc<User>),
     /// No user of the source has that value.
     Missing,
     /// Several users of the source share the value (an `externalId` the IdP reused): the
@@ -126,17 +128,67 @@ pub enum Lookup {
     Ambiguous,
 }
 
-/// A key maps to one user, or to several (ambiguous).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The users a lookup key names: one, or several (ambiguous).
+#[derive(Debug, Clone)]
 enum Slot {
-    One(u32),
-    Many,
+    One(Arc<User>),
+    Many(Vec<Arc<User>>),
 }
 
-fn insert_slot(map: &mut HashMap<(String, String), Slot>, key: (String, String), user: u32) {
-    map.entry(key)
-        .and_modify(|s| *s = Slot::Many)
-        .or_insert(Slot::One(user));
+/// A user's identity within the directory: `(source, id)`.
+type UserKey = (Arc<str>, Arc<str>);
+
+/// A lookup index: `"<source>\0<value>"` → the users holding that value.
+type LookupIndex = ShardedMap<Arc<str>, Slot>;
+
+fn lookup_key(source: &str, value: &str) -> String {
+    let mut k = String::with_capacity(source.len() + 1 + value.len());
+    k.push_str(source);
+    k.push('\0');
+    k.push_str(value);
+    k
+}
+
+fn same_user(a: &User, b: &User) -> bool {
+    a.source == b.source && a.id == b.id
+}
+
+fn index_add(map: &mut LookupIndex, key: String, user: &Arc<User>) {
+    let key: Arc<str> = Arc::from(key);
+    let slot = match map.get(&*key) {
+        None => Slot::One(user.clone()),
+        Some(Slot::One(a)) => Slot::Many(vec![a.clone(), user.clone()]),
+        Some(Slot::Many(v)) => {
+            let mut v = v.clone();
+            v.push(user.clone());
+            Slot::Many(v)
+        }
+    };
+    map.insert(key, slot);
+}
+
+fn index_remove(map: &mut LookupIndex, key: &str, user: &User) {
+    let next = match map.get(key) {
+        None => return,
+        Some(Slot::One(a)) if same_user(a, user) => None,
+        Some(Slot::One(_)) => return,
+        Some(Slot::Many(v)) => {
+            let mut v: Vec<_> = v.iter().filter(|a| !same_user(a, user)).cloned().collect();
+            Some(if v.len() == 1 {
+                Slot::One(v.remove(0))
+            } else {
+                Slot::Many(v)
+            })
+        }
+    };
+    match next {
+        None => {
+            map.remove(key);
+        }
+        Some(slot) => {
+            map.insert(Arc::from(key), slot);
+        }
+    }
 }
 
 /// The Cedar id of a group: `<source>/<displayName>`. Display names are unique only within
@@ -147,17 +199,33 @@ pub fn group_id(source: &str, display_name: &str) -> String {
 }
 
 /// A snapshot made ready for deciding.
-#[derive(Debug)]
+///
+/// Immutable once built. A delta makes a new engine ([`Engine::apply`]) that shares with this
+/// one everything the delta does not touch: the compiled policies and other per-policy
+/// state, and all but a few shards of the directory indexes.
+#[derive(Debug, Clone)]
 pub struct Engine {
-    snapshot: Snapshot,
+    fixed: Arc<Fixed>,
+    version: u64,
+    identity_revision: u64,
+    created_at_ms: u64,
+    groups: Arc<Vec<Arc<Group>>>,
+    users: ShardedMap<UserKey, Arc<User>>,
+    by_user_name: LookupIndex,
+    by_external_id: LookupIndex,
+}
+
+/// What stays the same while only the directory changes.
+#[derive(Debug)]
+struct Fixed {
+    /// The snapshot without its directory (`users` and `groups` are empty here).
+    rest: Snapshot,
     policies: CompiledPolicies,
     authorizer: Authorizer,
     group_uids: Vec<EntityUid>,
     role_uids: Vec<EntityUid>,
     /// Action id → the action entity with every action group it belongs to as parents.
     actions: HashMap<String, Entity>,
-    by_user_name: HashMap<(String, String), Slot>,
-    by_external_id: HashMap<(String, String), Slot>,
     by_issuer: HashMap<String, usize>,
     /// (source, tenant) → index into the snapshot's partners.
     by_partner: HashMap<(String, String), u32>,
@@ -220,7 +288,7 @@ impl Labels {
 
 impl Engine {
     /// Validates the snapshot's policies against its schema and indexes its directory.
-    pub fn new(snapshot: Snapshot) -> Result<Self, EngineError> {
+    pub fn new(mut snapshot: Snapshot) -> Result<Self, EngineError> {
         let policies = policy::compile(&snapshot.schema, &snapshot.policies)?;
         if policies.content_hash != snapshot.policy_version.hash
             && snapshot.policy_version.counter != 0
@@ -248,40 +316,7 @@ impl Engine {
             snapshot.conditions.len() as u32,
         );
         for g in &snapshot.groups {
-            if g.ancestors.iter().any(|&a| a >= n_groups) {
-                return Err(EngineError::Inconsistent(format!(
-                    "group {} names an ancestor out of range",
-                    g.id
-                )));
-            }
-        }
-
-        let mut by_user_name = HashMap::with_capacity(snapshot.users.len());
-        let mut by_external_id = HashMap::new();
-        for (i, u) in snapshot.users.iter().enumerate() {
-            if u.groups.iter().any(|&g| g >= n_groups) {
-                return Err(EngineError::Inconsistent(format!(
-                    "user {} names a group out of range",
-                    u.id
-                )));
-            }
-            if u.roles
-                .iter()
-                .any(|r| r.role >= n_roles || r.condition.is_some_and(|c| c >= n_conditions))
-            {
-                return Err(EngineError::Inconsistent(format!(
-                    "user {} names a role or condition out of range",
-                    u.id
-                )));
-            }
-            insert_slot(
-                &mut by_user_name,
-                (u.source.clone(), u.user_name.to_lowercase()),
-                i as u32,
-            );
-            if let Some(x) = &u.external_id {
-                insert_slot(&mut by_external_id, (u.source.clone(), x.clone()), i as u32);
-            }
+            check_group(g, n_groups)?;
         }
 
         let by_issuer = snapshot
@@ -322,37 +357,196 @@ impl Engine {
             by_partner.insert((p.source.clone(), p.tenant.clone()), i as u32);
         }
         let labels = Labels::new(&snapshot);
-        Ok(Self {
-            by_partner,
-            labels,
-            snapshot,
-            policies,
-            authorizer: Authorizer::new(),
-            group_uids,
-            role_uids,
-            actions,
-            by_user_name,
-            by_external_id,
-            by_issuer,
-        })
+        let users = std::mem::take(&mut snapshot.users);
+        let groups = std::mem::take(&mut snapshot.groups);
+        let mut engine = Self {
+            version: snapshot.version,
+            identity_revision: snapshot.identity_revision,
+            created_at_ms: snapshot.created_at_ms,
+            groups: Arc::new(groups),
+            users: ShardedMap::with_capacity(users.len()),
+            by_user_name: ShardedMap::with_capacity(users.len()),
+            by_external_id: ShardedMap::with_capacity(users.len() / 2),
+            fixed: Arc::new(Fixed {
+                by_partner,
+                labels,
+                rest: snapshot,
+                policies,
+                authorizer: Authorizer::new(),
+                group_uids,
+                role_uids,
+                actions,
+                by_issuer,
+            }),
+        };
+        for u in users {
+            engine.upsert(u)?;
+        }
+        Ok(engine)
     }
 
-    pub fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
+    /// The engine for the snapshot `delta` makes from this one. Costs what the delta touches
+    /// (a few microseconds per user), not what the directory holds; this engine is unchanged.
+    pub fn apply(&self, delta: &Delta) -> Result<Self, EngineError> {
+        if delta.base_version != self.version {
+            return Err(ApplyError::WrongBase {
+                expected: delta.base_version,
+                live: self.version,
+            }
+            .into());
+        }
+        delta.check_shape()?;
+        let mut next = self.clone();
+        next.version = delta.version;
+        next.identity_revision = delta.identity_revision;
+        next.created_at_ms = delta.created_at_ms;
+        if !delta.groups.is_empty() {
+            let n_groups = self.groups.len() as u32;
+            let groups = Arc::make_mut(&mut next.groups);
+            for (index, g) in &delta.groups {
+                let bad = |reason| ApplyError::BadGroup {
+                    index: *index,
+                    reason,
+                };
+                let slot = groups.get_mut(*index as usize).ok_or(bad("out of range"))?;
+                if slot.id != g.id || slot.source != g.source || slot.display_name != g.display_name
+                {
+                    return Err(bad("a different group").into());
+                }
+                check_group(g, n_groups)?;
+                *slot = g.clone();
+            }
+        }
+        for (source, id) in &delta.removed {
+            let key: UserKey = (Arc::from(source.as_str()), Arc::from(id.as_str()));
+            if let Some(old) = next.users.remove(&key) {
+                next.unindex(&old);
+            }
+        }
+        for u in &delta.users {
+            next.upsert(u.clone())?;
+        }
+        Ok(next)
+    }
+
+    /// Adds or replaces one user, keeping the lookup indexes in step.
+    fn upsert(&mut self, user: Arc<User>) -> Result<(), EngineError> {
+        let (n_groups, n_roles, n_conditions) = (
+            self.groups.len() as u32,
+            self.fixed.rest.roles.len() as u32,
+            self.fixed.rest.conditions.len() as u32,
+        );
+        if user.groups.iter().any(|&g| g >= n_groups) {
+            return Err(EngineError::Inconsistent(format!(
+                "user {} names a group out of range",
+                user.id
+            )));
+        }
+        if user
+            .roles
+            .iter()
+            .any(|r| r.role >= n_roles || r.condition.is_some_and(|c| c >= n_conditions))
+        {
+            return Err(EngineError::Inconsistent(format!(
+                "user {} names a role or condition out of range",
+                user.id
+            )));
+        }
+        let key: UserKey = (Arc::from(user.source.as_str()), Arc::from(user.id.as_str()));
+        if let Some(old) = self.users.insert(key, user.clone()) {
+            self.unindex(&old);
+        }
+        index_add(
+            &mut self.by_user_name,
+            lookup_key(&user.source, &user.user_name.to_lowercase()),
+            &user,
+        );
+        if let Some(x) = &user.external_id {
+            index_add(&mut self.by_external_id, lookup_key(&user.source, x), &user);
+        }
+        Ok(())
+    }
+
+    fn unindex(&mut self, user: &User) {
+        index_remove(
+            &mut self.by_user_name,
+            &lookup_key(&user.source, &user.user_name.to_lowercase()),
+            user,
+        );
+        if let Some(x) = &user.external_id {
+            index_remove(&mut self.by_external_id, &lookup_key(&user.source, x), user);
+        }
+    }
+
+    /// The full snapshot this engine decides with (copies the directory; for persisting and
+    /// tests, not for the request path).
+    pub fn to_snapshot(&self) -> Snapshot {
+        let mut s = self.fixed.rest.clone();
+        s.version = self.version;
+        s.identity_revision = self.identity_revision;
+        s.created_at_ms = self.created_at_ms;
+        s.groups = self.groups.as_ref().clone();
+        s.users = self.users.values().cloned().collect();
+        s.users
+            .sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+        s
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The identity revision the snapshot reflects.
+    pub fn identity_revision(&self) -> u64 {
+        self.identity_revision
+    }
+
+    /// When the control plane compiled the snapshot (Unix ms).
+    pub fn created_at_ms(&self) -> u64 {
+        self.created_at_ms
+    }
+
+    pub fn policy_version(&self) -> &PolicyVersion {
+        &self.fixed.rest.policy_version
+    }
+
+    pub fn issuers(&self) -> &[Issuer] {
+        &self.fixed.rest.issuers
+    }
+
+    pub fn principal_attributes(&self) -> &[AttributeDecl] {
+        &self.fixed.rest.principal_attributes
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether `other` was made from this engine by deltas only, so shares its policies.
+    pub fn shares_policies_with(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.fixed, &other.fixed)
     }
 
     /// Every policy with its id, file and line.
     pub fn policies(&self) -> &[PolicyInfo] {
-        &self.policies.policies
+        &self.fixed.policies.policies
     }
 
-    pub fn user(&self, index: UserIndex) -> &User {
-        &self.snapshot.users[index.0 as usize]
+    /// The user with SCIM id `id` in `source`.
+    pub fn user(&self, source: &str, id: &str) -> Option<&Arc<User>> {
+        self.users.get(&(Arc::from(source), Arc::from(id)))
     }
 
     /// The issuer whose `iss` is exactly `iss`.
     pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
-        self.by_issuer.get(iss).map(|&i| &self.snapshot.issuers[i])
+        self.fixed
+            .by_issuer
+            .get(iss)
+            .map(|&i| &self.fixed.rest.issuers[i])
     }
 
     /// Finds the user a verified token names, by the issuer's claim mapping: `email` matches
@@ -361,15 +555,13 @@ impl Engine {
         let (map, key) = match claim {
             PrincipalClaim::EmailToUserName => (
                 &self.by_user_name,
-                (source.to_owned(), value.to_lowercase()),
+                lookup_key(source, &value.to_lowercase()),
             ),
-            PrincipalClaim::SubToExternalId => {
-                (&self.by_external_id, (source.to_owned(), value.to_owned()))
-            }
+            PrincipalClaim::SubToExternalId => (&self.by_external_id, lookup_key(source, value)),
         };
-        match map.get(&key) {
-            Some(Slot::One(i)) => Lookup::Found(UserIndex(*i)),
-            Some(Slot::Many) => Lookup::Ambiguous,
+        match map.get(key.as_str()) {
+            Some(Slot::One(u)) => Lookup::Found(u.clone()),
+            Some(Slot::Many(_)) => Lookup::Ambiguous,
             None => Lookup::Missing,
         }
     }
@@ -379,13 +571,14 @@ impl Engine {
         self.by_user_name
             .values()
             .chain(self.by_external_id.values())
-            .filter(|s| **s == Slot::Many)
+            .filter(|s| matches!(s, Slot::Many(_)))
             .count()
     }
 
     /// The partner admitted for `tenant` through `source`'s issuer, if any.
     pub fn find_partner(&self, source: &str, tenant: &str) -> Option<u32> {
-        self.by_partner
+        self.fixed
+            .by_partner
             .get(&(source.to_owned(), tenant.to_owned()))
             .copied()
     }
@@ -394,8 +587,8 @@ impl Engine {
     /// (`subject` is the issuer's principal claim), in the partner's group and source, with
     /// the partner's roles. Declared attributes come from token claims or defaults.
     pub fn guest(&self, partner: u32, subject: &str) -> User {
-        let p = &self.snapshot.partners[partner as usize];
-        let group = &self.snapshot.groups[p.group as usize];
+        let p = &self.fixed.rest.partners[partner as usize];
+        let group = &self.groups[p.group as usize];
         User {
             id: format!("partner:{}/{subject}", group.display_name),
             source: p.source.clone(),
@@ -413,13 +606,8 @@ impl Engine {
         }
     }
 
-    /// Decides `request` for the user at `index`.
-    pub fn decide(&self, index: UserIndex, request: &Request) -> Decision {
-        self.decide_for(self.user(index), request)
-    }
-
     /// Decides `request` for `user`: a user of the snapshot or a [`Self::guest`].
-    pub fn decide_for(&self, user: &User, request: &Request) -> Decision {
+    pub fn decide(&self, user: &User, request: &Request) -> Decision {
         if !user.active {
             return Decision::deny(Reason::PrincipalInactive);
         }
@@ -439,6 +627,7 @@ impl Engine {
         );
         let action_id = request.action.cedar_id();
         let action = self
+            .fixed
             .actions
             .get(action_id)
             .ok_or_else(|| format!("action {action_id} is not in the schema"))?;
@@ -454,27 +643,27 @@ impl Engine {
             ));
         }
         for &g in &user.groups {
-            let group = &self.snapshot.groups[g as usize];
+            let group = &self.groups[g as usize];
             let parents = group
                 .ancestors
                 .iter()
-                .map(|&a| self.group_uids[a as usize].clone())
+                .map(|&a| self.fixed.group_uids[a as usize].clone())
                 .collect();
             entities.push(Entity::new_no_attrs(
-                self.group_uids[g as usize].clone(),
+                self.fixed.group_uids[g as usize].clone(),
                 parents,
             ));
         }
         for r in self.roles_holding(user, request) {
             entities.push(Entity::new_no_attrs(
-                self.role_uids[r as usize].clone(),
+                self.fixed.role_uids[r as usize].clone(),
                 HashSet::new(),
             ));
         }
         resource_entities(
             &request.resource,
             resource.clone(),
-            &self.labels,
+            &self.fixed.labels,
             &mut entities,
         )?;
         entities.push(action.clone());
@@ -496,13 +685,15 @@ impl Engine {
             action.uid(),
             resource,
             context,
-            Some(&self.policies.schema),
+            Some(&self.fixed.policies.schema),
         )
         .map_err(|e| e.to_string())?;
 
-        let response = self
-            .authorizer
-            .is_authorized(&cedar_request, &self.policies.set, &entities);
+        let response = self.fixed.authorizer.is_authorized(
+            &cedar_request,
+            &self.fixed.policies.set,
+            &entities,
+        );
         let mut policies: Vec<String> = response
             .diagnostics()
             .reason()
@@ -542,7 +733,7 @@ impl Engine {
             .iter()
             .filter(move |g| {
                 g.holds(
-                    &self.snapshot.conditions,
+                    &self.fixed.rest.conditions,
                     c.environment.as_deref(),
                     c.tenant.as_deref(),
                     c.now_ms,
@@ -578,7 +769,7 @@ impl Engine {
                 RestrictedExpression::new_bool(user.active),
             ),
         ]);
-        for (i, d) in self.snapshot.principal_attributes.iter().enumerate() {
+        for (i, d) in self.fixed.rest.principal_attributes.iter().enumerate() {
             if let Some(v) = principal_attribute(d, i as u32, user, request) {
                 attrs.insert(d.name.clone(), attr_expr(v));
             }
@@ -586,15 +777,25 @@ impl Engine {
         let mut parents: HashSet<EntityUid> = user
             .groups
             .iter()
-            .map(|&g| self.group_uids[g as usize].clone())
+            .map(|&g| self.fixed.group_uids[g as usize].clone())
             .collect();
         parents.extend(sources(user).map(|s| uid(entity::SOURCE, s)));
         parents.extend(
             self.roles_holding(user, request)
-                .map(|r| self.role_uids[r as usize].clone()),
+                .map(|r| self.fixed.role_uids[r as usize].clone()),
         );
         Entity::new(principal, attrs, parents).map_err(|e| e.to_string())
     }
+}
+
+fn check_group(g: &Group, n_groups: u32) -> Result<(), EngineError> {
+    if g.ancestors.iter().any(|&a| a >= n_groups) {
+        return Err(EngineError::Inconsistent(format!(
+            "group {} names an ancestor out of range",
+            g.id
+        )));
+    }
+    Ok(())
 }
 
 /// The sources a principal is in: its own, or every linked account's.

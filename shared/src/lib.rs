@@ -6,12 +6,15 @@
 
 pub mod audit;
 pub mod codec;
+pub mod delta;
 pub mod engine;
 pub mod hash;
 pub mod policy;
 pub mod proto;
 pub mod request;
 pub mod schema;
+pub mod sharded;
+pub mod signing;
 pub mod snapshot;
 
 pub use hash::Hash32;

@@ -62,16 +62,7 @@ async fn fixture() -> Fixture {
         )
         .await
         .expect("bindings apply");
-    let publisher = Publisher::start(
-        store.clone(),
-        policies.clone(),
-        IssuerRegistry::new(&[]),
-        PrincipalAttributes::default(),
-        bindings.clone(),
-        10,
-    )
-    .await
-    .expect("publisher");
+    let publisher = start(&store, &policies, &bindings).await;
     Fixture {
         _dir: dir,
         store,
@@ -133,8 +124,35 @@ async fn change(
         .expect("change");
 }
 
-/// Publishes, and checks the result against a compile from scratch of the store.
+fn options() -> PublisherOptions {
+    PublisherOptions {
+        keep_snapshots: 10,
+        keep_deltas: 100,
+        full_every: 4,
+        signer: FrameSigner::from_seed(&[1; 32]),
+    }
+}
+
+async fn start(store: &Store, policies: &PolicyStore, bindings: &BindingStore) -> Arc<Publisher> {
+    Publisher::start(
+        store.clone(),
+        policies.clone(),
+        IssuerRegistry::new(&[]),
+        PrincipalAttributes::default(),
+        bindings.clone(),
+        options(),
+    )
+    .await
+    .expect("publisher")
+}
+
+/// Publishes, and checks the result against a compile from scratch of the store, and its
+/// delta (when it has one) against the snapshot before.
 async fn publish_and_check(f: &Fixture, mode: &str) -> Snapshot {
+    let before = f
+        .publisher
+        .latest()
+        .expect("a snapshot was published at start");
     let published = f
         .publisher
         .compile_once()
@@ -142,7 +160,18 @@ async fn publish_and_check(f: &Fixture, mode: &str) -> Snapshot {
         .expect("compile")
         .expect("a new snapshot");
     assert_eq!(f.publisher.last_compile_mode(), Some(mode));
-    let (_, got) = codec::decode(&published.payload).expect("decodes");
+    let full = f
+        .publisher
+        .full_frame(&published)
+        .await
+        .expect("full frame");
+    let (_, got) = codec::decode(&full.payload).expect("decodes");
+    assert_eq!(&got, published.snapshot.as_ref());
+    if let Some(step) = published.last_step() {
+        let (_, d) = codec::decode_delta(&step.frame.payload).expect("delta decodes");
+        assert_eq!(d.base_version, before.version);
+        assert_eq!(d.apply_to(&before.snapshot).expect("applies"), got);
+    }
     let directory = f
         .store
         .read(|c| {
@@ -262,4 +291,63 @@ async fn identity_changes_are_compiled_in_place_and_equal_a_fresh_compile() {
 
     // Nothing changed: nothing published.
     assert!(f.publisher.compile_once().await.expect("compile").is_none());
+}
+
+#[tokio::test]
+async fn versions_are_published_as_deltas_and_a_restart_resumes_the_history() {
+    let f = fixture().await;
+    let first = f.publisher.latest().expect("published at start");
+    let mut versions = vec![first.version];
+    for (i, id) in ["u1", "u2", "u3", "u4", "u5", "u6"].into_iter().enumerate() {
+        change(&f.store, "User", id, "create", move |tx| {
+            store::put_user(tx, &user(id, if i % 2 == 0 { "Sales" } else { "Legal" }))
+        })
+        .await;
+        publish_and_check(&f, "incremental").await;
+        let p = f.publisher.latest().expect("latest");
+        let step = p.last_step().expect("a user added: published as a delta");
+        assert_eq!(step.delta.users.len(), 1, "only the new user is carried");
+        versions.push(p.version);
+    }
+    let latest = f.publisher.latest().expect("latest");
+    // A node at the first version gets one delta spanning all six changes.
+    let steps = latest
+        .steps_from(first.version)
+        .expect("history reaches back");
+    assert_eq!(steps.len(), 6);
+    let frame = f.publisher.delta_frame(steps).expect("composed");
+    let (_, composed) = codec::decode_delta(&frame.payload).expect("decodes");
+    assert_eq!(
+        (composed.base_version, composed.version),
+        (first.version, latest.version)
+    );
+    assert_eq!(composed.users.len(), 6);
+    assert_eq!(
+        &composed.apply_to(&first.snapshot).expect("applies"),
+        latest.snapshot.as_ref()
+    );
+    // Every frame is signed by the publisher's key.
+    let trusted = portcullis_shared::signing::TrustedKeys::from_base64([options()
+        .signer
+        .public_key_base64()
+        .as_str()])
+    .expect("key");
+    trusted
+        .verify(&frame.payload, &frame.signature, &frame.key_id)
+        .expect("composed delta signed");
+    assert!(latest.steps_from(latest.version + 1).is_none());
+
+    // With full_every = 4 a full snapshot was stored along the way, and deltas after it: a
+    // second publisher on the same store restores the same latest version and history.
+    let again = start(&f.store, &f.policies, &f.bindings).await;
+    let restored = again.latest().expect("restored");
+    assert_eq!(restored.version, latest.version, "nothing new to publish");
+    assert_eq!(restored.snapshot, latest.snapshot);
+    let steps = restored
+        .steps_from(first.version)
+        .expect("history restored");
+    assert_eq!(steps.len(), 6);
+    let frame = again.delta_frame(steps).expect("composed");
+    let (_, d) = codec::decode_delta(&frame.payload).expect("decodes");
+    assert_eq!(d, composed);
 }

@@ -257,6 +257,62 @@ pub fn latest_snapshot(c: &Connection) -> Result<Option<SnapshotRow>, StoreError
     .optional()?)
 }
 
+/// A stored delta: the changes from `base_version` to `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaRow {
+    pub version: u64,
+    pub base_version: u64,
+    pub identity_revision: u64,
+    pub created_ms: u64,
+    pub content_hash: Hash32,
+    /// Framed bytes (see `portcullis_shared::codec::encode_delta`).
+    pub payload: Vec<u8>,
+}
+
+/// Stores a delta and keeps only the newest `keep`.
+pub fn insert_delta(c: &Connection, row: &DeltaRow, keep: u32) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO snapshot_deltas (version, base_version, identity_revision, created_ms,
+                                      content_hash, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.version as i64,
+            row.base_version as i64,
+            row.identity_revision as i64,
+            row.created_ms as i64,
+            row.content_hash.to_hex(),
+            row.payload
+        ],
+    )?;
+    c.execute(
+        "DELETE FROM snapshot_deltas WHERE version <=
+            (SELECT version FROM snapshot_deltas ORDER BY version DESC LIMIT 1 OFFSET ?1)",
+        params![keep.max(1)],
+    )?;
+    Ok(())
+}
+
+/// Every stored delta, oldest first.
+pub fn list_deltas(c: &Connection) -> Result<Vec<DeltaRow>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT version, base_version, identity_revision, created_ms, content_hash, payload
+         FROM snapshot_deltas ORDER BY version",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(DeltaRow {
+                version: r.get::<_, i64>(0)? as u64,
+                base_version: r.get::<_, i64>(1)? as u64,
+                identity_revision: r.get::<_, i64>(2)? as u64,
+                created_ms: r.get::<_, i64>(3)? as u64,
+                content_hash: Hash32::from_hex(&r.get::<_, String>(4)?).unwrap_or_default(),
+                payload: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 // ---- nodes ----------------------------------------------------------------------------------
 
 /// What the control plane knows of a data-plane node.

@@ -59,16 +59,28 @@ impl Watcher {
                 .unwrap_or_else(|_| panic!("no snapshot with identity revision {revision}"))
                 .expect("stream ok")
                 .expect("stream open");
-            if let Some(control_message::Kind::Snapshot(s)) = msg.kind {
-                let (_, snapshot) = codec::decode(&s.payload).expect("a valid snapshot");
-                let _ = self
-                    .tx
-                    .send(NodeMessage {
-                        kind: Some(node_message::Kind::Ack(Ack { version: s.version })),
-                    })
-                    .await;
-                self.latest = Some(snapshot);
-            }
+            let (version, snapshot) = match msg.kind {
+                Some(control_message::Kind::Snapshot(s)) => {
+                    let (_, snapshot) = codec::decode(&s.payload).expect("a valid snapshot");
+                    (s.version, snapshot)
+                }
+                Some(control_message::Kind::Delta(d)) => {
+                    let (_, delta) = codec::decode_delta(&d.payload).expect("a valid delta");
+                    let base = self
+                        .latest
+                        .as_ref()
+                        .expect("a delta comes after a snapshot");
+                    (d.version, delta.apply_to(base).expect("the delta applies"))
+                }
+                _ => continue,
+            };
+            let _ = self
+                .tx
+                .send(NodeMessage {
+                    kind: Some(node_message::Kind::Ack(Ack { version })),
+                })
+                .await;
+            self.latest = Some(snapshot);
         }
     }
 }

@@ -111,6 +111,7 @@ pub fn node_toml(
     state_dir: &Path,
     control_plane_grpc: SocketAddr,
     control_plane_token: &str,
+    control_plane_key_file: &Path,
     proxy: SocketAddr,
     admin: SocketAddr,
     upstream: SocketAddr,
@@ -122,6 +123,8 @@ node_id = "{node_id}"
 state_dir = {state:?}
 control_plane = "http://{control_plane_grpc}"
 control_plane_token = "{control_plane_token}"
+# The control plane writes its public signing key here when it first starts.
+control_plane_keys_file = {keys:?}
 threads = 1
 
 [listen]
@@ -157,5 +160,6 @@ name = "crm"
 upstream = "http://{upstream}/mcp"
 "#,
         state = state_dir.display().to_string(),
+        keys = control_plane_key_file.display().to_string(),
     )
 }

@@ -225,6 +225,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &dir.join("edge-1"),
             p.cp.grpc,
             &node_token,
+            &dir.join("cp-data/signing.pub"),
             p.edge,
             p.edge_admin,
             p.upstream,

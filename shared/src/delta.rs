@@ -1,0 +1,295 @@
+//! Snapshot deltas: what changed in the directory between two versions.
+//!
+//! Most snapshots differ from the one before by a handful of users (a deactivation, a group
+//! move). A [`Delta`] carries just those: the users added or changed, the users removed, and
+//! the groups whose nesting changed, with the version it applies to (`base_version`) and the
+//! version it makes. Everything else a snapshot holds (policies, schema, issuers, roles,
+//! partners, labels, the group list itself) must be identical between the two; when it is
+//! not, [`diff`] says why and the control plane sends the full snapshot instead.
+//!
+//! Groups are addressed by index (users name their groups by index), so a delta may change a
+//! group's ancestors but never add, remove, rename or reorder groups.
+
+use crate::snapshot::{Group, Snapshot, User};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// The directory changes from snapshot `base_version` to snapshot `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub base_version: u64,
+    pub version: u64,
+    pub identity_revision: u64,
+    pub created_at_ms: u64,
+    /// Groups replaced in place (same id, source and name; new ancestors), by ascending index.
+    pub groups: Vec<(u32, Arc<Group>)>,
+    /// Users added or changed, sorted by `(source, id)`.
+    pub users: Vec<Arc<User>>,
+    /// Users removed, as `(source, id)`, sorted.
+    pub removed: Vec<(String, String)>,
+}
+
+/// Why two snapshots cannot be related by a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotDelta {
+    #[error("the new snapshot is not newer")]
+    NotNewer,
+    #[error("the {0} changed")]
+    Changed(&'static str),
+    #[error("groups were added, removed or renamed")]
+    GroupsReshaped,
+}
+
+/// Why a delta does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("delta applies to version {expected}, but the live version is {live}")]
+    WrongBase { expected: u64, live: u64 },
+    #[error("delta does not advance the version ({base} → {version})")]
+    NotNewer { base: u64, version: u64 },
+    #[error("delta changes group {index}, which is {reason}")]
+    BadGroup { index: u32, reason: &'static str },
+    #[error("delta user {0} names a group, role or condition out of range")]
+    BadUser(String),
+    #[error("delta users or removals are not sorted and unique")]
+    Unsorted,
+}
+
+fn key(u: &User) -> (&str, &str) {
+    (&u.source, &u.id)
+}
+
+/// The delta taking `old` to `new`, or why there is none. Cost: one pass over both user
+/// lists comparing pointers (snapshots from the incremental compiler share unchanged users),
+/// plus a value comparison where the pointers differ.
+pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
+    // Destructured so that a field added to `Snapshot` fails to compile here until this
+    // function decides whether a delta can carry it.
+    let Snapshot {
+        version,
+        identity_revision,
+        policy_version,
+        created_at_ms,
+        issuers,
+        groups,
+        users,
+        principal_attributes,
+        schema,
+        policies,
+        roles,
+        conditions,
+        resource_labels,
+        partners,
+        labeled_resources,
+    } = new;
+    if *version <= old.version {
+        return Err(NotDelta::NotNewer);
+    }
+    let unchanged: [(bool, &'static str); 10] = [
+        (*policy_version == old.policy_version, "policy version"),
+        (*issuers == old.issuers, "issuers"),
+        (
+            *principal_attributes == old.principal_attributes,
+            "principal attributes",
+        ),
+        (*schema == old.schema, "schema"),
+        (*policies == old.policies, "policies"),
+        (*roles == old.roles, "roles"),
+        (*conditions == old.conditions, "role conditions"),
+        (*resource_labels == old.resource_labels, "resource labels"),
+        (*partners == old.partners, "partners"),
+        (
+            *labeled_resources == old.labeled_resources,
+            "labeled resources",
+        ),
+    ];
+    if let Some((_, what)) = unchanged.iter().find(|(same, _)| !same) {
+        return Err(NotDelta::Changed(what));
+    }
+    if groups.len() != old.groups.len() {
+        return Err(NotDelta::GroupsReshaped);
+    }
+    let mut changed_groups = Vec::new();
+    for (i, (a, b)) in old.groups.iter().zip(groups).enumerate() {
+        if Arc::ptr_eq(a, b) || a == b {
+            continue;
+        }
+        if a.id != b.id || a.source != b.source || a.display_name != b.display_name {
+            return Err(NotDelta::GroupsReshaped);
+        }
+        changed_groups.push((i as u32, b.clone()));
+    }
+
+    let (mut changed, mut removed) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.users.len() || j < users.len() {
+        let order = match (old.users.get(i), users.get(j)) {
+            (Some(a), Some(b)) => key(a).cmp(&key(b)),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                let a = &old.users[i];
+                removed.push((a.source.clone(), a.id.clone()));
+                i += 1;
+            }
+            Ordering::Greater => {
+                changed.push(users[j].clone());
+                j += 1;
+            }
+            Ordering::Equal => {
+                let (a, b) = (&old.users[i], &users[j]);
+                if !Arc::ptr_eq(a, b) && a != b {
+                    changed.push(b.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(Delta {
+        base_version: old.version,
+        version: *version,
+        identity_revision: *identity_revision,
+        created_at_ms: *created_at_ms,
+        groups: changed_groups,
+        users: changed,
+        removed,
+    })
+}
+
+impl Delta {
+    /// How many users and groups it touches.
+    pub fn len(&self) -> usize {
+        self.groups.len() + self.users.len() + self.removed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks what can be checked without the base: versions advance, lists are sorted and
+    /// unique.
+    pub fn check_shape(&self) -> Result<(), ApplyError> {
+        if self.version <= self.base_version {
+            return Err(ApplyError::NotNewer {
+                base: self.base_version,
+                version: self.version,
+            });
+        }
+        let users_sorted = self.users.windows(2).all(|w| key(&w[0]) < key(&w[1]));
+        let removed_sorted = self.removed.windows(2).all(|w| w[0] < w[1]);
+        let groups_sorted = self.groups.windows(2).all(|w| w[0].0 < w[1].0);
+        if !(users_sorted && removed_sorted && groups_sorted) {
+            return Err(ApplyError::Unsorted);
+        }
+        Ok(())
+    }
+
+    /// This delta followed by `next` (which must start where this one ends), as one delta.
+    /// A node that fell several versions behind gets one delta, not a queue of them.
+    pub fn then(self, next: &Delta) -> Result<Delta, ApplyError> {
+        if next.base_version != self.version {
+            return Err(ApplyError::WrongBase {
+                expected: next.base_version,
+                live: self.version,
+            });
+        }
+        let mut groups: std::collections::BTreeMap<u32, Arc<Group>> =
+            self.groups.into_iter().collect();
+        groups.extend(next.groups.iter().cloned());
+        // Net effect per user: the last word wins; a removal after an upsert is a removal.
+        let mut users: std::collections::BTreeMap<(String, String), Option<Arc<User>>> = self
+            .removed
+            .into_iter()
+            .map(|k| (k, None))
+            .chain(
+                self.users
+                    .into_iter()
+                    .map(|u| ((u.source.clone(), u.id.clone()), Some(u))),
+            )
+            .collect();
+        for k in &next.removed {
+            users.insert(k.clone(), None);
+        }
+        for u in &next.users {
+            users.insert((u.source.clone(), u.id.clone()), Some(u.clone()));
+        }
+        let (mut upserts, mut removed) = (Vec::new(), Vec::new());
+        for (k, u) in users {
+            match u {
+                Some(u) => upserts.push(u),
+                None => removed.push(k),
+            }
+        }
+        Ok(Delta {
+            base_version: self.base_version,
+            version: next.version,
+            identity_revision: next.identity_revision,
+            created_at_ms: next.created_at_ms,
+            groups: groups.into_iter().collect(),
+            users: upserts,
+            removed,
+        })
+    }
+
+    /// Applies this delta to a full snapshot (the control plane's and the tests' form; nodes
+    /// apply deltas to their indexed form, see `Engine::apply`). Cost grows with the
+    /// directory; removing a user the base does not hold is not an error (a composed delta
+    /// may remove a user it also added).
+    pub fn apply_to(&self, base: &Snapshot) -> Result<Snapshot, ApplyError> {
+        if base.version != self.base_version {
+            return Err(ApplyError::WrongBase {
+                expected: self.base_version,
+                live: base.version,
+            });
+        }
+        self.check_shape()?;
+        let mut next = base.clone();
+        next.version = self.version;
+        next.identity_revision = self.identity_revision;
+        next.created_at_ms = self.created_at_ms;
+        for (index, g) in &self.groups {
+            let slot = next
+                .groups
+                .get_mut(*index as usize)
+                .ok_or(ApplyError::BadGroup {
+                    index: *index,
+                    reason: "out of range",
+                })?;
+            if slot.id != g.id || slot.source != g.source || slot.display_name != g.display_name {
+                return Err(ApplyError::BadGroup {
+                    index: *index,
+                    reason: "a different group",
+                });
+            }
+            *slot = g.clone();
+        }
+        let mut users = Vec::with_capacity(base.users.len() + self.users.len());
+        let mut upserts = self.users.iter().peekable();
+        let mut removed = self.removed.iter().peekable();
+        for u in &base.users {
+            while let Some(n) = upserts.next_if(|n| key(n) < key(u)) {
+                users.push(n.clone());
+            }
+            while removed
+                .next_if(|r| (r.0.as_str(), r.1.as_str()) < key(u))
+                .is_some()
+            {}
+            let gone = removed.next_if(|r| (r.0.as_str(), r.1.as_str()) == key(u));
+            match upserts.next_if(|n| key(n) == key(u)) {
+                Some(n) => users.push(n.clone()),
+                None if gone.is_some() => {}
+                None => users.push(u.clone()),
+            }
+        }
+        users.extend(upserts.cloned());
+        next.users = users;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests;
