@@ -144,7 +144,6 @@ impl Subscriber {
                 }
                 None => continue,
             };
-            self.state.note_latest(incoming.version);
             let reply = self.apply(incoming).await;
             if tx.send(reply).await.is_err() {
                 break;

@@ -43,6 +43,8 @@ pub struct Node {
     pub admin: SocketAddr,
     pub config: PathBuf,
     pub state_dir: PathBuf,
+    /// Trust this public key instead of the control plane's (to test signature rejection).
+    pub trusted_key: Option<String>,
 }
 
 /// The deployment. Dropping it kills every process and deletes its directory.
@@ -212,6 +214,16 @@ impl Cluster {
     /// Adds a node with a fresh state directory and starts it; waits until its admin listener
     /// answers (not until it holds a snapshot).
     pub async fn add_node(&mut self, id: &str) -> anyhow::Result<usize> {
+        self.add_node_trusting(id, None).await
+    }
+
+    /// Adds a node that trusts `key` (base64 Ed25519 public key) instead of the control
+    /// plane's signing key, when given.
+    pub async fn add_node_trusting(
+        &mut self,
+        id: &str,
+        key: Option<String>,
+    ) -> anyhow::Result<usize> {
         let state_dir = self.root().join(id);
         let node = Node {
             id: id.to_owned(),
@@ -220,6 +232,7 @@ impl Cluster {
             admin: free_addr(),
             config: self.root().join(format!("{id}.toml")),
             state_dir,
+            trusted_key: key,
         };
         self.nodes.push(node);
         let i = self.nodes.len() - 1;
@@ -236,6 +249,14 @@ impl Cluster {
                 n.proxy = free_addr();
                 n.admin = free_addr();
             }
+            let keys = match &n.trusted_key {
+                Some(k) => {
+                    let path = self.dir.path().join(format!("{}-trusts.pub", n.id));
+                    std::fs::write(&path, k)?;
+                    path
+                }
+                None => self.dir.path().join("cp-data/signing.pub"),
+            };
             std::fs::write(
                 &n.config,
                 configs::node_toml(
@@ -243,7 +264,7 @@ impl Cluster {
                     &n.state_dir,
                     self.cp_addrs.grpc,
                     &self.node_token,
-                    &self.dir.path().join("cp-data/signing.pub"),
+                    &keys,
                     n.proxy,
                     n.admin,
                     self.upstream,

@@ -144,6 +144,19 @@ header = "authorization"
 prefix = "Bearer "
 value = "{UPSTREAM_OPENAI_KEY}"
 
+# The same provider for sensitive work: fails closed (503) once the control plane has been
+# silent for 3 s, while the other routes keep serving the last-known-good snapshot.
+[[routes]]
+prefix = "/strict/openai"
+kind = "openai"
+name = "openai"
+upstream = "http://{upstream}"
+max_staleness_ms = 3000
+[routes.credential]
+header = "authorization"
+prefix = "Bearer "
+value = "{UPSTREAM_OPENAI_KEY}"
+
 [[routes]]
 prefix = "/anthropic"
 kind = "anthropic"
