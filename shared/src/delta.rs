@@ -125,6 +125,12 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
     let (mut i, mut j) = (0, 0);
     while i < old.users.len() || j < users.len() {
         let order = match (old.users.get(i), users.get(j)) {
+            // The same allocation is the same user, unchanged: no string comparison.
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {
+                i += 1;
+                j += 1;
+                continue;
+            }
             (Some(a), Some(b)) => key(a).cmp(&key(b)),
             (Some(_), None) => Ordering::Less,
             _ => Ordering::Greater,
