@@ -496,7 +496,13 @@ impl Publisher {
         let elapsed = started.elapsed();
         metrics::histogram!("portcullis_snapshot_compile_seconds", "mode" => how)
             .record(compile_time.as_secs_f64());
-        metrics::histogram!("portcullis_snapshot_publish_seconds").record(elapsed.as_secs_f64());
+        let sent_as = if published.last_step().is_some() {
+            "delta"
+        } else {
+            "full"
+        };
+        metrics::histogram!("portcullis_snapshot_publish_seconds", "as" => sent_as)
+            .record(elapsed.as_secs_f64());
         if let Some(bytes) = full_bytes {
             metrics::gauge!("portcullis_snapshot_bytes").set(bytes as f64);
         }

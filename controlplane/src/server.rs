@@ -81,6 +81,14 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
             metrics_exporter_prometheus::Matcher::Prefix("portcullis_snapshot_".into()),
             &compile_buckets,
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "portcullis_snapshot_delta_bytes".into(),
+                ),
+                &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0],
+            )
+        })
         .ok()
         .and_then(|b| b.install_recorder().ok());
 

@@ -127,6 +127,28 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
+/// The control plane's Prometheus page.
+async fn scrape(http: &reqwest::Client, admin: std::net::SocketAddr) -> anyhow::Result<String> {
+    Ok(http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+/// A metric's value in a Prometheus page, summed over the series whose labels contain
+/// `labels`.
+fn metric(page: &str, name: &str, labels: &str) -> f64 {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with([' ', '{']) && r.contains(labels))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -259,7 +281,9 @@ scim_token_sha256 = ["{hash}"]
         (groups.len() * args.members) as f64 / groups_secs
     );
 
-    // Concurrent single-operation PATCHes.
+    // Concurrent single-operation PATCHes; the control plane's counters before them, so the
+    // PATCH phase can be told apart from the bulk load.
+    let before = scrape(&http, admin).await?;
     let done = Arc::new(AtomicUsize::new(0));
     let users = Arc::new(users);
     let groups = Arc::new(groups);
@@ -320,43 +344,42 @@ scim_token_sha256 = ["{hash}"]
 
     // What compiling such a directory costs the control plane.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let metrics = http
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    // A metric's value, summed over the series whose labels contain `labels`.
-    let value = |name: &str, labels: &str| {
-        metrics
-            .lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|r| r.starts_with([' ', '{']) && r.contains(labels))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    for mode in ["full", "incremental"] {
-        let label = format!("mode=\"{mode}\"");
-        let (sum, count) = (
-            value("portcullis_snapshot_compile_seconds_sum", &label),
-            value("portcullis_snapshot_compile_seconds_count", &label),
-        );
-        println!(
-            "snapshots compiled {mode}: {count:.0}, mean {:.2} ms",
-            if count > 0.0 { sum / count * 1e3 } else { 0.0 }
-        );
+    let after = scrape(&http, admin).await?;
+    for (phase, base) in [("whole run", None), ("PATCH phase", Some(&before))] {
+        // A metric's value over the phase.
+        let value = |name: &str, labels: &str| {
+            metric(&after, name, labels) - base.map_or(0.0, |b| metric(b, name, labels))
+        };
+        let mean = |name: &str, labels: &str| {
+            let count = value(&format!("{name}_count"), labels);
+            let sum = value(&format!("{name}_sum"), labels);
+            (count, if count > 0.0 { sum / count } else { 0.0 })
+        };
+        println!("{phase}:");
+        for mode in ["full", "incremental"] {
+            let (count, m) = mean(
+                "portcullis_snapshot_compile_seconds",
+                &format!("mode=\"{mode}\""),
+            );
+            println!("  compiles {mode}: {count:.0}, mean {:.2} ms", m * 1e3);
+        }
+        for kind in ["delta", "full"] {
+            let (count, m) = mean(
+                "portcullis_snapshot_publish_seconds",
+                &format!("as=\"{kind}\""),
+            );
+            println!(
+                "  published as {kind}: {count:.0}, mean {:.1} ms from the start of a compile to the \
+                 version stored and offered to nodes",
+                m * 1e3
+            );
+        }
+        let (count, m) = mean("portcullis_snapshot_delta_bytes", "");
+        println!("  deltas: {count:.0}, mean {m:.0} bytes");
     }
-    let (sum, count) = (
-        value("portcullis_snapshot_publish_seconds_sum", ""),
-        value("portcullis_snapshot_publish_seconds_count", ""),
-    );
     println!(
-        "snapshots published: {count:.0}, mean {:.0} ms from the start of a compile to the \
-         snapshot stored and sent (encoding and storing it whole); latest snapshot {:.1} MB",
-        if count > 0.0 { sum / count * 1e3 } else { 0.0 },
-        value("portcullis_snapshot_bytes", "") / 1e6
+        "last full snapshot: {:.1} MB",
+        metric(&after, "portcullis_snapshot_bytes", "") / 1e6
     );
     cp.kill();
     Ok(())
