@@ -27,7 +27,7 @@ use crate::publisher::Publisher;
 use crate::store::{self, Store};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/policies", get(policies))
         .route("/admin/v1/policies/reload", post(reload))
         .route("/admin/v1/events", get(events))
+        .route("/admin/v1/receipts", get(receipts_about))
+        .route("/admin/v1/receipts/{seq}", get(receipt))
         .merge(identity::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -108,6 +110,26 @@ async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn render_metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    // The fleet view as gauges, current as of this scrape.
+    let latest = s.publisher.latest().map_or(0, |p| p.version);
+    let now = store::now_ms();
+    for n in s.nodes.list(latest) {
+        let id = n.row.node_id.clone();
+        metrics::gauge!("portcullis_node_applied_version", "node" => id.clone())
+            .set(n.row.applied_version as f64);
+        metrics::gauge!("portcullis_node_lag_versions", "node" => id.clone()).set(n.lag as f64);
+        metrics::gauge!("portcullis_node_connected", "node" => id.clone()).set(if n.connected {
+            1.0
+        } else {
+            0.0
+        });
+        if let Some(t) = n.row.last_ack_ms {
+            metrics::gauge!("portcullis_node_last_ack_age_seconds", "node" => id.clone())
+                .set(now.saturating_sub(t) as f64 / 1000.0);
+        }
+        metrics::gauge!("portcullis_node_last_rejected_version", "node" => id)
+            .set(n.row.last_nack_version.unwrap_or(0) as f64);
+    }
     let body = s
         .prometheus
         .as_ref()
@@ -220,6 +242,40 @@ struct EventsQuery {
 
 fn default_limit() -> u32 {
     100
+}
+
+#[derive(Debug, Deserialize)]
+struct ReceiptsQuery {
+    resource_id: String,
+    #[serde(default = "default_receipts")]
+    limit: u32,
+}
+
+fn default_receipts() -> u32 {
+    10
+}
+
+/// `GET /admin/v1/receipts/{seq}`: when each node enforced identity event `seq`.
+async fn receipt(State(s): State<AdminState>, Path(seq): Path<u64>) -> Response {
+    match crate::receipts::for_event(&s.store, &s.nodes, seq).await {
+        Ok(Some(r)) => Json(r).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no identity event {seq}")})),
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /admin/v1/receipts?resource_id=…`: receipts of the newest applied events about a
+/// user or group (its SCIM id), newest first.
+async fn receipts_about(State(s): State<AdminState>, Query(q): Query<ReceiptsQuery>) -> Response {
+    let limit = q.limit.clamp(1, 100);
+    match crate::receipts::for_resource(&s.store, &s.nodes, q.resource_id, limit).await {
+        Ok(r) => Json(json!({ "receipts": r })).into_response(),
+        Err(e) => internal(e),
+    }
 }
 
 async fn events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Response {

@@ -48,6 +48,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// When each node enforced an identity event: a deprovisioning receipt.
+    Receipt {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The identity event's sequence number (see the admin API's /admin/v1/events).
+        #[arg(
+            long,
+            required_unless_present = "resource_id",
+            conflicts_with = "resource_id"
+        )]
+        event: Option<u64>,
+        /// A user's or group's SCIM id: receipts for its newest events.
+        #[arg(long)]
+        resource_id: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the latest snapshot, identity revision and policy version.
     Status {
         #[command(flatten)]
@@ -245,6 +263,34 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::BreakGlass(c) => return identity::break_glass(c).await,
         Command::IdentityReport { admin } => return identity::report(admin).await,
         Command::Nodes { admin, json } => nodes(&admin, json).await?,
+        Command::Receipt {
+            admin,
+            event,
+            resource_id,
+            json,
+        } => {
+            let receipts = match (event, resource_id) {
+                (Some(seq), _) => {
+                    vec![admin_get(&admin, &format!("/admin/v1/receipts/{seq}")).await?]
+                }
+                (None, Some(id)) => {
+                    let path = format!("/admin/v1/receipts?resource_id={}", url_component(&id));
+                    let v = admin_get(&admin, &path).await?;
+                    v["receipts"].as_array().cloned().unwrap_or_default()
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&receipts)?);
+            } else if receipts.is_empty() {
+                println!("no applied identity events for that resource");
+            }
+            if !json {
+                for r in &receipts {
+                    print_receipt(r);
+                }
+            }
+        }
         Command::Status { admin } => {
             let v = admin_get(&admin, "/admin/v1/status").await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -458,6 +504,82 @@ async fn admin_get(admin: &AdminArgs, path: &str) -> anyhow::Result<serde_json::
     resp.json()
         .await
         .with_context(|| format!("GET {url}: reading JSON"))
+}
+
+/// Percent-encodes a query parameter value.
+fn url_component(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_receipt(r: &serde_json::Value) {
+    let e = &r["event"];
+    let at = e["at_ms"]
+        .as_u64()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms as i64).ok())
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|| "?".into());
+    println!(
+        "event {} — {} {} {} {} at {at} (identity revision {})",
+        e["seq"],
+        e["source"].as_str().unwrap_or("?"),
+        e["operation"].as_str().unwrap_or("?"),
+        e["resource_type"].as_str().unwrap_or("?"),
+        e["resource_id"].as_str().unwrap_or("?"),
+        e["revision"]
+    );
+    if e["applied"] == false {
+        println!("  the event changed nothing; there is nothing to enforce");
+        return;
+    }
+    match r["version"].as_u64() {
+        None => println!("  not yet in a published snapshot"),
+        Some(v) => println!("  first in snapshot version {v}"),
+    }
+    let enforced = r["enforced"].as_array().cloned().unwrap_or_default();
+    let pending = r["pending"].as_array().cloned().unwrap_or_default();
+    match r["everywhere_after_ms"].as_u64() {
+        Some(ms) => println!("  enforced on all {} nodes by T0+{ms} ms", enforced.len()),
+        None if !pending.is_empty() => println!(
+            "  enforced on {} nodes; {} still behind",
+            enforced.len(),
+            pending.len()
+        ),
+        None => println!("  no node has acknowledged it yet"),
+    }
+    for n in &enforced {
+        println!(
+            "    {:<24} +{} ms (version {})",
+            n["node_id"].as_str().unwrap_or("?"),
+            n["after_ms"],
+            n["version"]
+        );
+    }
+    for n in &pending {
+        println!(
+            "    {:<24} BEHIND at version {}{}",
+            n["node_id"].as_str().unwrap_or("?"),
+            n["applied_version"],
+            if n["connected"] == true {
+                ""
+            } else {
+                " (disconnected)"
+            }
+        );
+    }
+    for n in r["absent"].as_array().into_iter().flatten() {
+        println!(
+            "    {:<24} absent since before the event (version {})",
+            n["node_id"].as_str().unwrap_or("?"),
+            n["applied_version"]
+        );
+    }
 }
 
 async fn nodes(admin: &AdminArgs, json: bool) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ pub mod nodes;
 pub mod oidc;
 pub mod policies;
 pub mod publisher;
+pub mod receipts;
 pub mod rules;
 pub mod scim;
 pub mod server;

@@ -1,8 +1,9 @@
 //! The fleet registry: every data-plane node that subscribed, the version it applied, its last
 //! acknowledgement and last rejection. Kept in memory and persisted, in order, by one writer
-//! task so the fleet view survives a control-plane restart.
+//! task so the fleet view survives a control-plane restart. Every acknowledgement is also
+//! recorded with its time: the deprovisioning receipts are built from them.
 
-use crate::store::{self, NodeRow, Store};
+use crate::store::{self, AckRow, NodeRow, Store};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,14 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct NodeRegistry {
     inner: Arc<Mutex<Inner>>,
-    persist: mpsc::UnboundedSender<NodeRow>,
+    persist: mpsc::UnboundedSender<Persist>,
+}
+
+/// What the writer task stores.
+#[derive(Debug)]
+enum Persist {
+    Node(NodeRow),
+    Ack(AckRow),
 }
 
 #[derive(Debug, Default)]
@@ -58,10 +66,30 @@ impl NodeRegistry {
                 )
             })
             .collect();
-        let (tx, mut rx) = mpsc::unbounded_channel::<NodeRow>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Persist>();
         tokio::spawn(async move {
-            while let Some(row) = rx.recv().await {
-                if let Err(e) = store.run(move |c| store::upsert_node(c, &row)).await {
+            // Whatever queued up meanwhile goes in one transaction: a fleet acknowledging a
+            // version costs one write, not one per node.
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 1024 {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let written = store
+                    .write(move |tx| {
+                        for p in &batch {
+                            match p {
+                                Persist::Node(row) => store::upsert_node(tx, row)?,
+                                Persist::Ack(ack) => store::record_ack(tx, ack)?,
+                            }
+                        }
+                        Ok::<_, store::StoreError>(())
+                    })
+                    .await;
+                if let Err(e) = written {
                     tracing::warn!(error = %e, "cannot persist node state");
                 }
             }
@@ -82,7 +110,7 @@ impl NodeRegistry {
         drop(inner);
         metrics::gauge!("portcullis_nodes_connected").set(connected as f64);
         if let Some(row) = changed {
-            let _ = self.persist.send(row);
+            let _ = self.persist.send(Persist::Node(row));
         }
         Some(out)
     }
@@ -135,15 +163,22 @@ impl NodeRegistry {
     /// The node applied `version`.
     pub fn ack(&self, node_id: &str, generation: u64, version: u64) {
         let now = store::now_ms();
-        self.update(|inner| match inner.nodes.get_mut(node_id) {
+        let current = self.update(|inner| match inner.nodes.get_mut(node_id) {
             Some(e) if e.generation == generation => {
                 e.row.applied_version = version;
                 e.row.last_ack_ms = Some(now);
                 e.row.last_seen_ms = now;
-                ((), Some(e.row.clone()))
+                (true, Some(e.row.clone()))
             }
-            _ => ((), None),
+            _ => (false, None),
         });
+        if current == Some(true) {
+            let _ = self.persist.send(Persist::Ack(AckRow {
+                node_id: node_id.to_owned(),
+                version,
+                acked_ms: now,
+            }));
+        }
     }
 
     /// The node rejected `version`; its previous snapshot stays live.

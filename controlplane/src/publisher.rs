@@ -450,6 +450,7 @@ impl Publisher {
                 payload: f.payload.to_vec(),
             }),
         );
+        let (version, identity_revision) = (snapshot.version, snapshot.identity_revision);
         self.store
             .write(move |tx| {
                 if let Some(row) = &delta_row {
@@ -458,6 +459,7 @@ impl Publisher {
                 if let Some(row) = &full_row {
                     store::insert_snapshot(tx, row, options.keep_snapshots)?;
                 }
+                store::record_published(tx, version, identity_revision, created_ms)?;
                 Ok::<_, StoreError>(())
             })
             .await?;

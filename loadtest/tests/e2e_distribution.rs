@@ -104,6 +104,28 @@ async fn deltas_restarts_signatures_and_staleness() -> anyhow::Result<()> {
     let key_id = status["snapshot"]["signing_key_id"].clone();
     assert!(key_id.as_str().is_some_and(|k| k.len() == 16), "{status}");
 
+    // The deprovisioning receipt: enforced on node 0; node 1, down since before the event,
+    // is listed as absent rather than holding the answer back.
+    let receipts_url = format!(
+        "http://{}/admin/v1/receipts?resource_id={user}",
+        c.cp_addrs.admin
+    );
+    eventually(
+        "node 0's acknowledgement is recorded",
+        Duration::from_secs(10),
+        || async {
+            let r = c.get_json(&receipts_url).await?;
+            Ok(r["receipts"][0]["enforced"].as_array().map(Vec::len) == Some(1))
+        },
+    )
+    .await?;
+    let r = c.get_json(&receipts_url).await?["receipts"][0].clone();
+    assert_eq!(r["event"]["operation"], "patch", "{r}");
+    assert_eq!(r["enforced"][0]["node_id"], c.nodes[0].id, "{r}");
+    assert_eq!(r["absent"][0]["node_id"], c.nodes[1].id, "{r}");
+    assert!(r["everywhere_after_ms"].as_u64().is_some(), "{r}");
+    let deactivation = r["event"]["seq"].as_u64().unwrap_or(0);
+
     // SIGKILL the control plane mid-stream and restart it on the same store. Node 0 resumes
     // at the version it holds; node 1, restarted from its last-known-good one version
     // behind, is brought up with a delta from the stored history. Nothing is sent in full.
@@ -123,6 +145,34 @@ async fn deltas_restarts_signatures_and_staleness() -> anyhow::Result<()> {
     let s = c.node_status(1).await?;
     assert_eq!(s["snapshot"]["via"], "delta", "{s}");
     assert_eq!(s["snapshot"]["version"].as_u64(), Some(before), "{s}");
+
+    // Now the receipt names both nodes, node 1 later than node 0 (it was down); the CLI
+    // says the same.
+    let receipt_url = format!(
+        "http://{}/admin/v1/receipts/{deactivation}",
+        c.cp_addrs.admin
+    );
+    eventually(
+        "node 1's acknowledgement is recorded",
+        Duration::from_secs(10),
+        || async {
+            let r = c.get_json(&receipt_url).await?;
+            Ok(r["enforced"].as_array().map(Vec::len) == Some(2))
+        },
+    )
+    .await?;
+    let r = c.get_json(&receipt_url).await?;
+    let after = |i: usize| r["enforced"][i]["after_ms"].as_u64().unwrap_or(0);
+    assert!(after(1) > after(0), "{r}");
+    assert_eq!(r["everywhere_after_ms"].as_u64(), Some(after(1)), "{r}");
+    let out = std::process::Command::new(portcullis_loadtest::proc::bin("portcullis-cp")?)
+        .args(["receipt", "--admin-url"])
+        .arg(format!("http://{}", c.cp_addrs.admin))
+        .args(["--event", &deactivation.to_string()])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("enforced on all 2 nodes by T0+"), "{text}");
     for i in 0..c.nodes.len() {
         eventually("nodes resubscribe", Duration::from_secs(20), || async {
             Ok(c.node_status(i).await?["control_plane_connected"] == true)

@@ -313,6 +313,140 @@ pub fn list_deltas(c: &Connection) -> Result<Vec<DeltaRow>, StoreError> {
     Ok(rows)
 }
 
+// ---- receipts ------------------------------------------------------------------------------
+
+/// How many versions of acknowledgements and version records are kept.
+const RECEIPT_VERSIONS: i64 = 200_000;
+
+/// Records that `version` carries `identity_revision`.
+pub fn record_published(
+    c: &Connection,
+    version: u64,
+    identity_revision: u64,
+    published_ms: u64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT OR REPLACE INTO published_versions (version, identity_revision, published_ms)
+         VALUES (?1, ?2, ?3)",
+        params![
+            version as i64,
+            identity_revision as i64,
+            published_ms as i64
+        ],
+    )?;
+    if version.is_multiple_of(1024) {
+        let floor = version as i64 - RECEIPT_VERSIONS;
+        c.execute(
+            "DELETE FROM published_versions WHERE version < ?1",
+            params![floor],
+        )?;
+        c.execute("DELETE FROM node_acks WHERE version < ?1", params![floor])?;
+    }
+    Ok(())
+}
+
+/// A node acknowledged `version` at `acked_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckRow {
+    pub node_id: String,
+    pub version: u64,
+    pub acked_ms: u64,
+}
+
+pub fn record_ack(c: &Connection, a: &AckRow) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT OR IGNORE INTO node_acks (node_id, version, acked_ms) VALUES (?1, ?2, ?3)",
+        params![a.node_id, a.version as i64, a.acked_ms as i64],
+    )?;
+    Ok(())
+}
+
+/// The first published version carrying identity revision `revision` or later, with when it
+/// was published.
+pub fn first_version_with(c: &Connection, revision: u64) -> Result<Option<(u64, u64)>, StoreError> {
+    Ok(c.query_row(
+        "SELECT version, published_ms FROM published_versions
+         WHERE identity_revision >= ?1 ORDER BY version LIMIT 1",
+        params![revision as i64],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+    .optional()?)
+}
+
+/// For each node, its first acknowledgement of `version` or a later one: `(node, version,
+/// acked_ms)`.
+pub fn first_acks_from(c: &Connection, version: u64) -> Result<Vec<AckRow>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT node_id, version, MIN(acked_ms) FROM node_acks
+         WHERE version >= ?1 GROUP BY node_id ORDER BY node_id",
+    )?;
+    let rows = stmt
+        .query_map(params![version as i64], |r| {
+            Ok(AckRow {
+                node_id: r.get(0)?,
+                version: r.get::<_, i64>(1)? as u64,
+                acked_ms: r.get::<_, i64>(2)? as u64,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// What a receipt says about the event it is for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventHead {
+    pub seq: u64,
+    pub revision: u64,
+    pub at_ms: u64,
+    pub source: String,
+    pub operation: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    /// Only an applied event changed identity, so only it has something to enforce.
+    pub applied: bool,
+}
+
+fn event_head_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventHead> {
+    Ok(EventHead {
+        seq: r.get::<_, i64>(0)? as u64,
+        revision: r.get::<_, i64>(1)? as u64,
+        at_ms: r.get::<_, i64>(2)? as u64,
+        source: r.get(3)?,
+        operation: r.get(4)?,
+        resource_type: r.get(5)?,
+        resource_id: r.get(6)?,
+        applied: r.get::<_, String>(7)? == "applied",
+    })
+}
+
+/// The event with sequence number `seq`.
+pub fn event_head(c: &Connection, seq: u64) -> Result<Option<EventHead>, StoreError> {
+    Ok(c.query_row(
+        "SELECT seq, revision, at_ms, source, operation, resource_type, resource_id, outcome
+         FROM identity_events WHERE seq = ?1",
+        params![seq as i64],
+        event_head_row,
+    )
+    .optional()?)
+}
+
+/// The newest `limit` applied events about resource `resource_id`, newest first.
+pub fn events_about(
+    c: &Connection,
+    resource_id: &str,
+    limit: u32,
+) -> Result<Vec<EventHead>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, revision, at_ms, source, operation, resource_type, resource_id, outcome
+         FROM identity_events WHERE resource_id = ?1 AND outcome = 'applied'
+         ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![resource_id, limit], event_head_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 // ---- nodes ----------------------------------------------------------------------------------
 
 /// What the control plane knows of a data-plane node.
