@@ -9,5 +9,6 @@
 pub mod cluster;
 pub mod http;
 pub mod proc;
+pub mod scim_bulk;
 
 pub use cluster::{Cluster, ClusterOptions};

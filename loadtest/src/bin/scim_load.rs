@@ -13,6 +13,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use portcullis_loadtest::proc::{Proc, bin, free_addr};
+use portcullis_loadtest::scim_bulk::{Client, load, metric, scrape};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,112 +42,10 @@ struct Args {
     seconds: u64,
 }
 
-const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: &Value,
-    ) -> anyhow::Result<(u16, Value)> {
-        let resp = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/scim+json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    /// Runs one bulk request; returns the ids it created, in operation order.
-    async fn bulk(&self, ops: Vec<Value>) -> anyhow::Result<Vec<String>> {
-        let (status, body) = self
-            .send(
-                reqwest::Method::POST,
-                "/Bulk",
-                &json!({"schemas": [BULK], "Operations": ops}),
-            )
-            .await?;
-        if status != 200 {
-            bail!("bulk: {status} {body}");
-        }
-        let mut ids = Vec::new();
-        for op in body["Operations"].as_array().into_iter().flatten() {
-            if op["status"] != "201" {
-                bail!("bulk operation failed: {op}");
-            }
-            let id = op["location"]
-                .as_str()
-                .and_then(|l| l.rsplit('/').next())
-                .unwrap_or("");
-            ids.push(id.to_owned());
-        }
-        Ok(ids)
-    }
-}
-
-/// Runs `requests` bulk requests with at most `concurrency` in flight.
-async fn load(
-    client: &Arc<Client>,
-    requests: Vec<Vec<Value>>,
-    concurrency: usize,
-) -> anyhow::Result<Vec<String>> {
-    let mut out = vec![Vec::new(); requests.len()];
-    let mut pending = requests.into_iter().enumerate();
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        while running.len() < concurrency {
-            let Some((i, ops)) = pending.next() else {
-                break;
-            };
-            let c = client.clone();
-            running.spawn(async move { (i, c.bulk(ops).await) });
-        }
-        let Some(done) = running.join_next().await else {
-            break;
-        };
-        let (i, ids) = done?;
-        out[i] = ids?;
-    }
-    Ok(out.into_iter().flatten().collect())
-}
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-/// The control plane's Prometheus page.
-async fn scrape(http: &reqwest::Client, admin: std::net::SocketAddr) -> anyhow::Result<String> {
-    Ok(http
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?)
-}
-
-/// A metric's value in a Prometheus page, summed over the series whose labels contain
-/// `labels`.
-fn metric(page: &str, name: &str, labels: &str) -> f64 {
-    page.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with([' ', '{']) && r.contains(labels))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
