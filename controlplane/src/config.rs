@@ -19,6 +19,11 @@
 //! signing_key = "signing.key"  # Ed25519 seed signing every snapshot and delta; created (with
 //!                              # `signing.pub`, the public key nodes trust) when missing.
 //!                              # Default: <data_dir>/signing.key
+//! [nodes.tls]                  # optional: mTLS on the snapshot listener
+//! cert = "grpc.pem"            # the listener's certificate chain and key
+//! key = "grpc-key.pem"
+//! client_ca = "nodes-ca.pem"   # nodes must present a certificate from this CA naming their
+//!                              # node_id as a DNS subjectAltName
 //!
 //! [compile]
 //! keep_snapshots = 20          # full snapshots kept in the store
@@ -127,6 +132,19 @@ pub struct NodesConfig {
     /// The Ed25519 signing key file (base64 of the 32-byte seed); default
     /// `<data_dir>/signing.key`, created when missing.
     pub signing_key: Option<PathBuf>,
+    /// mTLS for the snapshot listener: a node's identity is then its certificate.
+    pub tls: Option<NodesTls>,
+}
+
+/// TLS for the snapshot listener, with required client certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodesTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Nodes present certificates issued by this CA, naming their `node_id` as a DNS
+    /// subjectAltName.
+    pub client_ca: PathBuf,
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -139,6 +157,7 @@ impl Default for NodesConfig {
             token_sha256: Vec::new(),
             heartbeat_ms: default_heartbeat_ms(),
             signing_key: None,
+            tls: None,
         }
     }
 }
@@ -535,9 +554,12 @@ impl Config {
         if raw.compile.full_every == 0 {
             return Err(invalid("compile.full_every must be at least 1".into()));
         }
-        if raw.nodes.token_sha256.is_empty() && !raw.listen.grpc.ip().is_loopback() {
+        if raw.nodes.token_sha256.is_empty()
+            && raw.nodes.tls.is_none()
+            && !raw.listen.grpc.ip().is_loopback()
+        {
             return Err(invalid(format!(
-                "the snapshot listener {} is not on loopback: set nodes.token_sha256 (snapshots carry the whole directory)",
+                "the snapshot listener {} is not on loopback: set nodes.token_sha256 or [nodes.tls] (snapshots carry the whole directory)",
                 raw.listen.grpc
             )));
         }
@@ -557,6 +579,11 @@ impl Config {
                         .map(abs)
                         .unwrap_or_else(|| abs(&raw.data_dir).join("signing.key")),
                 ),
+                tls: raw.nodes.tls.as_ref().map(|t| NodesTls {
+                    cert: abs(&t.cert),
+                    key: abs(&t.key),
+                    client_ca: abs(&t.client_ca),
+                }),
                 ..raw.nodes
             },
             compile: raw.compile,
@@ -801,6 +828,16 @@ jwks_file = "keys/okta.json"
         ));
         let c = Config::load(path).expect("deploy/examples/controlplane.toml is valid");
         assert_eq!(c.sources.len(), 2);
+        let tls = c.nodes.tls.as_ref().expect("mTLS for nodes");
+        assert_eq!(tls.client_ca, Path::new("/etc/portcullis/tls/nodes-ca.pem"));
+        assert_eq!(
+            (
+                c.nodes.heartbeat_ms,
+                c.compile.keep_deltas,
+                c.compile.full_every
+            ),
+            (1000, 4096, 256)
+        );
         assert_eq!(
             c.sources[1].oidc.as_ref().map(|o| o.jwks_location()),
             Some(JwksLocation::Uri(

@@ -31,6 +31,8 @@ pub struct SnapshotGrpc {
     publisher: Arc<Publisher>,
     nodes: NodeRegistry,
     heartbeat: std::time::Duration,
+    /// mTLS: a node's id must be a DNS name its client certificate is valid for.
+    certificate_identity: bool,
 }
 
 impl SnapshotGrpc {
@@ -43,7 +45,14 @@ impl SnapshotGrpc {
             publisher,
             nodes,
             heartbeat,
+            certificate_identity: false,
         }
+    }
+
+    /// Requires each node's id to be named by its (already verified) client certificate.
+    pub fn with_certificate_identity(mut self, on: bool) -> Self {
+        self.certificate_identity = on;
+        self
     }
 
     /// The service, requiring `authorization: Bearer <token>` whose SHA-256 is one of
@@ -93,6 +102,23 @@ impl Interceptor for NodeAuth {
             }
         }
     }
+}
+
+/// Whether `leaf` (a client certificate the TLS handshake already verified against the
+/// node CA) names `node_id` as a DNS subjectAltName.
+fn certificate_names(
+    leaf: Option<&rustls::pki_types::CertificateDer<'static>>,
+    node_id: &str,
+) -> Result<(), String> {
+    let leaf = leaf.ok_or("no client certificate was presented")?;
+    let cert = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|e| format!("the client certificate does not parse: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(node_id).map_err(|_| {
+        format!("node_id {node_id:?} is not a DNS name, so no certificate can name it")
+    })?;
+    cert.verify_is_valid_for_subject_name(&name).map_err(|_| {
+        format!("the client certificate does not name node {node_id:?} (it must be a DNS subjectAltName)")
+    })
 }
 
 /// How long a node has to say Hello.
@@ -220,6 +246,7 @@ impl SnapshotService for SnapshotGrpc {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let certs = request.peer_certs();
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -232,6 +259,14 @@ impl SnapshotService for SnapshotGrpc {
         };
         if hello.node_id.is_empty() || hello.node_id.len() > 128 {
             return Err(Status::invalid_argument("node_id must be 1-128 characters"));
+        }
+        if self.certificate_identity {
+            let leaf = certs.as_ref().and_then(|c| c.first());
+            if let Err(why) = certificate_names(leaf, &hello.node_id) {
+                metrics::counter!("portcullis_node_auth_failures_total").increment(1);
+                tracing::warn!(node = %hello.node_id, %peer, %why, "node refused: certificate does not name it");
+                return Err(Status::permission_denied(why));
+            }
         }
         if hello.have_version > MAX_VERSION {
             return Err(Status::invalid_argument(format!(

@@ -243,16 +243,35 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
+    let mut grpc_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+    if let Some(tls) = &config.nodes.tls {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).with_context(|| format!("reading [nodes.tls] file {}", p.display()))
+        };
+        let server = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                read(&tls.cert)?,
+                read(&tls.key)?,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                &tls.client_ca,
+            )?));
+        grpc_server = grpc_server
+            .tls_config(server)
+            .context("[nodes.tls] is not a usable TLS configuration")?;
+        tracing::info!("snapshot listener requires node certificates (mTLS)");
+    }
     let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        grpc_server
             .add_service(
                 SnapshotGrpc::new(
                     publisher.clone(),
                     nodes,
                     Duration::from_millis(config.nodes.heartbeat_ms),
                 )
+                .with_certificate_identity(config.nodes.tls.is_some())
                 .into_server(
                     config
                         .nodes

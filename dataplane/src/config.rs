@@ -7,6 +7,12 @@
 //! control_plane_keys = ["…"]               # Ed25519 public keys (base64) whose signed
 //!                                          # snapshots this node accepts; or
 //!                                          # control_plane_keys_file = "signing.pub"
+//!
+//! [control_plane_tls]                      # mTLS to the control plane (https:// URL)
+//! ca = "cp-ca.pem"                         # CA of the control plane's certificate
+//! cert = "node.pem"                        # this node's certificate: node_id as DNS SAN
+//! key = "node-key.pem"
+//! server_name = "portcullis-cp.internal"   # optional: the name to verify (default: URL host)
 //! threads = 2
 //! environment = "prod"                     # optional: role bindings may hold only here
 //!
@@ -58,6 +64,7 @@ struct RawConfig {
     #[serde(default)]
     control_plane_keys: Vec<String>,
     control_plane_keys_file: Option<PathBuf>,
+    control_plane_tls: Option<ControlPlaneTls>,
     #[serde(default = "default_threads")]
     threads: usize,
     environment: Option<String>,
@@ -70,6 +77,19 @@ struct RawConfig {
 
 fn default_threads() -> usize {
     2
+}
+
+/// mTLS to the control plane.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneTls {
+    /// The CA that issued the control plane's certificate.
+    pub ca: PathBuf,
+    /// This node's certificate chain; it must name `node_id` as a DNS subjectAltName.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The name the control plane's certificate is checked against (default: the URL's host).
+    pub server_name: Option<String>,
 }
 
 /// Listener addresses.
@@ -265,6 +285,8 @@ pub struct Config {
     pub control_plane_token: Option<Secret>,
     /// The keys whose signatures on snapshots and deltas this node accepts.
     pub trusted_keys: TrustedKeys,
+    /// mTLS to the control plane (paths absolute).
+    pub control_plane_tls: Option<ControlPlaneTls>,
     pub threads: usize,
     /// The environment this node serves (`prod`, `staging`, …).
     pub environment: Option<String>,
@@ -322,6 +344,35 @@ impl Config {
             base.join(raw.state_dir)
         };
 
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        let control_plane_tls = raw.control_plane_tls.as_ref().map(|t| ControlPlaneTls {
+            ca: abs(&t.ca),
+            cert: abs(&t.cert),
+            key: abs(&t.key),
+            server_name: t.server_name.clone(),
+        });
+        match (
+            raw.control_plane.starts_with("https://"),
+            &control_plane_tls,
+        ) {
+            (true, None) => {
+                return Err(invalid(
+                    "an https:// control_plane needs [control_plane_tls] (ca, cert, key)".into(),
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "[control_plane_tls] needs an https:// control_plane URL".into(),
+                ));
+            }
+            _ => {}
+        }
         let mut keys = raw.control_plane_keys.clone();
         if let Some(file) = &raw.control_plane_keys_file {
             let file = if file.is_absolute() {
@@ -417,6 +468,7 @@ impl Config {
             control_plane: raw.control_plane,
             control_plane_token,
             trusted_keys,
+            control_plane_tls,
             threads: raw.threads.clamp(1, 256),
             environment: raw.environment,
             listen: raw.listen,
@@ -493,6 +545,20 @@ upstream = "http://127.0.0.1:9100/mcp/"
         assert_eq!(openai.max_staleness_ms, Some(30_000));
         assert_eq!(mcp.max_staleness_ms, None);
         assert_eq!(c.trusted_keys.ids().count(), 1);
+    }
+
+    #[test]
+    fn mtls_needs_https_and_the_reverse() {
+        let https = TEXT.replace("http://127.0.0.1:50051", "https://cp.internal:50051");
+        let e = Config::parse(Path::new("dp.toml"), &https, env).unwrap_err();
+        assert!(e.to_string().contains("[control_plane_tls]"), "{e}");
+        let tls = "\n[control_plane_tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n-key.pem\"\n";
+        let c = Config::parse(Path::new("/etc/p/dp.toml"), &format!("{https}{tls}"), env)
+            .expect("valid");
+        let t = c.control_plane_tls.expect("tls");
+        assert_eq!(t.ca, Path::new("/etc/p/ca.pem"));
+        let e = Config::parse(Path::new("dp.toml"), &format!("{TEXT}{tls}"), env).unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
     }
 
     #[test]

@@ -65,6 +65,27 @@ enum StreamError {
     Status(#[from] tonic::Status),
     #[error("control plane closed the stream")]
     Closed,
+    #[error("mTLS to the control plane: {0}")]
+    Tls(String),
+}
+
+/// The client side of mTLS: trust the control plane's CA, present this node's certificate.
+fn client_tls(
+    tls: &crate::config::ControlPlaneTls,
+) -> Result<tonic::transport::ClientTlsConfig, StreamError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| StreamError::Tls(format!("{}: {e}", p.display())))
+    };
+    let mut config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(&tls.ca)?))
+        .identity(tonic::transport::Identity::from_pem(
+            read(&tls.cert)?,
+            read(&tls.key)?,
+        ));
+    if let Some(name) = &tls.server_name {
+        config = config.domain_name(name.clone());
+    }
+    Ok(config)
 }
 
 impl Subscriber {
@@ -86,13 +107,18 @@ impl Subscriber {
 
     /// One stream's lifetime: connect, say hello, apply snapshots until it ends.
     async fn session(&self, backoff: &mut Duration) -> Result<(), StreamError> {
-        let endpoint = Endpoint::from_shared(self.config.control_plane.clone())
+        let mut endpoint = Endpoint::from_shared(self.config.control_plane.clone())
             .map_err(|e| StreamError::Address(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
+        if let Some(tls) = &self.config.control_plane_tls {
+            endpoint = endpoint
+                .tls_config(client_tls(tls)?)
+                .map_err(|e| StreamError::Tls(e.to_string()))?;
+        }
         let channel = endpoint
             .connect()
             .await

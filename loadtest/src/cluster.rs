@@ -22,6 +22,9 @@ pub struct ClusterOptions {
     pub max_body_bytes: usize,
     /// Also generate an RS256 key for the demo issuer.
     pub rsa: bool,
+    /// mTLS between the planes: a CA issues the control plane's certificate and one per node
+    /// naming the node's id.
+    pub mtls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -30,7 +33,52 @@ impl Default for ClusterOptions {
             nodes: 2,
             max_body_bytes: 1 << 20,
             rsa: true,
+            mtls: false,
         }
+    }
+}
+
+/// The name on the control plane's snapshot-listener certificate.
+pub const CP_TLS_NAME: &str = "portcullis-cp.test";
+
+/// A certificate authority for the planes' mTLS.
+pub struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    /// The CA certificate, PEM.
+    pub pem: String,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    pub fn new() -> anyhow::Result<Self> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Portcullis test CA");
+        let pem = params.self_signed(&key)?.pem();
+        Ok(Self { params, key, pem })
+    }
+
+    /// A certificate for DNS name `name`: `(certificate PEM, key PEM)`.
+    pub fn issue(&self, name: &str, client: bool) -> anyhow::Result<(String, String)> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 }
 
@@ -45,6 +93,17 @@ pub struct Node {
     pub state_dir: PathBuf,
     /// Trust this public key instead of the control plane's (to test signature rejection).
     pub trusted_key: Option<String>,
+    /// With mTLS: the name its certificate is issued for, when not its id.
+    pub cert_name: Option<String>,
+}
+
+/// How a node added by [`Cluster::add_node_with`] differs from a normal one.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSetup {
+    /// Trust this public key instead of the control plane's signing key.
+    pub trusted_key: Option<String>,
+    /// With mTLS: issue its certificate for this name instead of its id.
+    pub cert_name: Option<String>,
 }
 
 /// The deployment. Dropping it kills every process and deletes its directory.
@@ -65,6 +124,8 @@ pub struct Cluster {
     pub policy_dir: PathBuf,
     pub cp_config: PathBuf,
     pub options: ClusterOptions,
+    /// The mTLS certificate authority, when the cluster uses mTLS.
+    pub ca: Option<TestCa>,
     _upstream_proc: Proc,
     // Last: removed after the processes above are killed.
     pub dir: tempfile::TempDir,
@@ -128,6 +189,24 @@ impl Cluster {
         cp_toml.push_str(&format!(
             "\n[[sources]]\nname = \"other\"\nscim_token_sha256 = [\"{other_hash}\"]\n"
         ));
+        let ca = if options.mtls {
+            let ca = TestCa::new()?;
+            let (cert, key) = ca.issue(CP_TLS_NAME, false)?;
+            let dir = root.join("tls");
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("ca.pem"), &ca.pem)?;
+            std::fs::write(dir.join("grpc.pem"), cert)?;
+            std::fs::write(dir.join("grpc-key.pem"), key)?;
+            cp_toml.push_str(&format!(
+                "\n[nodes.tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
+                dir.join("grpc.pem").display().to_string(),
+                dir.join("grpc-key.pem").display().to_string(),
+                dir.join("ca.pem").display().to_string(),
+            ));
+            Some(ca)
+        } else {
+            None
+        };
         let cp_config = root.join("cp.toml");
         std::fs::write(&cp_config, cp_toml)?;
 
@@ -145,6 +224,7 @@ impl Cluster {
             policy_dir,
             cp_config,
             options: options.clone(),
+            ca,
             _upstream_proc: upstream_proc,
             dir,
         };
@@ -214,16 +294,11 @@ impl Cluster {
     /// Adds a node with a fresh state directory and starts it; waits until its admin listener
     /// answers (not until it holds a snapshot).
     pub async fn add_node(&mut self, id: &str) -> anyhow::Result<usize> {
-        self.add_node_trusting(id, None).await
+        self.add_node_with(id, NodeSetup::default()).await
     }
 
-    /// Adds a node that trusts `key` (base64 Ed25519 public key) instead of the control
-    /// plane's signing key, when given.
-    pub async fn add_node_trusting(
-        &mut self,
-        id: &str,
-        key: Option<String>,
-    ) -> anyhow::Result<usize> {
+    /// Adds a node set up as `setup` says and starts it.
+    pub async fn add_node_with(&mut self, id: &str, setup: NodeSetup) -> anyhow::Result<usize> {
         let state_dir = self.root().join(id);
         let node = Node {
             id: id.to_owned(),
@@ -232,7 +307,8 @@ impl Cluster {
             admin: free_addr(),
             config: self.root().join(format!("{id}.toml")),
             state_dir,
-            trusted_key: key,
+            trusted_key: setup.trusted_key,
+            cert_name: setup.cert_name,
         };
         self.nodes.push(node);
         let i = self.nodes.len() - 1;
@@ -257,20 +333,36 @@ impl Cluster {
                 }
                 None => self.dir.path().join("cp-data/signing.pub"),
             };
-            std::fs::write(
-                &n.config,
-                configs::node_toml(
-                    &n.id,
-                    &n.state_dir,
-                    self.cp_addrs.grpc,
-                    &self.node_token,
-                    &keys,
-                    n.proxy,
-                    n.admin,
-                    self.upstream,
-                    self.options.max_body_bytes,
-                ),
-            )?;
+            let mut text = configs::node_toml(
+                &n.id,
+                &n.state_dir,
+                self.cp_addrs.grpc,
+                &self.node_token,
+                &keys,
+                n.proxy,
+                n.admin,
+                self.upstream,
+                self.options.max_body_bytes,
+            );
+            if let Some(ca) = &self.ca {
+                let name = n.cert_name.as_deref().unwrap_or(&n.id);
+                let (cert, key) = ca.issue(name, true)?;
+                let dir = self.dir.path().join("tls");
+                let (cert_path, key_path) = (
+                    dir.join(format!("{}.pem", n.id)),
+                    dir.join(format!("{}-key.pem", n.id)),
+                );
+                std::fs::write(&cert_path, cert)?;
+                std::fs::write(&key_path, key)?;
+                text = text.replace("control_plane = \"http://", "control_plane = \"https://");
+                text.push_str(&format!(
+                    "\n[control_plane_tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\nserver_name = \"{CP_TLS_NAME}\"\n",
+                    dir.join("ca.pem").display().to_string(),
+                    cert_path.display().to_string(),
+                    key_path.display().to_string(),
+                ));
+            }
+            std::fs::write(&n.config, text)?;
             let log = self.dir.path().join(format!("logs/{}.log", n.id));
             n.proc = Some(Proc::spawn(
                 &n.id,

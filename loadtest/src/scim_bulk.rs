@@ -91,10 +91,7 @@ pub async fn load(
 }
 
 /// The control plane's Prometheus page.
-pub async fn scrape(
-    http: &reqwest::Client,
-    admin: std::net::SocketAddr,
-) -> anyhow::Result<String> {
+pub async fn scrape(http: &reqwest::Client, admin: std::net::SocketAddr) -> anyhow::Result<String> {
     Ok(http
         .get(format!("http://{admin}/metrics"))
         .send()

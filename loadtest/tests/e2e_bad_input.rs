@@ -24,7 +24,7 @@ async fn bad_input_is_refused_in_the_clients_format_and_nothing_crashes() -> any
     let mut c = Cluster::start(ClusterOptions {
         nodes: 1,
         max_body_bytes: LIMIT,
-        rsa: true,
+        ..Default::default()
     })
     .await?;
     let edge = c.nodes[0].proxy;

@@ -4,6 +4,7 @@
 //! and the fleet view shows why; a route with a maximum staleness fails closed when the
 //! control plane is gone while the others keep serving.
 
+use portcullis_loadtest::cluster::NodeSetup;
 use portcullis_loadtest::cluster::eventually;
 use portcullis_loadtest::http::chat;
 use portcullis_loadtest::{Cluster, ClusterOptions};
@@ -209,7 +210,13 @@ async fn deltas_restarts_signatures_and_staleness() -> anyhow::Result<()> {
     // A node that trusts another key rejects the snapshot; the fleet view says why.
     let stranger = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=".to_owned();
     let odd = c
-        .add_node_trusting("edge-distrusting", Some(stranger))
+        .add_node_with(
+            "edge-distrusting",
+            NodeSetup {
+                trusted_key: Some(stranger),
+                ..Default::default()
+            },
+        )
         .await?;
     let nodes_url = format!("http://{}/admin/v1/nodes", c.cp_addrs.admin);
     eventually(

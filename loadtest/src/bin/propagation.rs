@@ -240,10 +240,12 @@ async fn main() -> anyhow::Result<()> {
         .chunks(POOL)
         .enumerate()
         .map(|(k, members)| {
-            vec![json!({"method": "POST", "bulkId": format!("p{k}"), "path": "/Groups", "data": {
-                "displayName": format!("Load pool {k}"),
-                "members": members.iter().map(|m| json!({"value": m})).collect::<Vec<_>>()
-            }})]
+            vec![
+                json!({"method": "POST", "bulkId": format!("p{k}"), "path": "/Groups", "data": {
+                    "displayName": format!("Load pool {k}"),
+                    "members": members.iter().map(|m| json!({"value": m})).collect::<Vec<_>>()
+                }}),
+            ]
         })
         .collect();
     let pools = scim_bulk::load(&bulk, pools, 2)
