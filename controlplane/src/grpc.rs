@@ -5,7 +5,9 @@
 //! channel: intermediate versions are skipped, never queued): with one delta from the version
 //! it holds when the history reaches back that far, with the full snapshot otherwise, and
 //! with the full snapshot after the node rejects a delta. The node answers each with `Ack` or
-//! `Nack`. A heartbeat with the latest version goes out every `heartbeat` either way.
+//! `Nack`, and a stream has one frame in flight at a time: a node that applies slowly is sent
+//! nothing until it answers, then one delta spanning every version published meanwhile. A
+//! heartbeat with the latest version goes out every `heartbeat` either way.
 
 use crate::nodes::NodeRegistry;
 use crate::publisher::{Frame, Publisher};
@@ -145,6 +147,16 @@ fn snapshot_msg(version: u64, f: Frame) -> ControlMessage {
     }
 }
 
+/// A node's answer to a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Ack(u64),
+    Nack(u64),
+}
+
+/// How long a frame may go unanswered before the next version is offered anyway.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Brings one node to each new version and sends heartbeats, until the stream closes.
 async fn send_loop(
     publisher: Arc<Publisher>,
@@ -152,18 +164,21 @@ async fn send_loop(
     have_version: u64,
     heartbeat: std::time::Duration,
     tx: mpsc::Sender<Result<ControlMessage, Status>>,
-    mut nacks: mpsc::UnboundedReceiver<u64>,
+    mut replies: mpsc::UnboundedReceiver<Reply>,
 ) {
     let mut snapshots = publisher.subscribe();
     // The version the node holds, as far as this stream knows.
     let mut holds = have_version;
     let mut last: Option<Sent> = None;
     let mut force_full = false;
+    // The frame sent and not yet answered, with when it was sent.
+    let mut in_flight: Option<std::time::Instant> = None;
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let current = snapshots.borrow_and_update().clone();
         if let Some(p) = current
+            && in_flight.is_none()
             && (p.version > holds || force_full)
         {
             let steps = (!force_full).then(|| p.steps_from(holds)).flatten();
@@ -200,10 +215,15 @@ async fn send_loop(
             }
             holds = p.version;
             force_full = false;
+            in_flight = Some(std::time::Instant::now());
         }
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {
+                if in_flight.is_some_and(|t| t.elapsed() > REPLY_TIMEOUT) {
+                    tracing::warn!(node = %node_id, "node did not answer a frame in 30 s; offering the next version anyway");
+                    in_flight = None;
+                }
                 let latest = publisher.latest().map_or(0, |p| p.version);
                 let beat = ControlMessage {
                     kind: Some(control_message::Kind::Heartbeat(Heartbeat {
@@ -215,15 +235,16 @@ async fn send_loop(
                     break;
                 }
             }
-            nacked = nacks.recv() => match nacked {
+            reply = replies.recv() => match reply {
                 // A rejected delta (the node's base differs from what this stream assumed):
                 // the full snapshot next. A rejected full snapshot is not resent; the next
                 // version is offered as usual.
-                Some(v) if last == Some(Sent::Delta(v)) => {
+                Some(Reply::Nack(v)) if last == Some(Sent::Delta(v)) => {
                     tracing::info!(node = %node_id, version = v, "node rejected a delta; sending the full snapshot");
                     force_full = true;
+                    in_flight = None;
                 }
-                Some(_) => {}
+                Some(Reply::Ack(_) | Reply::Nack(_)) => in_flight = None,
                 None => break,
             },
             _ = tx.closed() => break,
@@ -294,15 +315,15 @@ impl SnapshotService for SnapshotGrpc {
         }
 
         let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
-        // Versions the node rejected, from the reader to the sender.
-        let (nack_tx, nack_rx) = mpsc::unbounded_channel::<u64>();
+        // The node's answers, from the reader to the sender.
+        let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Reply>();
         tokio::spawn(send_loop(
             self.publisher.clone(),
             node_id.clone(),
             hello.have_version,
             self.heartbeat,
             tx,
-            nack_rx,
+            reply_rx,
         ));
 
         let nodes = self.nodes.clone();
@@ -313,12 +334,13 @@ impl SnapshotService for SnapshotGrpc {
                         node_message::Kind::Ack(a) => {
                             tracing::debug!(node = %node_id, version = a.version, "node applied snapshot");
                             nodes.ack(&node_id, generation, a.version);
+                            let _ = reply_tx.send(Reply::Ack(a.version));
                         }
                         node_message::Kind::Nack(n) => {
                             metrics::counter!("portcullis_snapshot_rejections_total").increment(1);
                             tracing::warn!(node = %node_id, version = n.version, reason = %n.reason, "node rejected snapshot");
                             nodes.nack(&node_id, generation, n.version, &n.reason);
-                            let _ = nack_tx.send(n.version);
+                            let _ = reply_tx.send(Reply::Nack(n.version));
                         }
                         node_message::Kind::Hello(_) => {
                             tracing::warn!(node = %node_id, "ignoring a second Hello on one stream");

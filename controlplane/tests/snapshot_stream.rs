@@ -161,3 +161,98 @@ async fn finish_checks(cp: &common::ControlPlane, token: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The next message that is not a heartbeat, within `wait`.
+async fn next_frame(
+    inbound: &mut tonic::Streaming<portcullis_shared::proto::ControlMessage>,
+    wait: Duration,
+) -> Option<control_message::Kind> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, inbound.message())
+            .await
+            .ok()?
+            .expect("stream ok")
+            .expect("stream open");
+        match msg.kind {
+            Some(control_message::Kind::Heartbeat(_)) | None => continue,
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_node_gets_one_delta_for_everything_it_missed() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (token, hash) = portcullis_controlplane::cli::new_token();
+    let cp = start(&write_config(dir.path(), &hash));
+    let (tx, mut inbound) = open(&cp.grpc, Some(&token), hello("slow", 0))
+        .await
+        .expect("stream");
+    let Some(control_message::Kind::Snapshot(first)) =
+        next_frame(&mut inbound, Duration::from_secs(10)).await
+    else {
+        panic!("a full snapshot first")
+    };
+    let (_, base) = codec::decode(&first.payload).expect("decodes");
+
+    // Three users arrive while the node has not answered: nothing more is sent to it.
+    let http = reqwest::Client::new();
+    for name in ["ana", "bo", "cy"] {
+        let r = http
+            .post(format!("{}/okta/Users", cp.scim))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(format!(
+                r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{name}@example.com"}}"#
+            ))
+            .send()
+            .await
+            .expect("scim");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let status_url = format!("{}/admin/v1/status", cp.admin);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let latest = loop {
+        let s: Value = reqwest::get(&status_url)
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        if s["snapshot"]["identity_revision"] == s["identity_revision"]
+            && s["snapshot"]["users"] == 3
+        {
+            break s["snapshot"]["version"].as_u64().expect("version");
+        }
+        assert!(std::time::Instant::now() < deadline, "never published: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(latest > first.version);
+    assert!(
+        next_frame(&mut inbound, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing is sent while a frame is unanswered"
+    );
+
+    // The answer: one delta from the version it holds to the latest, carrying all three.
+    tx.send(NodeMessage {
+        kind: Some(node_message::Kind::Ack(Ack {
+            version: first.version,
+        })),
+    })
+    .await
+    .expect("ack");
+    let Some(control_message::Kind::Delta(d)) =
+        next_frame(&mut inbound, Duration::from_secs(10)).await
+    else {
+        panic!("a delta next")
+    };
+    assert_eq!((d.base_version, d.version), (first.version, latest));
+    let (_, delta) = codec::decode_delta(&d.payload).expect("decodes");
+    assert_eq!(delta.users.len(), 3);
+    let next = delta.apply_to(&base).expect("applies");
+    assert_eq!(next.users.len(), 3);
+}
