@@ -97,6 +97,7 @@ fn main() {
         // One-user deltas, applied in sequence; every engine is kept alive.
         let (mut apply, mut cp_side, mut sizes_b) = (Vec::new(), Vec::new(), Vec::new());
         let mut verify_only = Vec::new();
+        let mut all = Vec::with_capacity(CHANGES);
         let mut prev = base;
         let mut kept = Vec::with_capacity(CHANGES);
         let rss_before_deltas = rss();
@@ -117,11 +118,17 @@ fn main() {
             let (_, d) = codec::decode_delta(&dframe).unwrap_or_else(|e| panic!("{e}"));
             let applied = live.apply(&d).unwrap_or_else(|e| panic!("{e}"));
             apply.push(t.elapsed());
+            all.push(d);
             verify_only.push(verified);
             kept.push(std::mem::replace(&mut live, applied));
             prev = next;
         }
         let held = rss().saturating_sub(rss_before_deltas);
+        // A node 200 versions behind: the control plane composes one delta.
+        let t = Instant::now();
+        let composed = delta::compose(all.iter()).unwrap_or_else(|e| panic!("{e}"));
+        let compose_time = t.elapsed();
+        assert_eq!(composed.users.len(), CHANGES.min(all.len()));
         // The engine made by 200 deltas equals one built from scratch.
         assert_eq!(
             black_box(&live).to_snapshot(),
@@ -143,6 +150,7 @@ fn main() {
             p99,
             sig50,
             cp50,
+            compose_time,
             engine_bytes,
             held,
         ));
@@ -150,7 +158,7 @@ fn main() {
     }
 
     println!(
-        "\n{:>8} {:>11} {:>10} {:>8} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>14}",
+        "\n{:>8} {:>11} {:>10} {:>8} {:>10} {:>10} {:>10} {:>9} {:>12} {:>15} {:>10} {:>14}",
         "users",
         "full bytes",
         "full ms",
@@ -160,18 +168,20 @@ fn main() {
         "of it sig",
         "ratio",
         "CP Δ p50 µs",
+        "compose 200 µs",
         "engine MB",
         "200 Δs held MB"
     );
-    for (users, fb, full, db, p50, p99, sig, cp, eng, held) in rows {
+    for (users, fb, full, db, p50, p99, sig, cp, compose, eng, held) in rows {
         println!(
-            "{users:>8} {fb:>11} {:>10.1} {db:>8} {:>10.1} {:>10.1} {:>10.1} {:>8.0}x {:>12.1} {:>10.1} {:>14.2}",
+            "{users:>8} {fb:>11} {:>10.1} {db:>8} {:>10.1} {:>10.1} {:>10.1} {:>8.0}x {:>12.1} {:>15.1} {:>10.1} {:>14.2}",
             full.as_secs_f64() * 1e3,
             us(p50),
             us(p99),
             us(sig),
             us(full) / us(p50),
             us(cp),
+            us(compose),
             eng as f64 / 1e6,
             held as f64 / 1e6,
         );
@@ -180,7 +190,7 @@ fn main() {
         "\nfull: signature + decode + hash check + Engine::new (median of 5); Δ: signature + decode + \
          hash check + Engine::apply of a one-user delta ({CHANGES} in sequence; \"of it sig\": the \
          signature check's p50); ratio = full / Δ p50; \
-         CP Δ: diff + frame + sign; engine MB: resident memory of one full engine; \
+         CP Δ: diff + frame + sign; compose 200: the 200 deltas as one (a node that far behind); engine MB: resident memory of one full engine; \
          200 Δs held: what keeping every delta-made engine alive at once adds."
     );
 }

@@ -181,8 +181,21 @@ async fn send_loop(
             && in_flight.is_none()
             && (p.version > holds || force_full)
         {
-            let steps = (!force_full).then(|| p.steps_from(holds)).flatten();
-            let msg = match steps.and_then(|s| publisher.delta_frame(s)) {
+            let frame = match (!force_full).then(|| p.steps_from(holds)).flatten() {
+                None => None,
+                Some(steps) if steps.len() <= 16 => publisher.delta_frame(steps),
+                // Composing many deltas takes a while: off the async workers.
+                Some(_) => {
+                    let (publisher, p, from) = (publisher.clone(), p.clone(), holds);
+                    tokio::task::spawn_blocking(move || {
+                        p.steps_from(from).and_then(|s| publisher.delta_frame(s))
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                }
+            };
+            let msg = match frame {
                 Some(f) => {
                     metrics::counter!("portcullis_snapshots_sent_total", "kind" => "delta")
                         .increment(1);

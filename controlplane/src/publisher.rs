@@ -239,11 +239,8 @@ impl Publisher {
         match steps {
             [] => None,
             [one] => Some(one.frame.clone()),
-            [first, rest @ ..] => {
-                let mut composed = first.delta.clone();
-                for s in rest {
-                    composed = composed.then(&s.delta).ok()?;
-                }
+            steps => {
+                let composed = delta::compose(steps.iter().map(|s| &s.delta)).ok()?;
                 Some(delta_frame(&composed, &self.options.signer))
             }
         }
@@ -693,9 +690,7 @@ fn restore(
         .position(|s| s.delta.base_version == snapshot.version);
     let end_of_history = steps.last().map(|s| s.delta.version);
     if let Some(i) = start {
-        let composed = steps[i + 1..]
-            .iter()
-            .try_fold(steps[i].delta.clone(), |acc, s| acc.then(&s.delta));
+        let composed = delta::compose(steps[i..].iter().map(|s| &s.delta));
         match composed.and_then(|d| d.apply_to(&snapshot)) {
             Ok(s) => snapshot = s,
             Err(e) => {

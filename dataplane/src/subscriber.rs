@@ -250,9 +250,20 @@ impl Subscriber {
                         live.version()
                     ));
                 }
-                // Deltas cost what they change: applied right here, no thread hop.
-                live.apply_delta(&frame.payload, Origin::ControlPlane)
-                    .map_err(|e| e.to_string())
+                // Deltas cost what they change: a small one is applied right here; a large one
+                // (a node far behind) off the async threads.
+                if frame.payload.len() <= 64 << 10 {
+                    return live
+                        .apply_delta(&frame.payload, Origin::ControlPlane)
+                        .map_err(|e| e.to_string());
+                }
+                let payload = frame.payload.clone();
+                tokio::task::spawn_blocking(move || {
+                    live.apply_delta(&payload, Origin::ControlPlane)
+                })
+                .await
+                .map_err(|join| format!("delta task failed: {join}"))?
+                .map_err(|e| e.to_string())
             }
         }
     }

@@ -56,6 +56,56 @@ pub enum ApplyError {
     Unsorted,
 }
 
+/// Consecutive deltas (each starting where the one before ends) as one, in one pass: the
+/// last word on each user and group wins, and a removal after an upsert is a removal. A node
+/// that fell several versions behind gets one delta, not a queue of them. Cost: the total
+/// size of the deltas, times a log.
+pub fn compose<'a>(steps: impl IntoIterator<Item = &'a Delta>) -> Result<Delta, ApplyError> {
+    let mut steps = steps.into_iter();
+    let Some(first) = steps.next() else {
+        return Err(ApplyError::Unsorted);
+    };
+    let mut out = Delta {
+        groups: Vec::new(),
+        users: Vec::new(),
+        removed: Vec::new(),
+        ..first.clone_header()
+    };
+    let mut groups: std::collections::BTreeMap<u32, Arc<Group>> = std::collections::BTreeMap::new();
+    let mut users: std::collections::BTreeMap<(String, String), Option<Arc<User>>> =
+        std::collections::BTreeMap::new();
+    let mut add = |d: &Delta| {
+        groups.extend(d.groups.iter().cloned());
+        for k in &d.removed {
+            users.insert(k.clone(), None);
+        }
+        for u in &d.users {
+            users.insert((u.source.clone(), u.id.clone()), Some(u.clone()));
+        }
+    };
+    add(first);
+    for d in steps {
+        if d.base_version != out.version {
+            return Err(ApplyError::WrongBase {
+                expected: d.base_version,
+                live: out.version,
+            });
+        }
+        out.version = d.version;
+        out.identity_revision = d.identity_revision;
+        out.created_at_ms = d.created_at_ms;
+        add(d);
+    }
+    out.groups = groups.into_iter().collect();
+    for (k, u) in users {
+        match u {
+            Some(u) => out.users.push(u),
+            None => out.removed.push(k),
+        }
+    }
+    Ok(out)
+}
+
 fn key(u: &User) -> (&str, &str) {
     (&u.source, &u.id)
 }
@@ -167,6 +217,19 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
 }
 
 impl Delta {
+    /// The versions and stamps, without the changes.
+    fn clone_header(&self) -> Delta {
+        Delta {
+            base_version: self.base_version,
+            version: self.version,
+            identity_revision: self.identity_revision,
+            created_at_ms: self.created_at_ms,
+            groups: Vec::new(),
+            users: Vec::new(),
+            removed: Vec::new(),
+        }
+    }
+
     /// How many users and groups it touches.
     pub fn len(&self) -> usize {
         self.groups.len() + self.users.len() + self.removed.len()
@@ -195,50 +258,8 @@ impl Delta {
     }
 
     /// This delta followed by `next` (which must start where this one ends), as one delta.
-    /// A node that fell several versions behind gets one delta, not a queue of them.
     pub fn then(self, next: &Delta) -> Result<Delta, ApplyError> {
-        if next.base_version != self.version {
-            return Err(ApplyError::WrongBase {
-                expected: next.base_version,
-                live: self.version,
-            });
-        }
-        let mut groups: std::collections::BTreeMap<u32, Arc<Group>> =
-            self.groups.into_iter().collect();
-        groups.extend(next.groups.iter().cloned());
-        // Net effect per user: the last word wins; a removal after an upsert is a removal.
-        let mut users: std::collections::BTreeMap<(String, String), Option<Arc<User>>> = self
-            .removed
-            .into_iter()
-            .map(|k| (k, None))
-            .chain(
-                self.users
-                    .into_iter()
-                    .map(|u| ((u.source.clone(), u.id.clone()), Some(u))),
-            )
-            .collect();
-        for k in &next.removed {
-            users.insert(k.clone(), None);
-        }
-        for u in &next.users {
-            users.insert((u.source.clone(), u.id.clone()), Some(u.clone()));
-        }
-        let (mut upserts, mut removed) = (Vec::new(), Vec::new());
-        for (k, u) in users {
-            match u {
-                Some(u) => upserts.push(u),
-                None => removed.push(k),
-            }
-        }
-        Ok(Delta {
-            base_version: self.base_version,
-            version: next.version,
-            identity_revision: next.identity_revision,
-            created_at_ms: next.created_at_ms,
-            groups: groups.into_iter().collect(),
-            users: upserts,
-            removed,
-        })
+        compose([&self, next])
     }
 
     /// Applies this delta to a full snapshot (the control plane's and the tests' form; nodes
