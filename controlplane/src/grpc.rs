@@ -330,10 +330,17 @@ impl SnapshotService for SnapshotGrpc {
         let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
         // The node's answers, from the reader to the sender.
         let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Reply>();
+        // A version number from another store's lineage says nothing about the content the
+        // node holds: it gets the full snapshot.
+        let holds = if hello.have_lineage == self.publisher.lineage() {
+            hello.have_version
+        } else {
+            0
+        };
         tokio::spawn(send_loop(
             self.publisher.clone(),
             node_id.clone(),
-            hello.have_version,
+            holds,
             self.heartbeat,
             tx,
             reply_rx,

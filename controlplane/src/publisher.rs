@@ -151,6 +151,8 @@ pub struct Publisher {
     attributes: PrincipalAttributes,
     bindings: BindingStore,
     options: PublisherOptions,
+    /// The store's lineage, stamped on every snapshot.
+    lineage: u64,
     tx: watch::Sender<Option<Arc<Published>>>,
     dirty: Notify,
     state: Mutex<State>,
@@ -170,8 +172,14 @@ impl Publisher {
         bindings: BindingStore,
         options: PublisherOptions,
     ) -> Result<Arc<Self>, PublishError> {
-        let (full, deltas) = store
-            .run(|c| Ok::<_, StoreError>((store::latest_snapshot(c)?, store::list_deltas(c)?)))
+        let (full, deltas, lineage) = store
+            .run(|c| {
+                Ok::<_, StoreError>((
+                    store::latest_snapshot(c)?,
+                    store::list_deltas(c)?,
+                    store::lineage(c)?,
+                ))
+            })
             .await?;
         let (tx, _) = watch::channel(None);
         let mut state = State::default();
@@ -203,6 +211,7 @@ impl Publisher {
             attributes,
             bindings,
             options,
+            lineage,
             tx,
             dirty: Notify::new(),
             state: Mutex::new(state),
@@ -244,6 +253,11 @@ impl Publisher {
                 Some(delta_frame(&composed, &self.options.signer))
             }
         }
+    }
+
+    /// The store lineage stamped on every snapshot.
+    pub fn lineage(&self) -> u64 {
+        self.lineage
     }
 
     /// The signing key's id.
@@ -392,6 +406,7 @@ impl Publisher {
         inputs.identity_revision = state.compiler.revision();
         let created_ms = store::now_ms();
         let mut snapshot = state.compiler.snapshot(0, created_ms);
+        snapshot.lineage = self.lineage;
         let compile_time = started.elapsed();
         self.note_report(state.compiler.report()).await;
         // The version first (a small write), then the encoding off the store's writer and

@@ -13,10 +13,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 fn hello(node: &str, have: u64) -> NodeMessage {
+    hello_of(node, have, 0)
+}
+
+fn hello_of(node: &str, have: u64, lineage: u64) -> NodeMessage {
     NodeMessage {
         kind: Some(node_message::Kind::Hello(Hello {
             node_id: node.into(),
             have_version: have,
+            have_lineage: lineage,
             agent: "test".into(),
             listen: "127.0.0.1:1".into(),
         })),
@@ -255,4 +260,48 @@ async fn a_slow_node_gets_one_delta_for_everything_it_missed() {
     assert_eq!(delta.users.len(), 3);
     let next = delta.apply_to(&base).expect("applies");
     assert_eq!(next.users.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_from_another_store_gets_the_full_snapshot() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (token, hash) = portcullis_controlplane::cli::new_token();
+    let cp = start(&write_config(dir.path(), &hash));
+    let s: Value = reqwest::get(format!("{}/admin/v1/status", cp.admin))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let (latest, lineage) = (
+        s["snapshot"]["version"].as_u64().expect("version"),
+        s["snapshot"]["lineage"].as_u64().expect("lineage"),
+    );
+    assert_ne!(lineage, 0);
+
+    // Holding the latest version of this store: nothing to send.
+    let (_tx, mut inbound) = open(&cp.grpc, Some(&token), hello_of("same", latest, lineage))
+        .await
+        .expect("stream");
+    assert!(
+        next_frame(&mut inbound, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    // The same number from another store: the full snapshot.
+    let (_tx, mut inbound) = open(
+        &cp.grpc,
+        Some(&token),
+        hello_of("elsewhere", latest, lineage ^ 1),
+    )
+    .await
+    .expect("stream");
+    let Some(control_message::Kind::Snapshot(full)) =
+        next_frame(&mut inbound, Duration::from_secs(10)).await
+    else {
+        panic!("a full snapshot")
+    };
+    let (_, snapshot) = codec::decode(&full.payload).expect("decodes");
+    assert_eq!((snapshot.version, snapshot.lineage), (latest, lineage));
 }

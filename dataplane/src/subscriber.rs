@@ -126,10 +126,12 @@ impl Subscriber {
         let mut client = SnapshotServiceClient::new(channel).max_decoding_message_size(1 << 30);
 
         let (tx, rx) = mpsc::channel::<NodeMessage>(16);
+        let live = self.state.current();
         let hello = NodeMessage {
             kind: Some(node_message::Kind::Hello(Hello {
                 node_id: self.config.node_id.clone(),
-                have_version: self.state.version(),
+                have_version: live.as_ref().map_or(0, |l| l.version()),
+                have_lineage: live.as_ref().map_or(0, |l| l.engine.lineage()),
                 agent: concat!("portcullis-dp/", env!("CARGO_PKG_VERSION")).to_owned(),
                 listen: self.config.listen.proxy.to_string(),
             })),

@@ -36,7 +36,7 @@ use crate::snapshot::Snapshot;
 /// "PCSN": Portcullis snapshot.
 pub const MAGIC: [u8; 4] = *b"PCSN";
 /// The format this build writes and reads.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 56;
 /// "PCSD": Portcullis snapshot delta.

@@ -118,6 +118,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
     // function decides whether a delta can carry it.
     let Snapshot {
         version,
+        lineage,
         identity_revision,
         policy_version,
         created_at_ms,
@@ -136,7 +137,8 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
     if *version <= old.version {
         return Err(NotDelta::NotNewer);
     }
-    let unchanged: [(bool, &'static str); 10] = [
+    let unchanged: [(bool, &'static str); 11] = [
+        (*lineage == old.lineage, "lineage"),
         (*policy_version == old.policy_version, "policy version"),
         (*issuers == old.issuers, "issuers"),
         (

@@ -506,6 +506,11 @@ impl Engine {
         self.created_at_ms
     }
 
+    /// The control-plane store lineage the snapshot's version belongs to.
+    pub fn lineage(&self) -> u64 {
+        self.fixed.rest.lineage
+    }
+
     pub fn policy_version(&self) -> &PolicyVersion {
         &self.fixed.rest.policy_version
     }

@@ -185,7 +185,7 @@ async fn publish_and_check(f: &Fixture, mode: &str) -> Snapshot {
         .await
         .expect("read");
     let policy = f.policies.live().expect("policy");
-    let (want, report) = compiler::compile(
+    let (mut want, report) = compiler::compile(
         &directory,
         &policy,
         &PrincipalAttributes::default(),
@@ -194,6 +194,9 @@ async fn publish_and_check(f: &Fixture, mode: &str) -> Snapshot {
         got.version,
         got.created_at_ms,
     );
+    assert_ne!(got.lineage, 0, "stamped with the store's lineage");
+    assert_eq!(got.lineage, f.publisher.lineage());
+    want.lineage = got.lineage;
     assert_eq!(got, want);
     assert_eq!(f.publisher.report().as_deref(), Some(&report));
     got
