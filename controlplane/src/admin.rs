@@ -152,7 +152,7 @@ async fn status(State(s): State<AdminState>) -> Response {
             "identity_revision": p.identity_revision,
             "policy_version": p.policy_version.to_string(),
             "created_ms": p.created_ms,
-            "lineage": p.snapshot.lineage,
+            "id": format!("{:016x}", p.snapshot.id),
             "users": p.snapshot.users.len(),
             "groups": p.snapshot.groups.len(),
             "full": p.full_frame_if_encoded().map(|f| json!({

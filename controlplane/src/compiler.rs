@@ -443,8 +443,8 @@ impl Compiler {
     pub fn snapshot(&self, version: u64, created_at_ms: u64) -> Snapshot {
         Snapshot {
             version,
-            // The publisher stamps its store's lineage.
-            lineage: 0,
+            // The publisher draws the id when it publishes.
+            id: 0,
             identity_revision: self.revision,
             policy_version: self.policy.version,
             created_at_ms,

@@ -554,6 +554,12 @@ impl Config {
         if raw.compile.full_every == 0 {
             return Err(invalid("compile.full_every must be at least 1".into()));
         }
+        if raw.compile.keep_deltas < raw.compile.full_every {
+            return Err(invalid(format!(
+                "compile.keep_deltas ({}) must be at least compile.full_every ({}): a restart rebuilds the latest snapshot from the last full one and the deltas after it",
+                raw.compile.keep_deltas, raw.compile.full_every
+            )));
+        }
         if raw.nodes.token_sha256.is_empty()
             && raw.nodes.tls.is_none()
             && !raw.listen.grpc.ip().is_loopback()

@@ -161,34 +161,43 @@ const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 async fn send_loop(
     publisher: Arc<Publisher>,
     node_id: String,
-    have_version: u64,
+    (have_version, have_id): (u64, u64),
     heartbeat: std::time::Duration,
     tx: mpsc::Sender<Result<ControlMessage, Status>>,
     mut replies: mpsc::UnboundedReceiver<Reply>,
 ) {
     let mut snapshots = publisher.subscribe();
-    // The version the node holds, as far as this stream knows.
-    let mut holds = have_version;
+    // The version the node holds and its id, as far as this stream knows.
+    let (mut holds, mut holds_id) = (have_version, have_id);
     let mut last: Option<Sent> = None;
     let mut force_full = false;
-    // The frame sent and not yet answered, with when it was sent.
-    let mut in_flight: Option<std::time::Instant> = None;
+    // The version of the frame sent and not yet answered, with when it was sent.
+    let mut in_flight: Option<(u64, std::time::Instant)> = None;
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let current = snapshots.borrow_and_update().clone();
+        // Newer, or the same number with other content (another store's numbering): bring
+        // the node here. An older latest means the node is ahead and a higher version is on
+        // its way (see `require_version_above`).
         if let Some(p) = current
             && in_flight.is_none()
-            && (p.version > holds || force_full)
+            && (p.version > holds
+                || (p.version == holds && p.snapshot.id != holds_id)
+                || force_full)
         {
-            let frame = match (!force_full).then(|| p.steps_from(holds)).flatten() {
+            let frame = match (!force_full)
+                .then(|| p.steps_from(holds, holds_id))
+                .flatten()
+            {
                 None => None,
                 Some(steps) if steps.len() <= 16 => publisher.delta_frame(steps),
                 // Composing many deltas takes a while: off the async workers.
                 Some(_) => {
-                    let (publisher, p, from) = (publisher.clone(), p.clone(), holds);
+                    let (publisher, p, from) = (publisher.clone(), p.clone(), (holds, holds_id));
                     tokio::task::spawn_blocking(move || {
-                        p.steps_from(from).and_then(|s| publisher.delta_frame(s))
+                        p.steps_from(from.0, from.1)
+                            .and_then(|s| publisher.delta_frame(s))
                     })
                     .await
                     .ok()
@@ -227,13 +236,14 @@ async fn send_loop(
                 break;
             }
             holds = p.version;
+            holds_id = p.snapshot.id;
             force_full = false;
-            in_flight = Some(std::time::Instant::now());
+            in_flight = Some((p.version, std::time::Instant::now()));
         }
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {
-                if in_flight.is_some_and(|t| t.elapsed() > REPLY_TIMEOUT) {
+                if in_flight.is_some_and(|(_, t)| t.elapsed() > REPLY_TIMEOUT) {
                     tracing::warn!(node = %node_id, "node did not answer a frame in 30 s; offering the next version anyway");
                     in_flight = None;
                 }
@@ -257,7 +267,13 @@ async fn send_loop(
                     force_full = true;
                     in_flight = None;
                 }
-                Some(Reply::Ack(_) | Reply::Nack(_)) => in_flight = None,
+                // Only the answer to the frame in flight (or a later one) frees the stream: a
+                // late answer to a frame given up on must not let a second frame out.
+                Some(Reply::Ack(v) | Reply::Nack(v)) => {
+                    if in_flight.is_some_and(|(sent, _)| v >= sent) {
+                        in_flight = None;
+                    }
+                }
                 None => break,
             },
             _ = tx.closed() => break,
@@ -330,17 +346,10 @@ impl SnapshotService for SnapshotGrpc {
         let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
         // The node's answers, from the reader to the sender.
         let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Reply>();
-        // A version number from another store's lineage says nothing about the content the
-        // node holds: it gets the full snapshot.
-        let holds = if hello.have_lineage == self.publisher.lineage() {
-            hello.have_version
-        } else {
-            0
-        };
         tokio::spawn(send_loop(
             self.publisher.clone(),
             node_id.clone(),
-            holds,
+            (hello.have_version, hello.have_id),
             self.heartbeat,
             tx,
             reply_rx,

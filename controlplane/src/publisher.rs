@@ -62,13 +62,13 @@ pub struct Published {
 }
 
 impl Published {
-    /// The deltas that bring a node holding `have` to this version, if history reaches back
-    /// that far.
-    pub fn steps_from(&self, have: u64) -> Option<&[Arc<DeltaStep>]> {
+    /// The deltas that bring a node holding version `have` with id `have_id` to this version,
+    /// if history reaches back to exactly that snapshot.
+    pub fn steps_from(&self, have: u64, have_id: u64) -> Option<&[Arc<DeltaStep>]> {
         let i = self
             .history
             .iter()
-            .position(|s| s.delta.base_version == have)?;
+            .position(|s| s.delta.base_version == have && s.delta.base_id == have_id)?;
         Some(&self.history[i..])
     }
 
@@ -151,8 +151,6 @@ pub struct Publisher {
     attributes: PrincipalAttributes,
     bindings: BindingStore,
     options: PublisherOptions,
-    /// The store's lineage, stamped on every snapshot.
-    lineage: u64,
     tx: watch::Sender<Option<Arc<Published>>>,
     dirty: Notify,
     state: Mutex<State>,
@@ -172,29 +170,39 @@ impl Publisher {
         bindings: BindingStore,
         options: PublisherOptions,
     ) -> Result<Arc<Self>, PublishError> {
-        let (full, deltas, lineage) = store
-            .run(|c| {
-                Ok::<_, StoreError>((
-                    store::latest_snapshot(c)?,
-                    store::list_deltas(c)?,
-                    store::lineage(c)?,
-                ))
-            })
+        let (full, deltas) = store
+            .run(|c| Ok::<_, StoreError>((store::latest_snapshot(c)?, store::list_deltas(c)?)))
             .await?;
         let (tx, _) = watch::channel(None);
         let mut state = State::default();
         let signer = options.signer.clone();
+        let last_stored = deltas
+            .iter()
+            .map(|d| d.version)
+            .chain(full.as_ref().map(|f| f.version))
+            .max();
         let restored = tokio::task::spawn_blocking(move || restore(full, deltas, &signer))
             .await
             .map_err(|e| PublishError::Compiler(e.to_string()))?;
         if let Some(p) = restored {
-            state.last_inputs = Some(Inputs {
-                identity_revision: p.identity_revision,
-                policy_version: p.policy_version,
-                issuers: issuers_hash(&p.snapshot.issuers),
-                bindings_version: bindings.live().version,
-                min_version: 0,
-            });
+            // Only a restore that reached the last stored version stands for what was
+            // published; one that fell back to an older full snapshot (deltas lost or
+            // unreadable) is served until the first compile, which publishes afresh.
+            if Some(p.version) == last_stored {
+                state.last_inputs = Some(Inputs {
+                    identity_revision: p.identity_revision,
+                    policy_version: p.policy_version,
+                    issuers: issuers_hash(&p.snapshot.issuers),
+                    bindings_version: bindings.live().version,
+                    min_version: 0,
+                });
+            } else {
+                tracing::warn!(
+                    restored = p.version,
+                    last_stored = ?last_stored,
+                    "the stored deltas do not reach the last stored version; compiling afresh"
+                );
+            }
             state.since_full = p.history.len() as u32;
             tracing::info!(
                 version = p.version,
@@ -211,7 +219,6 @@ impl Publisher {
             attributes,
             bindings,
             options,
-            lineage,
             tx,
             dirty: Notify::new(),
             state: Mutex::new(state),
@@ -253,11 +260,6 @@ impl Publisher {
                 Some(delta_frame(&composed, &self.options.signer))
             }
         }
-    }
-
-    /// The store lineage stamped on every snapshot.
-    pub fn lineage(&self) -> u64 {
-        self.lineage
     }
 
     /// The signing key's id.
@@ -406,7 +408,8 @@ impl Publisher {
         inputs.identity_revision = state.compiler.revision();
         let created_ms = store::now_ms();
         let mut snapshot = state.compiler.snapshot(0, created_ms);
-        snapshot.lineage = self.lineage;
+        // Never 0, which stands for "no snapshot" in a node's Hello.
+        snapshot.id = rand::random::<u64>() | 1;
         let compile_time = started.elapsed();
         self.note_report(state.compiler.report()).await;
         // The version first (a small write), then the encoding off the store's writer and
@@ -692,7 +695,7 @@ fn restore(
         // Keep only a chain: a gap (a version published without a stored delta) restarts it.
         if steps
             .last()
-            .is_some_and(|s| s.delta.version != d.base_version)
+            .is_some_and(|s| s.delta.version != d.base_version || s.delta.id != d.base_id)
         {
             steps.clear();
         }
@@ -702,7 +705,7 @@ fn restore(
     // The deltas after the full snapshot, composed and applied once.
     let start = steps
         .iter()
-        .position(|s| s.delta.base_version == snapshot.version);
+        .position(|s| s.delta.base_version == snapshot.version && s.delta.base_id == snapshot.id);
     let end_of_history = steps.last().map(|s| s.delta.version);
     if let Some(i) = start {
         let composed = delta::compose(steps[i..].iter().map(|s| &s.delta));

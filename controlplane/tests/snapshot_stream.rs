@@ -16,12 +16,12 @@ fn hello(node: &str, have: u64) -> NodeMessage {
     hello_of(node, have, 0)
 }
 
-fn hello_of(node: &str, have: u64, lineage: u64) -> NodeMessage {
+fn hello_of(node: &str, have: u64, id: u64) -> NodeMessage {
     NodeMessage {
         kind: Some(node_message::Kind::Hello(Hello {
             node_id: node.into(),
             have_version: have,
-            have_lineage: lineage,
+            have_id: id,
             agent: "test".into(),
             listen: "127.0.0.1:1".into(),
         })),
@@ -263,7 +263,7 @@ async fn a_slow_node_gets_one_delta_for_everything_it_missed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_from_another_store_gets_the_full_snapshot() {
+async fn the_same_version_number_with_other_content_gets_the_full_snapshot() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let (token, hash) = portcullis_controlplane::cli::new_token();
@@ -274,14 +274,15 @@ async fn a_version_from_another_store_gets_the_full_snapshot() {
         .json()
         .await
         .expect("json");
-    let (latest, lineage) = (
-        s["snapshot"]["version"].as_u64().expect("version"),
-        s["snapshot"]["lineage"].as_u64().expect("lineage"),
-    );
-    assert_ne!(lineage, 0);
+    let latest = s["snapshot"]["version"].as_u64().expect("version");
+    let id = s["snapshot"]["id"]
+        .as_str()
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .expect("id");
+    assert_ne!(id, 0);
 
-    // Holding the latest version of this store: nothing to send.
-    let (_tx, mut inbound) = open(&cp.grpc, Some(&token), hello_of("same", latest, lineage))
+    // Holding exactly the latest snapshot: nothing to send.
+    let (_tx, mut inbound) = open(&cp.grpc, Some(&token), hello_of("same", latest, id))
         .await
         .expect("stream");
     assert!(
@@ -289,11 +290,12 @@ async fn a_version_from_another_store_gets_the_full_snapshot() {
             .await
             .is_none()
     );
-    // The same number from another store: the full snapshot.
+    // The same number with other content (another store, a restored backup): the full
+    // snapshot, never a delta for a base the node does not have.
     let (_tx, mut inbound) = open(
         &cp.grpc,
         Some(&token),
-        hello_of("elsewhere", latest, lineage ^ 1),
+        hello_of("elsewhere", latest, id ^ 2),
     )
     .await
     .expect("stream");
@@ -303,5 +305,5 @@ async fn a_version_from_another_store_gets_the_full_snapshot() {
         panic!("a full snapshot")
     };
     let (_, snapshot) = codec::decode(&full.payload).expect("decodes");
-    assert_eq!((snapshot.version, snapshot.lineage), (latest, lineage));
+    assert_eq!((snapshot.version, snapshot.id), (latest, id));
 }

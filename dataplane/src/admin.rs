@@ -65,6 +65,7 @@ impl AdminApp {
             "control_plane_connected": self.state.connected(),
             "last_contact_ms": self.state.last_contact_ms(),
             "silent_for_ms": self.state.silent_for_ms(now),
+            "stale_for_ms": self.state.stale_for_ms(now),
             "control_plane_latest_version": self.state.latest_known(),
             "versions_behind": self.state.latest_known().saturating_sub(self.state.version()),
         })

@@ -80,6 +80,9 @@ impl LastKnownGood {
         };
         let mut log = std::io::BufReader::new(log);
         let mut replayed = 0;
+        // The end of the last record that was read whole and usable.
+        let mut good_end = 0u64;
+        let mut damaged = false;
         loop {
             let mut len = [0u8; 4];
             if log.read_exact(&mut len).is_err() {
@@ -91,19 +94,26 @@ impl LastKnownGood {
                     len,
                     "last-known-good delta log has a garbage record; stopping"
                 );
+                damaged = true;
                 break;
             }
             let mut frame = vec![0u8; len];
             if log.read_exact(&mut frame).is_err() {
                 tracing::warn!("last-known-good delta log ends in a partial record");
+                damaged = true;
                 break;
             }
-            self.log_bytes += 4 + len as u64;
             match codec::peek_delta_header(&frame) {
-                Ok(h) if h.version <= live.version() => continue,
+                // Already in the full snapshot (a crash between writing it and emptying
+                // the log left older records behind).
+                Ok(h) if h.version <= live.version() => {
+                    good_end += 4 + len as u64;
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "last-known-good delta log record is unreadable; stopping");
+                    damaged = true;
                     break;
                 }
             }
@@ -111,11 +121,25 @@ impl LastKnownGood {
                 Ok(next) => {
                     live = next;
                     replayed += 1;
+                    good_end += 4 + len as u64;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "last-known-good delta does not apply; stopping");
+                    damaged = true;
                     break;
                 }
+            }
+        }
+        self.log_bytes = good_end;
+        // Cut the log back to its usable part, so deltas appended from now on are read.
+        if damaged {
+            drop(log);
+            let cut = std::fs::OpenOptions::new()
+                .write(true)
+                .open(self.log_path())
+                .and_then(|f| f.set_len(good_end).and_then(|()| f.sync_all()));
+            if let Err(e) = cut {
+                tracing::error!(error = %e, "cannot cut the last-known-good delta log back to its usable part");
             }
         }
         if replayed > 0 {
@@ -160,8 +184,11 @@ impl LastKnownGood {
         let mut record = Vec::with_capacity(4 + frame.len());
         record.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         record.extend_from_slice(frame);
-        f.write_all(&record)?;
-        f.sync_data()?;
+        if let Err(e) = f.write_all(&record).and_then(|()| f.sync_data()) {
+            // Never leave a torn record for later ones to be appended after.
+            let _ = f.set_len(self.log_bytes);
+            return Err(e);
+        }
         self.log_bytes += record.len() as u64;
         Ok(())
     }
@@ -262,11 +289,16 @@ mod tests {
             .expect("len");
         f.write_all(&torn[..torn.len() / 2]).expect("half");
         drop(f);
+        let mut lkg = LastKnownGood::new(dir.path());
+        let loaded = lkg.load().expect("loads").expect("some");
+        assert_eq!(loaded.version(), 3);
+        // Loading cut the torn record off: a delta appended now is replayed next time.
+        lkg.append(&d(&s3, &s4)).expect("append");
         let loaded = LastKnownGood::new(dir.path())
             .load()
             .expect("loads")
             .expect("some");
-        assert_eq!(loaded.version(), 3);
+        assert_eq!(loaded.engine.to_snapshot(), s4);
 
         // Compaction: the live snapshot becomes the full one; the log starts empty, and an
         // older full snapshot's records left behind by a crash are skipped.
@@ -280,6 +312,6 @@ mod tests {
             .load()
             .expect("loads")
             .expect("some");
-        assert_eq!(loaded.engine.to_snapshot(), s3);
+        assert_eq!(loaded.engine.to_snapshot(), s4);
     }
 }

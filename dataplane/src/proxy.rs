@@ -167,16 +167,17 @@ impl Edge {
                 .await;
         };
 
-        // A route that must not act on old knowledge fails closed once the control plane has
-        // been silent too long; other routes keep serving the last-known-good snapshot.
+        // A route that must not act on old knowledge fails closed once this node has gone
+        // too long without knowing it holds the latest snapshot (the control plane
+        // unreachable, or its snapshots not applied); other routes keep serving.
         if let Some(max) = route.max_staleness_ms {
-            let silent = self.state.silent_for_ms(now_ms());
-            if silent.is_none_or(|ms| ms > max) {
+            let stale = self.state.stale_for_ms(now_ms());
+            if stale.is_none_or(|ms| ms > max) {
                 metrics::counter!("portcullis_stale_refusals_total", "route" => route.name.clone())
                     .increment(1);
-                let why = match silent {
+                let why = match stale {
                     Some(ms) => format!(
-                        "the control plane has been unreachable for {:.1} s; route {} allows at most {:.1} s without it, so this node refuses rather than enforce stale policy (snapshot {})",
+                        "this node has not confirmed it holds the latest policy snapshot for {:.1} s (the control plane is unreachable, or its snapshots could not be applied); route {} allows at most {:.1} s, so this node refuses rather than enforce stale policy (snapshot {})",
                         ms as f64 / 1000.0,
                         route.prefix,
                         max as f64 / 1000.0,

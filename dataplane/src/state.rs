@@ -98,8 +98,10 @@ pub struct NodeState {
     current: ArcSwapOption<NodeSnapshot>,
     connected: AtomicBool,
     last_contact_ms: AtomicU64,
-    /// The latest version the control plane said it has published (heartbeats, frames).
+    /// The latest version the control plane said it has published (heartbeats).
     latest_known: AtomicU64,
+    /// When this node last knew it held the latest version (Unix ms; 0: never).
+    fresh_at_ms: AtomicU64,
 }
 
 impl NodeState {
@@ -116,12 +118,17 @@ impl NodeState {
         self.current.load().as_ref().map_or(0, |s| s.version())
     }
 
-    /// Swaps in `next` if it is newer than the live snapshot.
+    /// Swaps in `next` if it is newer than the live snapshot, or the same version number with
+    /// other content.
     pub fn install(&self, next: NodeSnapshot) -> Result<Arc<NodeSnapshot>, RejectReason> {
         let next = Arc::new(next);
         let mut refused = None;
         self.current.rcu(|cur| match cur {
-            Some(c) if c.version() >= next.version() => {
+            // Same number, other content: another store's numbering, which replaces it.
+            Some(c)
+                if c.version() > next.version()
+                    || (c.version() == next.version() && c.engine.id() == next.engine.id()) =>
+            {
                 refused = Some(c.version());
                 cur.clone()
             }
@@ -166,6 +173,21 @@ impl NodeState {
         self.last_contact_ms.load(Ordering::Relaxed)
     }
 
+    /// Records that the node holds the latest version the control plane has published.
+    pub fn mark_fresh(&self) {
+        self.fresh_at_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long (ms) since this node last knew it held the control plane's latest version;
+    /// `None` if it never did. Heartbeats alone do not make a node fresh: one that is behind
+    /// (its snapshots rejected, or still arriving) goes stale while it keeps hearing them.
+    pub fn stale_for_ms(&self, now_ms: u64) -> Option<u64> {
+        match self.fresh_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_ms.saturating_sub(t)),
+        }
+    }
+
     /// How long (ms) since the control plane was last heard from; `None` if never.
     pub fn silent_for_ms(&self, now_ms: u64) -> Option<u64> {
         match self.last_contact_ms() {
@@ -174,10 +196,11 @@ impl NodeState {
         }
     }
 
-    /// Records the latest version the control plane has published.
+    /// Records the latest version the control plane has published (its word is final: a
+    /// control plane restored from a backup may be at a lower number than before).
     pub fn note_latest(&self, version: u64) {
-        let prev = self.latest_known.fetch_max(version, Ordering::Relaxed);
-        if version > prev {
+        let prev = self.latest_known.swap(version, Ordering::Relaxed);
+        if version != prev {
             metrics::gauge!("portcullis_control_plane_latest_version").set(version as f64);
         }
     }

@@ -131,7 +131,7 @@ impl Subscriber {
             kind: Some(node_message::Kind::Hello(Hello {
                 node_id: self.config.node_id.clone(),
                 have_version: live.as_ref().map_or(0, |l| l.version()),
-                have_lineage: live.as_ref().map_or(0, |l| l.engine.lineage()),
+                have_id: live.as_ref().map_or(0, |l| l.engine.id()),
                 agent: concat!("portcullis-dp/", env!("CARGO_PKG_VERSION")).to_owned(),
                 listen: self.config.listen.proxy.to_string(),
             })),
@@ -168,6 +168,9 @@ impl Subscriber {
                 },
                 Some(control_message::Kind::Heartbeat(h)) => {
                     self.state.note_latest(h.latest_version);
+                    if h.latest_version <= self.state.version() {
+                        self.state.mark_fresh();
+                    }
                     continue;
                 }
                 None => continue,
@@ -185,10 +188,19 @@ impl Subscriber {
         let version = frame.version;
         let live = self.state.current();
         let live_version = live.as_ref().map_or(0, |l| l.version());
-        if version <= live_version {
+        // An older frame, or a delta for a version already live, changes nothing. A full
+        // snapshot of the live version number is looked at: it may be other content (another
+        // control-plane store's numbering), which then replaces the live one.
+        if version < live_version || (version == live_version && frame.base.is_some()) {
             return ack(live_version);
         }
-        let result = self.verify_and_build(&frame, live).await;
+        let result = self.verify_and_build(&frame, live.clone()).await;
+        if let (Ok(next), Some(l)) = (&result, &live)
+            && next.version() == l.version()
+            && next.engine.id() == l.engine.id()
+        {
+            return ack(live_version);
+        }
         let result = result.and_then(|next| self.state.install(next).map_err(|e| e.to_string()));
         match result {
             Ok(installed) => {
@@ -202,6 +214,9 @@ impl Subscriber {
                     "snapshot applied"
                 );
                 metrics::counter!("portcullis_snapshots_applied_total", "kind" => if installed.from_delta { "delta" } else { "full" }).increment(1);
+                if installed.version() >= self.state.latest_known() {
+                    self.state.mark_fresh();
+                }
                 let job = match frame.base {
                     Some(_) => Persist::Delta(frame.payload, installed),
                     None => Persist::Full(frame.payload),

@@ -79,6 +79,31 @@ fn start_node(config: &std::path::Path) -> Node {
     )
 }
 
+/// `POST /strict/v1/chat/completions` without a token: (status, body).
+async fn strict(proxy: u16) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let body = r#"{"model":"m","messages":[]}"#;
+        let req = format!(
+            "POST /strict/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, out)
+    })
+    .await
+    .expect("join")
+}
+
 async fn status(admin: u16) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -123,6 +148,7 @@ fn user(id: &str, active: bool) -> Arc<User> {
 
 fn snapshot(version: u64, ana_active: bool) -> Snapshot {
     let mut s = Snapshot::empty(version);
+    s.id = version * 1000 + 1;
     s.users = vec![user("ana", ana_active), user("bo", true)];
     s
 }
@@ -217,6 +243,12 @@ threads = 1
 [listen]
 proxy = "127.0.0.1:{proxy}"
 admin = "127.0.0.1:{admin}"
+[[routes]]
+prefix = "/strict"
+kind = "openai"
+name = "openai"
+upstream = "http://127.0.0.1:9"
+max_staleness_ms = 1000
 "#,
             key = signer.public_key_base64()
         ),
@@ -283,6 +315,20 @@ admin = "127.0.0.1:{admin}"
     assert_eq!(v, 3);
     assert!(why.contains("not signed"), "{why}");
 
+    // The right version number, other content: a delta made from a different snapshot 1.
+    let mut other_1 = snapshot(1, true);
+    other_1.id = 999;
+    let foreign = codec::encode_delta(&delta::diff(&other_1, &s2).expect("delta"));
+    let sig = sign(&signer, &foreign);
+    s.to_node
+        .send(Ok(delta_msg(foreign, sig, signer.key_id())))
+        .await
+        .expect("send");
+    let (_, why) = reply(&mut s)
+        .await
+        .expect_err("delta for other content refused");
+    assert!(why.contains("different content"), "{why}");
+
     // A valid delta for a version the node does not hold.
     let s7 = snapshot(7, true);
     let s8 = snapshot(8, false);
@@ -327,6 +373,35 @@ admin = "127.0.0.1:{admin}"
     assert_eq!(st["snapshot"]["version"], 2, "{st}");
     assert_eq!(st["snapshot"]["via"], "delta", "{st}");
     assert_eq!(st["versions_behind"], 3, "{st}");
+
+    // Behind and still hearing heartbeats is not fresh: past its 1 s, the strict route
+    // refuses; a heartbeat saying the node is current makes it serve again (here: answer the
+    // missing token with 401 instead).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (code, body) = strict(proxy).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("has not confirmed it holds the latest"),
+        "{body}"
+    );
+    s.to_node
+        .send(Ok(ControlMessage {
+            kind: Some(control_message::Kind::Heartbeat(Heartbeat {
+                latest_version: 2,
+                sent_at_ms: 0,
+            })),
+        }))
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = strict(proxy).await;
+        if code == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {code} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // SIGKILL: the node comes back at version 2 (full snapshot + delta log) and says so.
     let log = dir.path().join("state/deltas.log");

@@ -43,7 +43,7 @@ async fn open(
             kind: Some(node_message::Kind::Hello(Hello {
                 node_id: node_id.into(),
                 have_version: 0,
-                have_lineage: 0,
+                have_id: 0,
                 agent: "e2e-mtls".into(),
                 listen: "127.0.0.1:1".into(),
             })),

@@ -19,7 +19,11 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delta {
     pub base_version: u64,
+    /// The id of the snapshot it applies to ([`Snapshot::id`]).
+    pub base_id: u64,
     pub version: u64,
+    /// The id of the snapshot it makes.
+    pub id: u64,
     pub identity_revision: u64,
     pub created_at_ms: u64,
     /// Groups replaced in place (same id, source and name; new ancestors), by ascending index.
@@ -46,6 +50,14 @@ pub enum NotDelta {
 pub enum ApplyError {
     #[error("delta applies to version {expected}, but the live version is {live}")]
     WrongBase { expected: u64, live: u64 },
+    #[error(
+        "delta applies to version {version} as published with id {expected:x}, but the live snapshot of that version has id {live:x} (different content)"
+    )]
+    WrongBaseId {
+        version: u64,
+        expected: u64,
+        live: u64,
+    },
     #[error("delta does not advance the version ({base} → {version})")]
     NotNewer { base: u64, version: u64 },
     #[error("delta changes group {index}, which is {reason}")]
@@ -91,7 +103,15 @@ pub fn compose<'a>(steps: impl IntoIterator<Item = &'a Delta>) -> Result<Delta, 
                 live: out.version,
             });
         }
+        if d.base_id != out.id {
+            return Err(ApplyError::WrongBaseId {
+                version: d.base_version,
+                expected: d.base_id,
+                live: out.id,
+            });
+        }
         out.version = d.version;
+        out.id = d.id;
         out.identity_revision = d.identity_revision;
         out.created_at_ms = d.created_at_ms;
         add(d);
@@ -118,7 +138,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
     // function decides whether a delta can carry it.
     let Snapshot {
         version,
-        lineage,
+        id,
         identity_revision,
         policy_version,
         created_at_ms,
@@ -137,8 +157,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
     if *version <= old.version {
         return Err(NotDelta::NotNewer);
     }
-    let unchanged: [(bool, &'static str); 11] = [
-        (*lineage == old.lineage, "lineage"),
+    let unchanged: [(bool, &'static str); 10] = [
         (*policy_version == old.policy_version, "policy version"),
         (*issuers == old.issuers, "issuers"),
         (
@@ -209,7 +228,9 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
     }
     Ok(Delta {
         base_version: old.version,
+        base_id: old.id,
         version: *version,
+        id: *id,
         identity_revision: *identity_revision,
         created_at_ms: *created_at_ms,
         groups: changed_groups,
@@ -223,7 +244,9 @@ impl Delta {
     fn clone_header(&self) -> Delta {
         Delta {
             base_version: self.base_version,
+            base_id: self.base_id,
             version: self.version,
+            id: self.id,
             identity_revision: self.identity_revision,
             created_at_ms: self.created_at_ms,
             groups: Vec::new(),
@@ -275,9 +298,17 @@ impl Delta {
                 live: base.version,
             });
         }
+        if base.id != self.base_id {
+            return Err(ApplyError::WrongBaseId {
+                version: base.version,
+                expected: self.base_id,
+                live: base.id,
+            });
+        }
         self.check_shape()?;
         let mut next = base.clone();
         next.version = self.version;
+        next.id = self.id;
         next.identity_revision = self.identity_revision;
         next.created_at_ms = self.created_at_ms;
         for (index, g) in &self.groups {

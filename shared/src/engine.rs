@@ -207,6 +207,7 @@ pub fn group_id(source: &str, display_name: &str) -> String {
 pub struct Engine {
     fixed: Arc<Fixed>,
     version: u64,
+    id: u64,
     identity_revision: u64,
     created_at_ms: u64,
     groups: Arc<Vec<Arc<Group>>>,
@@ -361,6 +362,7 @@ impl Engine {
         let groups = std::mem::take(&mut snapshot.groups);
         let mut engine = Self {
             version: snapshot.version,
+            id: snapshot.id,
             identity_revision: snapshot.identity_revision,
             created_at_ms: snapshot.created_at_ms,
             groups: Arc::new(groups),
@@ -395,9 +397,18 @@ impl Engine {
             }
             .into());
         }
+        if delta.base_id != self.id {
+            return Err(ApplyError::WrongBaseId {
+                version: self.version,
+                expected: delta.base_id,
+                live: self.id,
+            }
+            .into());
+        }
         delta.check_shape()?;
         let mut next = self.clone();
         next.version = delta.version;
+        next.id = delta.id;
         next.identity_revision = delta.identity_revision;
         next.created_at_ms = delta.created_at_ms;
         if !delta.groups.is_empty() {
@@ -483,6 +494,7 @@ impl Engine {
     pub fn to_snapshot(&self) -> Snapshot {
         let mut s = self.fixed.rest.clone();
         s.version = self.version;
+        s.id = self.id;
         s.identity_revision = self.identity_revision;
         s.created_at_ms = self.created_at_ms;
         s.groups = self.groups.as_ref().clone();
@@ -506,9 +518,9 @@ impl Engine {
         self.created_at_ms
     }
 
-    /// The control-plane store lineage the snapshot's version belongs to.
-    pub fn lineage(&self) -> u64 {
-        self.fixed.rest.lineage
+    /// The snapshot's id ([`Snapshot::id`]).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn policy_version(&self) -> &PolicyVersion {

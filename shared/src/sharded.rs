@@ -71,13 +71,26 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i])
     }
 
-    /// Inserts, returning the value `key` had.
+    /// Inserts, returning the value `key` had. When the map has grown to four times what its
+    /// shards were sized for, it is rebuilt with more (once per fourfold growth), so shards
+    /// stay small however the map was started.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let old = self.shard_mut(&key).insert(key, value);
         if old.is_none() {
             self.len += 1;
+            if self.len > self.shards.len() * TARGET_PER_SHARD * 4 && self.shards.len() < 1 << 16 {
+                self.regrow();
+            }
         }
         old
+    }
+
+    fn regrow(&mut self) {
+        let mut grown = Self::with_capacity(self.len * 2);
+        for (k, v) in self.iter() {
+            grown.insert(k.clone(), v.clone());
+        }
+        *self = grown;
     }
 
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
@@ -138,6 +151,22 @@ mod tests {
         assert_eq!((a.get(&8), b.get(&8)), (Some(&16), None));
         assert_eq!((a.len(), b.len()), (10_000, 9_999));
         assert_eq!(b.iter().count(), 9_999);
+    }
+
+    #[test]
+    fn a_map_started_small_grows_its_shards() {
+        let mut m = ShardedMap::with_capacity(0);
+        assert_eq!(m.shard_count(), 1);
+        for i in 0..100_000u32 {
+            m.insert(i, i);
+        }
+        assert!(
+            m.shard_count() >= 100_000 / (TARGET_PER_SHARD * 4),
+            "{}",
+            m.shard_count()
+        );
+        assert_eq!(m.len(), 100_000);
+        assert!((0..100_000u32).all(|i| m.get(&i) == Some(&i)));
     }
 
     #[test]

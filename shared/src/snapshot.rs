@@ -15,10 +15,11 @@ use std::sync::Arc;
 pub struct Snapshot {
     /// Monotonic across the control plane's lifetime (persisted, survives restarts).
     pub version: u64,
-    /// The control-plane store that issued `version` (a random number fixed when the store
-    /// was created): version numbers from different stores are not comparable, so a delta
-    /// is only offered to a node holding a snapshot of the same lineage.
-    pub lineage: u64,
+    /// This version's identity: a random number drawn when the version is published. A
+    /// delta names the id of the snapshot it applies to, so it is never applied to different
+    /// content that happens to carry the same version number (another control-plane store,
+    /// or a store restored from a backup that reissues numbers).
+    pub id: u64,
     /// The identity revision (count of committed identity changes) this snapshot reflects.
     pub identity_revision: u64,
     /// The policy version this snapshot carries.
@@ -537,7 +538,7 @@ impl Snapshot {
     pub fn empty(version: u64) -> Self {
         Self {
             version,
-            lineage: 0,
+            id: 0,
             identity_revision: 0,
             policy_version: PolicyVersion::default(),
             created_at_ms: 0,

@@ -194,9 +194,9 @@ async fn publish_and_check(f: &Fixture, mode: &str) -> Snapshot {
         got.version,
         got.created_at_ms,
     );
-    assert_ne!(got.lineage, 0, "stamped with the store's lineage");
-    assert_eq!(got.lineage, f.publisher.lineage());
-    want.lineage = got.lineage;
+    assert_ne!(got.id, 0, "every version gets an id");
+    assert_ne!(got.id, before.snapshot.id);
+    want.id = got.id;
     assert_eq!(got, want);
     assert_eq!(f.publisher.report().as_deref(), Some(&report));
     got
@@ -315,7 +315,7 @@ async fn versions_are_published_as_deltas_and_a_restart_resumes_the_history() {
     let latest = f.publisher.latest().expect("latest");
     // A node at the first version gets one delta spanning all six changes.
     let steps = latest
-        .steps_from(first.version)
+        .steps_from(first.version, first.snapshot.id)
         .expect("history reaches back");
     assert_eq!(steps.len(), 6);
     let frame = f.publisher.delta_frame(steps).expect("composed");
@@ -338,7 +338,17 @@ async fn versions_are_published_as_deltas_and_a_restart_resumes_the_history() {
     trusted
         .verify(&frame.payload, &frame.signature, &frame.key_id)
         .expect("composed delta signed");
-    assert!(latest.steps_from(latest.version + 1).is_none());
+    assert!(
+        latest
+            .steps_from(latest.version + 1, latest.snapshot.id)
+            .is_none()
+    );
+    // The right number with other content: no delta.
+    assert!(
+        latest
+            .steps_from(first.version, first.snapshot.id ^ 2)
+            .is_none()
+    );
 
     // With full_every = 4 a full snapshot was stored along the way, and deltas after it: a
     // second publisher on the same store restores the same latest version and history.
@@ -347,10 +357,63 @@ async fn versions_are_published_as_deltas_and_a_restart_resumes_the_history() {
     assert_eq!(restored.version, latest.version, "nothing new to publish");
     assert_eq!(restored.snapshot, latest.snapshot);
     let steps = restored
-        .steps_from(first.version)
+        .steps_from(first.version, first.snapshot.id)
         .expect("history restored");
     assert_eq!(steps.len(), 6);
     let frame = again.delta_frame(steps).expect("composed");
     let (_, d) = codec::decode_delta(&frame.payload).expect("decodes");
     assert_eq!(d, composed);
+}
+
+#[tokio::test]
+async fn a_restore_that_cannot_reach_the_last_version_publishes_afresh() {
+    let f = fixture().await;
+    change(&f.store, "User", "u1", "create", |tx| {
+        store::put_user(tx, &user("u1", "Sales"))
+    })
+    .await;
+    change(&f.store, "Group", "g-rnd", "create", |tx| {
+        store::put_group(tx, &group("g-rnd", "R&D", &[("u1", MemberKind::User)]))
+    })
+    .await;
+    let s = publish_and_check(&f, "full").await;
+    assert_eq!(roles_of(&s, "u1"), ["engineer"]);
+
+    // A bindings change: R&D now also carries `legal`. Published as a delta.
+    let more = format!("{BINDINGS}\n[[bindings]]\ngroup = \"okta/R&D\"\nrole = \"legal\"\n");
+    f.bindings
+        .apply(
+            Bindings::from_toml(&more).expect("toml"),
+            "test",
+            None,
+            &f.policies,
+        )
+        .await
+        .expect("bindings apply");
+    let latest = f
+        .publisher
+        .compile_once()
+        .await
+        .expect("compile")
+        .expect("published");
+    assert!(latest.last_step().is_some(), "a delta");
+    assert_eq!(roles_of(&latest.snapshot, "u1"), ["engineer", "legal"]);
+
+    // That delta is damaged on disk: a restart can only rebuild the version before it,
+    // whose identity revision is the store's. It must not take that for the latest.
+    let v = latest.version;
+    f.store
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE snapshot_deltas SET payload = x'00' WHERE version = ?1",
+                [v as i64],
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("damage");
+    let again = start(&f.store, &f.policies, &f.bindings).await;
+    let restored = again.latest().expect("published");
+    assert!(restored.version > latest.version, "compiled afresh");
+    assert_eq!(roles_of(&restored.snapshot, "u1"), ["engineer", "legal"]);
 }

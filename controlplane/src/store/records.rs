@@ -187,15 +187,6 @@ pub struct SnapshotRow {
     pub payload: Vec<u8>,
 }
 
-/// This store's lineage (fixed at creation).
-pub fn lineage(c: &Connection) -> Result<u64, StoreError> {
-    Ok(
-        c.query_row("SELECT value FROM meta WHERE key = 'lineage'", [], |r| {
-            r.get::<_, i64>(0)
-        })? as u64,
-    )
-}
-
 /// The highest snapshot version ever allocated (0 if none).
 pub fn snapshot_version(c: &Connection) -> Result<u64, StoreError> {
     Ok(c.query_row(

@@ -26,7 +26,7 @@ impl Watcher {
             kind: Some(node_message::Kind::Hello(Hello {
                 node_id: node_id.into(),
                 have_version: 0,
-                have_lineage: 0,
+                have_id: 0,
                 agent: "test-watcher".into(),
                 listen: "127.0.0.1:1".into(),
             })),
