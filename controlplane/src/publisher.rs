@@ -641,23 +641,18 @@ fn read_changes(
 /// Frames and signs a full snapshot.
 fn full_frame(snapshot: &Snapshot, signer: &FrameSigner) -> Frame {
     let payload = codec::encode(snapshot);
-    let content_hash = codec::peek_header(&payload)
-        .map(|h| h.content_hash)
-        .unwrap_or_default();
-    Frame {
-        signature: Bytes::from(signer.sign(&payload)),
-        key_id: signer.key_id().to_owned(),
-        content_hash,
-        payload: Bytes::from(payload),
-    }
+    let hash = codec::peek_header(&payload).map(|h| h.content_hash);
+    signed(payload, hash.unwrap_or_default(), signer)
 }
 
 /// Frames and signs a delta.
 fn delta_frame(delta: &Delta, signer: &FrameSigner) -> Frame {
     let payload = codec::encode_delta(delta);
-    let content_hash = codec::peek_delta_header(&payload)
-        .map(|h| h.content_hash)
-        .unwrap_or_default();
+    let hash = codec::peek_delta_header(&payload).map(|h| h.content_hash);
+    signed(payload, hash.unwrap_or_default(), signer)
+}
+
+fn signed(payload: Vec<u8>, content_hash: Hash32, signer: &FrameSigner) -> Frame {
     Frame {
         signature: Bytes::from(signer.sign(&payload)),
         key_id: signer.key_id().to_owned(),
@@ -723,12 +718,8 @@ fn restore(
             steps.clear();
         }
     }
-    let full = (snapshot.version == row.version).then(|| Frame {
-        signature: Bytes::from(signer.sign(&row.payload)),
-        key_id: signer.key_id().to_owned(),
-        content_hash: row.content_hash,
-        payload: Bytes::from(row.payload),
-    });
+    let full =
+        (snapshot.version == row.version).then(|| signed(row.payload, row.content_hash, signer));
     Some(Published {
         version: snapshot.version,
         identity_revision: snapshot.identity_revision,

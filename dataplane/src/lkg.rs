@@ -220,19 +220,8 @@ mod tests {
 
     fn user(id: &str, active: bool) -> Arc<User> {
         Arc::new(User {
-            id: id.into(),
-            source: "okta".into(),
-            user_name: format!("{id}@example.com"),
-            external_id: None,
-            display_name: id.into(),
-            email: None,
             active,
-            department: None,
-            groups: vec![],
-            attributes: Default::default(),
-            roles: Vec::new(),
-            end_at_ms: None,
-            linked: None,
+            ..User::new("okta", id, format!("{id}@example.com"))
         })
     }
 

@@ -3,7 +3,10 @@
 //! frame is answered with a NACK that names the problem while the last good snapshot stays
 //! live; good deltas are applied and survive a SIGKILL of the node (last-known-good log).
 
+mod common;
+
 use bytes::Bytes;
+use common::{Kill, get, port};
 use portcullis_shared::codec;
 use portcullis_shared::delta;
 use portcullis_shared::proto::snapshot_service_server::{SnapshotService, SnapshotServiceServer};
@@ -13,7 +16,6 @@ use portcullis_shared::proto::{
 };
 use portcullis_shared::signing::FrameSigner;
 use portcullis_shared::snapshot::{Snapshot, User};
-use std::net::TcpListener;
 use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -51,24 +53,8 @@ impl SnapshotService for Scripted {
     }
 }
 
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Node(std::process::Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_node(config: &std::path::Path) -> Node {
-    Node(
+fn start_node(config: &std::path::Path) -> Kill {
+    Kill(
         Command::new(env!("CARGO_BIN_EXE_portcullis-dp"))
             .arg("--config")
             .arg(config)
@@ -79,26 +65,14 @@ fn start_node(config: &std::path::Path) -> Node {
     )
 }
 
-/// `POST /strict/v1/chat/completions` without a token: (status, body).
+/// `POST /strict/v1/chat/completions` without a token: (status, response).
 async fn strict(proxy: u16) -> (u16, String) {
     tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let body = r#"{"model":"m","messages":[]}"#;
-        let req = format!(
-            "POST /strict/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).expect("write");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, out)
+        get(
+            &format!("127.0.0.1:{proxy}"),
+            "/strict/v1/chat/completions",
+            Some(r#"{"model":"m","messages":[]}"#),
+        )
     })
     .await
     .expect("join")
@@ -108,15 +82,9 @@ async fn status(admin: u16) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let got = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            s.write_all(b"GET /status HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                .ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).ok()?;
+            let (_, out) = get(&format!("127.0.0.1:{admin}"), "/status", None);
             let body = out.split("\r\n\r\n").nth(1)?;
-            serde_json::from_str(body).ok()
+            serde_json::from_str::<serde_json::Value>(body).ok()
         })
         .await
         .expect("join");
@@ -130,19 +98,8 @@ async fn status(admin: u16) -> serde_json::Value {
 
 fn user(id: &str, active: bool) -> Arc<User> {
     Arc::new(User {
-        id: id.into(),
-        source: "okta".into(),
-        user_name: format!("{id}@example.com"),
-        external_id: None,
-        display_name: id.into(),
-        email: None,
         active,
-        department: None,
-        groups: vec![],
-        attributes: Default::default(),
-        roles: Vec::new(),
-        end_at_ms: None,
-        linked: None,
+        ..User::new("okta", id, format!("{id}@example.com"))
     })
 }
 

@@ -316,6 +316,33 @@ pub struct User {
     pub linked: Option<Linked>,
 }
 
+impl User {
+    /// An active user with nothing but its identity: no groups, roles or attributes, its
+    /// display name its id.
+    pub fn new(
+        source: impl Into<String>,
+        id: impl Into<String>,
+        user_name: impl Into<String>,
+    ) -> Self {
+        let id = id.into();
+        Self {
+            display_name: id.clone(),
+            id,
+            source: source.into(),
+            user_name: user_name.into(),
+            external_id: None,
+            email: None,
+            active: true,
+            department: None,
+            groups: Vec::new(),
+            attributes: Default::default(),
+            roles: Vec::new(),
+            end_at_ms: None,
+            linked: None,
+        }
+    }
+}
+
 /// The principal a linked account decides as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Linked {
