@@ -1,5 +1,6 @@
 //! The `portcullis-cp` command line.
 
+mod evidence;
 mod identity;
 
 use crate::config::Config;
@@ -80,6 +81,9 @@ pub enum Command {
     /// Time-boxed emergency access.
     #[command(subcommand)]
     BreakGlass(identity::BreakGlassCommand),
+    /// Evidence for auditors: chained, signed exports of the identity event log.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
     /// What the last compilation found: nesting cycles, groups held for review, dynamic groups.
     IdentityReport {
         #[command(flatten)]
@@ -261,6 +265,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::ScimToken(t) => token(t)?,
         Command::Bindings(c) => return identity::bindings(c).await,
         Command::BreakGlass(c) => return identity::break_glass(c).await,
+        Command::Evidence(c) => return evidence::run(c).await,
         Command::IdentityReport { admin } => return identity::report(admin).await,
         Command::Nodes { admin, json } => nodes(&admin, json).await?,
         Command::Receipt {

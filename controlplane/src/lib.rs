@@ -16,6 +16,7 @@ pub mod breakglass;
 pub mod cli;
 pub mod compiler;
 pub mod config;
+pub mod evidence;
 pub mod grpc;
 pub mod lifecycle;
 pub mod merge;

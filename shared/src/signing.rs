@@ -84,6 +84,12 @@ impl FrameSigner {
         STANDARD.encode(self.key.verifying_key().as_bytes())
     }
 
+    /// Signs other bytes (an evidence manifest): the caller prefixes its own domain string,
+    /// so a signature made here is never valid as a frame signature or the reverse.
+    pub fn sign_message(&self, message: &[u8]) -> Vec<u8> {
+        self.key.sign(message).to_bytes().to_vec()
+    }
+
     /// Signs a frame; returns the signature bytes. A frame that has no header is signed whole
     /// (never happens for frames the codec made).
     pub fn sign(&self, frame: &[u8]) -> Vec<u8> {
@@ -133,6 +139,16 @@ impl TrustedKeys {
         signature: &[u8],
         key_id: &str,
     ) -> Result<(), SignatureError> {
+        self.verify_message(&message(frame)?, signature, key_id)
+    }
+
+    /// Checks `signature` over bytes signed with [`FrameSigner::sign_message`].
+    pub fn verify_message(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+        key_id: &str,
+    ) -> Result<(), SignatureError> {
         if signature.is_empty() {
             return Err(SignatureError::Missing);
         }
@@ -144,7 +160,7 @@ impl TrustedKeys {
             .ok_or_else(|| SignatureError::UnknownKey(key_id.to_owned()))?;
         let sig = Signature::from_slice(signature)
             .map_err(|_| SignatureError::Invalid(key_id.to_owned()))?;
-        key.verify(&message(frame)?, &sig)
+        key.verify(message, &sig)
             .map_err(|_| SignatureError::Invalid(key_id.to_owned()))
     }
 }
