@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{start, write_config};
+use common::{Scim, start, write_config};
 use std::path::Path;
 use std::process::Command;
 
@@ -34,24 +34,13 @@ fn verify(file: &Path, key: &Path) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_verify_and_tampering_is_named() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let (token, hash) = portcullis_controlplane::cli::new_token();
     let config = write_config(dir.path(), &hash);
     let server = start(&config);
-    let http = reqwest::Client::new();
+    let scim = Scim::new(format!("{}/okta", server.scim), &token);
     for name in ["ana", "bo", "cy", "dee"] {
-        let r = http
-            .post(format!("{}/okta/Users", server.scim))
-            .bearer_auth(&token)
-            .header("content-type", "application/scim+json")
-            .body(format!(
-                r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{name}@example.com"}}"#
-            ))
-            .send()
-            .await
-            .expect("scim");
-        assert_eq!(r.status().as_u16(), 201);
+        scim.create_user(name).await;
     }
     let key = dir.path().join("data/signing.pub");
     let config = config.display().to_string();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{start, write_config};
+use common::{Scim, start, write_config};
 use portcullis_shared::codec;
 use portcullis_shared::proto::snapshot_service_client::SnapshotServiceClient;
 use portcullis_shared::proto::{Ack, Hello, Nack, NodeMessage, control_message, node_message};
@@ -203,19 +203,9 @@ async fn a_slow_node_gets_one_delta_for_everything_it_missed() {
     let (_, base) = codec::decode(&first.payload).expect("decodes");
 
     // Three users arrive while the node has not answered: nothing more is sent to it.
-    let http = reqwest::Client::new();
+    let scim = Scim::new(format!("{}/okta", cp.scim), &token);
     for name in ["ana", "bo", "cy"] {
-        let r = http
-            .post(format!("{}/okta/Users", cp.scim))
-            .bearer_auth(&token)
-            .header("content-type", "application/scim+json")
-            .body(format!(
-                r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"{name}@example.com"}}"#
-            ))
-            .send()
-            .await
-            .expect("scim");
-        assert_eq!(r.status().as_u16(), 201);
+        scim.create_user(name).await;
     }
     let status_url = format!("{}/admin/v1/status", cp.admin);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

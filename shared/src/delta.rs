@@ -66,6 +66,8 @@ pub enum ApplyError {
     BadUser(String),
     #[error("delta users or removals are not sorted and unique")]
     Unsorted,
+    #[error("no deltas to compose")]
+    NothingToCompose,
 }
 
 /// Consecutive deltas (each starting where the one before ends) as one, in one pass: the
@@ -75,7 +77,7 @@ pub enum ApplyError {
 pub fn compose<'a>(steps: impl IntoIterator<Item = &'a Delta>) -> Result<Delta, ApplyError> {
     let mut steps = steps.into_iter();
     let Some(first) = steps.next() else {
-        return Err(ApplyError::Unsorted);
+        return Err(ApplyError::NothingToCompose);
     };
     let mut out = Delta {
         groups: Vec::new(),
@@ -280,11 +282,6 @@ impl Delta {
             return Err(ApplyError::Unsorted);
         }
         Ok(())
-    }
-
-    /// This delta followed by `next` (which must start where this one ends), as one delta.
-    pub fn then(self, next: &Delta) -> Result<Delta, ApplyError> {
-        compose([&self, next])
     }
 
     /// Applies this delta to a full snapshot (the control plane's and the tests' form; nodes

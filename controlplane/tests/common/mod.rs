@@ -119,6 +119,21 @@ impl Scim {
         }
     }
 
+    /// Creates a user `<name>@example.com`; panics unless the answer is 201.
+    pub async fn create_user(&self, name: &str) {
+        let (status, _, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/Users",
+                Some(serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": format!("{name}@example.com"),
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,

@@ -115,7 +115,7 @@ proptest! {
         prop_assert_eq!(&back, &delta12);
 
         // Two deltas composed take the first base to the last version.
-        let composed = delta12.clone().then(&delta23).expect("consecutive");
+        let composed = compose([&delta12, &delta23]).expect("consecutive");
         prop_assert_eq!((composed.base_version, composed.version), (1, 5));
         prop_assert_eq!(&composed.apply_to(&s1).expect("applies"), &s3);
 
@@ -208,6 +208,24 @@ fn a_delta_refuses_the_wrong_base_and_bad_shapes() {
     assert!(matches!(
         foreign.apply_to(&a),
         Err(ApplyError::BadGroup { index: 3, .. })
+    ));
+    assert_eq!(
+        compose(std::iter::empty()),
+        Err(ApplyError::NothingToCompose)
+    );
+    // Deltas that do not follow on are not composed.
+    let mut elsewhere = d.clone();
+    elsewhere.base_version = 7;
+    assert!(matches!(
+        compose([&d, &elsewhere]),
+        Err(ApplyError::WrongBase { .. })
+    ));
+    let mut other_content = d.clone();
+    (other_content.base_version, other_content.base_id) = (d.version, d.id ^ 1);
+    other_content.version = d.version + 1;
+    assert!(matches!(
+        compose([&d, &other_content]),
+        Err(ApplyError::WrongBaseId { .. })
     ));
     let mut backwards = d;
     backwards.version = 1;
