@@ -282,6 +282,25 @@ impl Reference {
 
     /// Decides with the whole directory loaded once as Cedar entities.
     pub fn decide(&self, user: usize, r: &Request) -> bool {
+        self.response(user, r).decision() == cedar_policy::Decision::Allow
+    }
+
+    /// The decision and its determining policies, sorted.
+    pub fn decide_with_reasons(&self, user: usize, r: &Request) -> (bool, Vec<String>) {
+        let response = self.response(user, r);
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|p| p.to_string())
+            .collect();
+        reasons.sort();
+        (
+            response.decision() == cedar_policy::Decision::Allow,
+            reasons,
+        )
+    }
+
+    fn response(&self, user: usize, r: &Request) -> cedar_policy::Response {
         let (rtype, rid) = r.resource.cedar_uid();
         let resource = uid(rtype, &rid);
         let context = cedar_policy::Context::from_pairs([
@@ -302,7 +321,5 @@ impl Reference {
         .unwrap_or_else(|e| panic!("{e}"));
         self.authorizer
             .is_authorized(&request, &self.policies, &self.entities)
-            .decision()
-            == cedar_policy::Decision::Allow
     }
 }

@@ -51,6 +51,8 @@ pub struct AdminState {
     pub break_glass: BreakGlass,
     pub prometheus: Option<PrometheusHandle>,
     pub token_sha256: Option<Hash32>,
+    /// The engine `explain` decides with, for the latest version.
+    pub explain: crate::explain::EngineCache,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -62,6 +64,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/events", get(events))
         .route("/admin/v1/receipts", get(receipts_about))
         .route("/admin/v1/receipts/{seq}", get(receipt))
+        .route("/admin/v1/explain", post(crate::explain::explain))
         .merge(identity::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -84,11 +84,69 @@ pub enum Command {
     /// Evidence for auditors: chained, signed exports of the identity event log.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
+    /// How the live snapshot decides a request for a principal: the decision, the policies
+    /// that determined it, and why each other policy did not apply.
+    Explain {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(flatten)]
+        request: Box<ExplainArgs>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// What the last compilation found: nesting cycles, groups held for review, dynamic groups.
     IdentityReport {
         #[command(flatten)]
         admin: AdminArgs,
     },
+}
+
+/// The principal and request `explain` decides.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The identity source the principal is in.
+    #[arg(long)]
+    pub source: String,
+    /// The principal's userName.
+    #[arg(long, required_unless_present = "user_id", conflicts_with = "user_id")]
+    pub user: Option<String>,
+    /// The principal's SCIM id.
+    #[arg(long)]
+    pub user_id: Option<String>,
+    /// The Cedar action (`chat`, `embed`, `mcp:tools/call`, …); defaults from the resource.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// A provider route (with --model for a model).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The provider's API family (`openai`, `anthropic`, …).
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// An MCP server (with --tool, --uri or --prompt).
+    #[arg(long)]
+    pub server: Option<String>,
+    #[arg(long)]
+    pub tool: Option<String>,
+    #[arg(long)]
+    pub uri: Option<String>,
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// The route prefix the request came through (`context.route`).
+    #[arg(long)]
+    pub route: Option<String>,
+    /// A streamed request (`context.stream`).
+    #[arg(long)]
+    pub stream: bool,
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Decide at this instant (Unix milliseconds) instead of now.
+    #[arg(long)]
+    pub at_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +325,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::BreakGlass(c) => return identity::break_glass(c).await,
         Command::Evidence(c) => return evidence::run(c).await,
         Command::IdentityReport { admin } => return identity::report(admin).await,
+        Command::Explain {
+            admin,
+            request,
+            json,
+        } => return explain(&admin, *request, json).await,
         Command::Nodes { admin, json } => nodes(&admin, json).await?,
         Command::Receipt {
             admin,
@@ -494,6 +557,99 @@ fn admin_client(admin: &AdminArgs) -> reqwest::Client {
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .unwrap_or_default()
+}
+
+async fn explain(admin: &AdminArgs, a: ExplainArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let body = crate::explain::ExplainRequest {
+        source: a.source,
+        user_id: a.user_id,
+        user: a.user,
+        action: a.action,
+        provider: a.provider,
+        kind: a.kind,
+        model: a.model,
+        server: a.server,
+        tool: a.tool,
+        uri: a.uri,
+        prompt: a.prompt,
+        route: a.route,
+        stream: a.stream,
+        environment: a.environment,
+        tenant: a.tenant,
+        at_ms: a.at_ms,
+    };
+    let url = format!("{}/admin/v1/explain", admin.admin_url.trim_end_matches('/'));
+    let resp = admin_client(admin)
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .with_context(|| format!("POST {url}: reading JSON"))?;
+    if !status.is_success() {
+        bail!("{status}: {}", v["error"].as_str().unwrap_or("(no detail)"));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_explanation(&v));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text form of an explanation: the decision, then one line per policy.
+pub fn render_explanation(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let e = &v["explanation"];
+    let d = &e["decision"];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} on {} at snapshot {} (policies {})",
+        s(&v["principal"]["user_name"]),
+        s(&v["action"]),
+        s(&v["resource"]),
+        v["snapshot_version"],
+        s(&v["policy_version"]),
+    );
+    let ids: Vec<String> = d["policies"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "decision: {} ({}){}",
+        s(&d["effect"]).to_uppercase(),
+        s(&d["reason"]),
+        if ids.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", ids.join(", "))
+        }
+    );
+    for p in e["policies"].as_array().into_iter().flatten() {
+        let why = match p["verdict"].as_str().unwrap_or("") {
+            "satisfied" | "cedar_satisfied" => "matched".to_owned(),
+            "out_of_scope" => format!("{} out of scope: {}", s(&p["part"]), s(&p["detail"])),
+            "condition_failed" => format!("{} clause #{} failed", s(&p["kind"]), p["clause"]),
+            "error" => format!("error (skipped): {}", s(&p["message"])),
+            "cedar_not_satisfied" => "did not apply (decided by cedar-policy)".to_owned(),
+            other => other.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<32} {:<28} {why}",
+            s(&p["effect"]),
+            s(&p["id"]),
+            format!("{}:{}", s(&p["file"]), p["line"]),
+        );
+    }
+    out
 }
 
 async fn admin_get(admin: &AdminArgs, path: &str) -> anyhow::Result<serde_json::Value> {

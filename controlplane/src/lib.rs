@@ -17,6 +17,7 @@ pub mod cli;
 pub mod compiler;
 pub mod config;
 pub mod evidence;
+pub mod explain;
 pub mod grpc;
 pub mod lifecycle;
 pub mod merge;

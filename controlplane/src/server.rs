@@ -214,6 +214,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         bindings: bindings.clone(),
         break_glass,
         prometheus,
+        explain: Default::default(),
         token_sha256: config
             .admin
             .token_sha256

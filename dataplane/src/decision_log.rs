@@ -31,7 +31,11 @@ pub fn build(
 ) -> DecisionRecord {
     let engine = &snapshot.engine;
     let (decision, reason, policies) = match outcome {
-        Outcome::Decided(d) => (d.effect.as_str(), d.reason.label(), d.policies.clone()),
+        Outcome::Decided(d) => (
+            d.effect.as_str(),
+            d.reason.label(),
+            d.policies.iter().map(|p| p.to_string()).collect(),
+        ),
         Outcome::Refused(reason) => ("deny", reason, Vec::new()),
     };
     DecisionRecord {

@@ -399,51 +399,7 @@ impl Edge {
 
     /// Reads the body up to the configured limit.
     async fn read_body(&self, session: &mut Session) -> std::result::Result<Bytes, Refusal> {
-        let limit = self.config.limits.max_body_bytes;
-        let too_large = || {
-            Refusal::new(
-                Kind::TooLarge,
-                format!("request body exceeds this gateway's limit of {limit} bytes"),
-            )
-        };
-        let declared = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            session.set_keepalive(None);
-            return Err(too_large());
-        }
-        let expects_continue = session
-            .req_header()
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if expects_continue {
-            let _ = session.write_continue_response().await;
-        }
-        let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if buf.len() + chunk.len() > limit {
-                        session.set_keepalive(None);
-                        return Err(too_large());
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(buf.freeze()),
-                Err(e) => {
-                    session.set_keepalive(None);
-                    return Err(Refusal::new(
-                        Kind::BadRequest,
-                        format!("cannot read the request body: {e}"),
-                    ));
-                }
-            }
-        }
+        read_body(session, self.config.limits.max_body_bytes).await
     }
 
     async fn refuse(
@@ -493,7 +449,7 @@ fn denial(decision: &Decision, request: &portcullis_shared::request::Request) ->
             "{} on {} is forbidden by policy {}",
             request.action,
             request.resource,
-            decision.policies.join(", ")
+            decision.policy_ids().join(", ")
         ),
         Reason::NoMatchingPermit => format!(
             "no policy permits {} on {}",
@@ -508,7 +464,7 @@ fn denial(decision: &Decision, request: &portcullis_shared::request::Request) ->
     };
     Refusal::new(Kind::Denied, message).with_detail(json!({
         "reason": decision.reason.label(),
-        "policies": decision.policies,
+        "policies": decision.policy_ids(),
     }))
 }
 
@@ -546,4 +502,55 @@ fn request_id(session: &Session) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Reads the whole request body, refusing one over `limit` bytes (declared or actual).
+pub(crate) async fn read_body(
+    session: &mut Session,
+    limit: usize,
+) -> std::result::Result<Bytes, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            Kind::TooLarge,
+            format!("request body exceeds this gateway's limit of {limit} bytes"),
+        )
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        session.set_keepalive(None);
+        return Err(too_large());
+    }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        let _ = session.write_continue_response().await;
+    }
+    let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    session.set_keepalive(None);
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                session.set_keepalive(None);
+                return Err(Refusal::new(
+                    Kind::BadRequest,
+                    format!("cannot read the request body: {e}"),
+                ));
+            }
+        }
+    }
 }

@@ -7,7 +7,9 @@
 //! wait is bounded.
 
 pub mod cluster;
+pub mod enforcement;
 pub mod http;
+pub mod load;
 pub mod proc;
 pub mod scim_bulk;
 

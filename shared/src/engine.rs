@@ -9,8 +9,9 @@
 //! its parents, the action and its groups), so its cost does not grow with the directory.
 
 use crate::delta::{ApplyError, Delta};
+use crate::fast::{self, Compiled, FallbackPolicy, Needs, Verdict};
 use crate::policy::{self, CompiledPolicies, PolicyError, PolicyInfo};
-use crate::request::{Request, Resource};
+use crate::request::{Action, Request, Resource};
 use crate::schema::entity;
 use crate::sharded::ShardedMap;
 use crate::snapshot::{
@@ -19,8 +20,10 @@ use crate::snapshot::{
 };
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
-    RestrictedExpression,
+    PolicySet, RestrictedExpression,
 };
+use smallvec::SmallVec;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
@@ -95,11 +98,69 @@ impl Reason {
 pub struct Decision {
     pub effect: Effect,
     pub reason: Reason,
-    /// Ids of the policies that determined the outcome: the matching `permit`s on allow, the
-    /// matching `forbid`s on a forbid; empty for a default deny.
-    pub policies: Vec<String>,
+    /// Ids of the policies that determined the outcome, in policy-set order: the matching
+    /// `permit`s on allow, the matching `forbid`s on a forbid; empty for a default deny.
+    pub policies: PolicyIds,
     /// Policies skipped because their evaluation errored, with the error.
-    pub errors: Vec<String>,
+    pub errors: Vec<PolicyFailure>,
+}
+
+/// The ids of the policies that determined a decision: indices into the engine's id table,
+/// which the decision shares (building one copies no strings).
+#[derive(Clone, Default)]
+pub struct PolicyIds {
+    table: Option<Arc<[Arc<str>]>>,
+    idx: SmallVec<[u32; 6]>,
+}
+
+impl PolicyIds {
+    fn new(table: &Arc<[Arc<str>]>, idx: SmallVec<[u32; 6]>) -> Self {
+        Self {
+            table: (!idx.is_empty()).then(|| table.clone()),
+            idx,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.idx
+            .iter()
+            .filter_map(|&i| self.table.as_ref()?.get(i as usize).map(|s| &**s))
+    }
+
+    pub fn len(&self) -> usize {
+        self.idx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.idx.is_empty()
+    }
+}
+
+impl PartialEq for PolicyIds {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for PolicyIds {}
+
+impl fmt::Debug for PolicyIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// A policy whose evaluation failed for a request (Cedar skips such a policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFailure {
+    pub policy: Arc<str>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "policy `{}`: {}", self.policy, self.message)
+    }
 }
 
 impl Decision {
@@ -111,9 +172,14 @@ impl Decision {
         Self {
             effect: Effect::Deny,
             reason,
-            policies: Vec::new(),
+            policies: PolicyIds::default(),
             errors: Vec::new(),
         }
+    }
+
+    /// The determining policy ids as plain strings.
+    pub fn policy_ids(&self) -> Vec<&str> {
+        self.policies.iter().collect()
     }
 }
 
@@ -223,6 +289,16 @@ struct Fixed {
     rest: Snapshot,
     policies: CompiledPolicies,
     authorizer: Authorizer,
+    /// The policies in compiled form: what [`Engine::decide`] runs.
+    fast: Compiled,
+    /// The policies the compiled path leaves to Cedar (see [`Compiled::fallback`]).
+    fallback_set: PolicySet,
+    /// Entities of the group literals policies mention, for the Cedar path's entity store.
+    literal_groups: Vec<u32>,
+    /// Ids of the users policies name, and every source a user may be found in: the Cedar
+    /// path adds those users' entities, so `User::"x" in Group::"g"` sees the directory.
+    literal_users: Vec<String>,
+    sources_known: Vec<String>,
     group_uids: Vec<EntityUid>,
     role_uids: Vec<EntityUid>,
     /// Action id → the action entity with every action group it belongs to as parents.
@@ -358,6 +434,51 @@ impl Engine {
             by_partner.insert((p.source.clone(), p.tenant.clone()), i as u32);
         }
         let labels = Labels::new(&snapshot);
+        let action_ancestors = Action::ALL
+            .iter()
+            .map(|a| {
+                actions
+                    .get(a.cedar_id())
+                    .map(|e| {
+                        let mut v: Vec<String> = schema_actions
+                            .ancestors(&e.uid())
+                            .map(|it| it.map(|p| p.id().unescaped().to_owned()).collect())
+                            .unwrap_or_default();
+                        v.sort();
+                        v
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let ids: Vec<String> = policies.policies.iter().map(|p| p.id.clone()).collect();
+        let fast = Compiled::new(&snapshot, &policies.set, &ids, action_ancestors);
+        let mut fallback_set = PolicySet::new();
+        for f in &fast.fallback {
+            if let Some(p) = policies.set.policy(&PolicyId::new(&f.id)) {
+                fallback_set
+                    .add(p.clone())
+                    .map_err(|e| EngineError::Inconsistent(format!("policy {}: {e}", f.id)))?;
+            }
+        }
+        let mut literal_groups = Vec::new();
+        let mut literal_users = Vec::new();
+        for p in policies.set.policies() {
+            if let Ok(json) = p.to_json() {
+                literal_ids(&json, &group_uids, &mut literal_groups, &mut literal_users);
+            }
+        }
+        literal_users.sort();
+        literal_users.dedup();
+        let mut sources_known: Vec<String> = snapshot
+            .users
+            .iter()
+            .map(|u| u.source.clone())
+            .chain(snapshot.issuers.iter().map(|i| i.source.clone()))
+            .collect();
+        sources_known.sort();
+        sources_known.dedup();
+        literal_groups.sort_unstable();
+        literal_groups.dedup();
         let users = std::mem::take(&mut snapshot.users);
         let groups = std::mem::take(&mut snapshot.groups);
         let mut engine = Self {
@@ -375,6 +496,11 @@ impl Engine {
                 rest: snapshot,
                 policies,
                 authorizer: Authorizer::new(),
+                fast,
+                fallback_set,
+                literal_groups,
+                literal_users,
+                sources_known,
                 group_uids,
                 role_uids,
                 actions,
@@ -548,6 +674,28 @@ impl Engine {
         Arc::ptr_eq(&self.fixed, &other.fixed)
     }
 
+    /// The directory's groups, by index.
+    pub fn groups_slice(&self) -> &[Arc<Group>] {
+        &self.groups
+    }
+
+    /// A group's Cedar id (`<source>/<display name>`).
+    pub fn group_name(&self, index: u32) -> String {
+        self.groups
+            .get(index as usize)
+            .map(|g| group_id(&g.source, &g.display_name))
+            .unwrap_or_default()
+    }
+
+    /// A role's name.
+    pub fn role_name(&self, index: u32) -> &str {
+        self.fixed
+            .rest
+            .roles
+            .get(index as usize)
+            .map_or("", String::as_str)
+    }
+
     /// Every policy with its id, file and line.
     pub fn policies(&self) -> &[PolicyInfo] {
         &self.fixed.policies.policies
@@ -624,6 +772,10 @@ impl Engine {
     }
 
     /// Decides `request` for `user`: a user of the snapshot or a [`Self::guest`].
+    ///
+    /// Runs the compiled path ([`crate::fast`]) and, only when the action is one some
+    /// uncompiled policy may apply to, Cedar's authorizer over those policies. Allocates
+    /// nothing but the decision's own error list when a policy errors.
     pub fn decide(&self, user: &User, request: &Request) -> Decision {
         if !user.active {
             return Decision::deny(Reason::PrincipalInactive);
@@ -631,13 +783,155 @@ impl Engine {
         if user.end_at_ms.is_some_and(|t| request.context.now_ms >= t) {
             return Decision::deny(Reason::PrincipalEnded);
         }
-        match self.authorize(user, request) {
+        thread_local! {
+            static SPACE: RefCell<(fast::Scratch, fast::Outcome)> = RefCell::default();
+        }
+        SPACE.with(|space| match space.try_borrow_mut() {
+            Ok(mut space) => {
+                let (scratch, outcome) = &mut *space;
+                self.decide_with(user, request, scratch, outcome)
+            }
+            Err(_) => self.decide_with(
+                user,
+                request,
+                &mut fast::Scratch::default(),
+                &mut fast::Outcome::default(),
+            ),
+        })
+    }
+
+    fn decide_with(
+        &self,
+        user: &User,
+        request: &Request,
+        scratch: &mut fast::Scratch,
+        outcome: &mut fast::Outcome,
+    ) -> Decision {
+        let c = &self.fixed.fast;
+        c.decide(self, user, request, scratch, outcome);
+        let mut errors: Vec<PolicyFailure> = outcome
+            .errors
+            .iter()
+            .map(|(i, f)| PolicyFailure {
+                policy: c.ids[*i as usize].clone(),
+                message: f.to_string(),
+            })
+            .collect();
+        if c.needs_cedar(request.action) {
+            match self.cedar(user, request, &self.fixed.fallback_set) {
+                Ok(d) => {
+                    match d.effect {
+                        Effect::Allow => outcome.permits.extend(d.policies.idx.iter().copied()),
+                        Effect::Deny => outcome.forbids.extend(d.policies.idx.iter().copied()),
+                    }
+                    errors.extend(d.errors);
+                }
+                Err(e) => return Decision::deny(Reason::InvalidRequest(e)),
+            }
+        }
+        let (effect, reason, list): (_, _, &mut [u32]) = if !outcome.forbids.is_empty() {
+            (Effect::Deny, Reason::Forbidden, &mut outcome.forbids)
+        } else if !outcome.permits.is_empty() {
+            (Effect::Allow, Reason::Permitted, &mut outcome.permits)
+        } else {
+            (Effect::Deny, Reason::NoMatchingPermit, &mut [])
+        };
+        if list.len() > 1 {
+            list.sort_unstable();
+        }
+        Decision {
+            effect,
+            reason,
+            policies: PolicyIds::new(&c.ids, SmallVec::from_slice(list)),
+            errors,
+        }
+    }
+
+    /// Decides with Cedar's authorizer over the whole policy set, building the request's
+    /// entities: the reference the compiled path is tested against, and what it replaced.
+    pub fn decide_with_cedar(&self, user: &User, request: &Request) -> Decision {
+        if !user.active {
+            return Decision::deny(Reason::PrincipalInactive);
+        }
+        if user.end_at_ms.is_some_and(|t| request.context.now_ms >= t) {
+            return Decision::deny(Reason::PrincipalEnded);
+        }
+        match self.cedar(user, request, &self.fixed.policies.set) {
             Ok(d) => d,
             Err(e) => Decision::deny(Reason::InvalidRequest(e)),
         }
     }
 
-    fn authorize(&self, user: &User, request: &Request) -> Result<Decision, String> {
+    /// What the compiled path made of the policy set: which policies stay with Cedar, and
+    /// which request attributes the policies read.
+    pub fn compiled(&self) -> &Compiled {
+        &self.fixed.fast
+    }
+
+    /// Which parts of a request the policy set reads.
+    pub fn needs(&self) -> &Needs {
+        &self.fixed.fast.needs
+    }
+
+    /// The decision for `request` with every policy's verdict: which matched, and for each
+    /// that did not, the scope or clause that failed.
+    pub fn explain(&self, user: &User, request: &Request) -> Explanation {
+        let decision = self.decide(user, request);
+        let c = &self.fixed.fast;
+        let verdicts = c.explain(self, user, request);
+        let mut policies = Vec::with_capacity(verdicts.len());
+        for (i, (info, verdict)) in self
+            .fixed
+            .policies
+            .policies
+            .iter()
+            .zip(verdicts)
+            .enumerate()
+        {
+            let cedar_policy = self.fixed.policies.set.policy(&PolicyId::new(&info.id));
+            let effect = match cedar_policy.map(|p| p.effect()) {
+                Some(cedar_policy::Effect::Forbid) => "forbid",
+                _ => "permit",
+            };
+            let (path, verdict) = match verdict {
+                Some(v) => ("compiled", v),
+                None => {
+                    let mut one = PolicySet::new();
+                    if let Some(p) = cedar_policy {
+                        let _ = one.add(p.clone());
+                    }
+                    let v = match self.cedar(user, request, &one) {
+                        Ok(d) if !d.errors.is_empty() => Verdict::Error {
+                            message: d.errors[0].message.clone(),
+                        },
+                        Ok(d) if !d.policies.is_empty() => Verdict::CedarSatisfied,
+                        Ok(_) => Verdict::CedarNotSatisfied,
+                        Err(e) => Verdict::Error { message: e },
+                    };
+                    ("cedar", v)
+                }
+            };
+            debug_assert_eq!(&*c.ids[i], info.id);
+            policies.push(PolicyExplanation {
+                id: info.id.clone(),
+                file: info.file.clone(),
+                line: info.line,
+                effect,
+                path,
+                verdict,
+            });
+        }
+        Explanation {
+            principal_active: user.active,
+            decision,
+            policies,
+            fallback: c.fallback.clone(),
+            needs: c.needs,
+        }
+    }
+
+    /// Cedar's decision over `set`, with the determining policies and errors.
+    fn cedar(&self, user: &User, request: &Request, set: &PolicySet) -> Result<Decision, String> {
         let principal = uid(
             entity::USER,
             user.linked.as_ref().map_or(&user.id, |l| &l.principal_id),
@@ -659,7 +953,13 @@ impl Engine {
                 HashSet::new(),
             ));
         }
-        for &g in &user.groups {
+        // The principal's groups, and the groups policies name (so `Group::"a" in Group::"b"`
+        // sees the directory's nesting), each once.
+        let mut groups: Vec<u32> = user.groups.clone();
+        groups.extend(self.fixed.literal_groups.iter().copied());
+        groups.sort_unstable();
+        groups.dedup();
+        for &g in &groups {
             let group = &self.groups[g as usize];
             let parents = group
                 .ancestors
@@ -670,6 +970,20 @@ impl Engine {
                 self.fixed.group_uids[g as usize].clone(),
                 parents,
             ));
+        }
+        let principal_id = user.linked.as_ref().map_or(&user.id, |l| &l.principal_id);
+        for id in &self.fixed.literal_users {
+            if id == principal_id {
+                continue;
+            }
+            let other = self
+                .fixed
+                .sources_known
+                .iter()
+                .find_map(|s| self.user(s, id));
+            if let Some(other) = other {
+                entities.push(self.user_entity(other, uid(entity::USER, id), request)?);
+            }
         }
         for r in self.roles_holding(user, request) {
             entities.push(Entity::new_no_attrs(
@@ -706,21 +1020,28 @@ impl Engine {
         )
         .map_err(|e| e.to_string())?;
 
-        let response = self.fixed.authorizer.is_authorized(
-            &cedar_request,
-            &self.fixed.policies.set,
-            &entities,
-        );
-        let mut policies: Vec<String> = response
+        let response = self
+            .fixed
+            .authorizer
+            .is_authorized(&cedar_request, set, &entities);
+        let c = &self.fixed.fast;
+        let mut idx: SmallVec<[u32; 6]> = response
             .diagnostics()
             .reason()
-            .map(PolicyId::to_string)
+            .filter_map(|p| c.index_of(p.as_ref()))
             .collect();
-        policies.sort();
+        idx.sort_unstable();
+        let policies = PolicyIds::new(&c.ids, idx);
         let errors = response
             .diagnostics()
             .errors()
-            .map(|e| e.to_string())
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
+                PolicyFailure {
+                    policy: Arc::from(e.policy_id().to_string()),
+                    message: e.inner().to_string(),
+                }
+            })
             .collect();
         let (effect, reason) = match response.decision() {
             cedar_policy::Decision::Allow => (Effect::Allow, Reason::Permitted),
@@ -816,7 +1137,7 @@ fn check_group(g: &Group, n_groups: u32) -> Result<(), EngineError> {
 }
 
 /// The sources a principal is in: its own, or every linked account's.
-fn sources(user: &User) -> impl Iterator<Item = &str> {
+pub(crate) fn sources(user: &User) -> impl Iterator<Item = &str> {
     let linked = user.linked.as_ref().map(|l| l.sources.as_slice());
     let own = linked.is_none().then_some(user.source.as_str());
     own.into_iter()
@@ -826,7 +1147,7 @@ fn sources(user: &User) -> impl Iterator<Item = &str> {
 /// A principal attribute's value for this request, by the declared precedence: a claim listed
 /// first wins when the token carries it; then the directory's value; then the claim; then the
 /// default.
-fn principal_attribute<'a>(
+pub(crate) fn principal_attribute<'a>(
     d: &'a AttributeDecl,
     index: u32,
     user: &'a User,
@@ -961,3 +1282,75 @@ fn unreachable_type(ty: &str) -> ! {
 
 #[cfg(test)]
 mod tests;
+
+/// The principal's view of a decision: every policy's verdict.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    pub principal_active: bool,
+    #[serde(serialize_with = "decision_json")]
+    pub decision: Decision,
+    pub policies: Vec<PolicyExplanation>,
+    /// Policies decided by `cedar-policy` rather than the compiled path, and why.
+    pub fallback: Vec<FallbackPolicy>,
+    pub needs: Needs,
+}
+
+/// One policy's verdict in an [`Explanation`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyExplanation {
+    pub id: String,
+    pub file: String,
+    pub line: u32,
+    pub effect: &'static str,
+    /// `compiled` or `cedar`.
+    pub path: &'static str,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+fn decision_json<S: serde::Serializer>(d: &Decision, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(4))?;
+    m.serialize_entry("effect", d.effect.as_str())?;
+    m.serialize_entry("reason", d.reason.label())?;
+    if let Reason::InvalidRequest(why) = &d.reason {
+        m.serialize_entry("detail", why)?;
+    }
+    m.serialize_entry("policies", &d.policy_ids())?;
+    let errors: Vec<String> = d.errors.iter().map(|e| e.to_string()).collect();
+    m.serialize_entry("errors", &errors)?;
+    m.end()
+}
+
+/// The directory groups (by index) and the user ids a policy's JSON names
+/// (`{"type": "Group", "id": …}`, `{"type": "User", "id": …}`).
+fn literal_ids(
+    json: &serde_json::Value,
+    group_uids: &[EntityUid],
+    groups: &mut Vec<u32>,
+    users: &mut Vec<String>,
+) {
+    match json {
+        serde_json::Value::Object(o) => {
+            let id = o.get("id").and_then(|i| i.as_str());
+            match (o.get("type").and_then(|t| t.as_str()), id) {
+                (Some(entity::GROUP), Some(id)) => {
+                    if let Some(i) = group_uids.iter().position(|u| u.id().unescaped() == id) {
+                        groups.push(i as u32);
+                    }
+                }
+                (Some(entity::USER), Some(id)) => users.push(id.to_owned()),
+                _ => {}
+            }
+            for v in o.values() {
+                literal_ids(v, group_uids, groups, users);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                literal_ids(v, group_uids, groups, users);
+            }
+        }
+        _ => {}
+    }
+}

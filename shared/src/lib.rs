@@ -8,6 +8,7 @@ pub mod audit;
 pub mod codec;
 pub mod delta;
 pub mod engine;
+pub mod fast;
 pub mod hash;
 pub mod policy;
 pub mod proto;

@@ -26,6 +26,30 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order ([`Action::index`] is the position).
+    pub const ALL: [Action; 15] = [
+        Self::Chat,
+        Self::Embed,
+        Self::Responses,
+        Self::ModelsList,
+        Self::McpInitialize,
+        Self::McpPing,
+        Self::McpNotification,
+        Self::McpToolsList,
+        Self::McpResourcesList,
+        Self::McpResourceTemplatesList,
+        Self::McpPromptsList,
+        Self::McpToolsCall,
+        Self::McpResourcesRead,
+        Self::McpPromptsGet,
+        Self::McpOther,
+    ];
+
+    /// The action's position in [`Action::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The Cedar action id (`Action::"<id>"`).
     pub fn cedar_id(self) -> &'static str {
         match self {

@@ -145,7 +145,7 @@ fn group_member_is_permitted_and_the_policy_is_named() {
     let d = e.decide(&who(&e, "ana@example.com"), &chat("openai", "gpt-4o-mini"));
     assert_eq!(d.effect, Effect::Allow);
     assert_eq!(d.reason, Reason::Permitted);
-    assert_eq!(d.policies, ["sales-chat"]);
+    assert_eq!(d.policy_ids(), ["sales-chat"]);
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn nested_groups_carry_every_ancestor() {
         &who(&e, "ben@example.com"),
         &chat("anthropic", "claude-sonnet"),
     );
-    assert_eq!(d.policies, ["rnd-anthropic"], "{d:?}");
+    assert_eq!(d.policy_ids(), ["rnd-anthropic"], "{d:?}");
 }
 
 #[test]
@@ -180,11 +180,11 @@ fn forbid_overrides_permit_and_unless_exempts() {
     let ben = who(&e, "ben@example.com");
     let d = e.decide(&ben, &tool("dev", "bash"));
     assert_eq!(d.reason, Reason::Forbidden);
-    assert_eq!(d.policies, ["no-bash-outside-platform"]);
+    assert_eq!(d.policy_ids(), ["no-bash-outside-platform"]);
     assert!(e.decide(&ben, &tool("dev", "grep")).is_allowed());
     let dee = who(&e, "dee@example.com");
     let d = e.decide(&dee, &tool("dev", "bash"));
-    assert_eq!(d.policies, ["engineers-tools"], "{d:?}");
+    assert_eq!(d.policy_ids(), ["engineers-tools"], "{d:?}");
 }
 
 #[test]
@@ -193,7 +193,11 @@ fn an_erroring_policy_is_skipped_as_cedar_skips_it() {
     let d = e.decide(&who(&e, "ana@example.com"), &chat("openai", "gpt-4o-mini"));
     assert!(d.is_allowed(), "{d:?}");
     assert_eq!(d.errors.len(), 1, "{d:?}");
-    assert!(d.errors[0].contains("broken-forbid"), "{:?}", d.errors);
+    assert!(
+        d.errors[0].to_string().contains("broken-forbid"),
+        "{:?}",
+        d.errors
+    );
 }
 
 #[test]
@@ -207,7 +211,7 @@ fn action_groups_apply() {
         },
         context: RequestContext::default(),
     };
-    assert_eq!(e.decide(&ana, &init).policies, ["sales-crm-session"]);
+    assert_eq!(e.decide(&ana, &init).policy_ids(), ["sales-crm-session"]);
     let list = Request {
         action: Action::McpToolsList,
         ..init.clone()
@@ -347,10 +351,7 @@ permit(principal, action == Action::"chat", resource == Model::"apollo")
     let decide = |name: &str, model: &str| e.decide(&who(&e, name), &chat("openai", model));
 
     let d = decide("ana@example.com", "gpt-4o");
-    assert_eq!(
-        (d.effect, d.policies.as_slice()),
-        (Effect::Allow, &["cleared".to_owned()][..])
-    );
+    assert_eq!((d.effect, d.policy_ids()), (Effect::Allow, vec!["cleared"]));
     assert_eq!(
         decide("ben@example.com", "gpt-4o").effect,
         Effect::Deny,
@@ -363,11 +364,11 @@ permit(principal, action == Action::"chat", resource == Model::"apollo")
     );
     let d = decide("ana@example.com", "sell-side");
     assert_eq!((d.effect, &d.reason), (Effect::Deny, &Reason::Forbidden));
-    assert!(d.policies.contains(&"wall".to_owned()), "{d:?}");
+    assert!(d.policy_ids().contains(&"wall"), "{d:?}");
     assert_eq!(decide("ben@example.com", "metered").effect, Effect::Deny);
     let d = decide("ana@example.com", "apollo");
     assert_eq!(d.effect, Effect::Allow);
-    assert!(d.policies.contains(&"apollo".to_owned()), "{d:?}");
+    assert!(d.policy_ids().contains(&"apollo"), "{d:?}");
 }
 
 #[test]
@@ -496,7 +497,7 @@ fn break_glass_grants_end_at_their_expiry_without_the_control_plane() {
     let e = role_engine();
     let ana = who(&e, "ana@example.com");
     let call = |now| e.decide(&ana, &at(tool("crm", "export"), now, None, None));
-    assert_eq!(call(4999).policies, ["glass-tools"]);
+    assert_eq!(call(4999).policy_ids(), ["glass-tools"]);
     assert_eq!(call(5000).reason, Reason::NoMatchingPermit);
 }
 
@@ -624,10 +625,7 @@ forbid(principal, action, resource)
 
     // Tools: the server's wall is inherited; the tool's own clearance applies.
     let d = e.decide(&ana, &tool("deals", "export"));
-    assert_eq!(
-        (d.effect, d.policies.as_slice()),
-        (Effect::Deny, &["wall".to_owned()][..])
-    );
+    assert_eq!((d.effect, d.policy_ids()), (Effect::Deny, vec!["wall"]));
     // A wall claim listed first overrides the directory's value.
     let sell = with_claims(
         tool("deals", "export"),
@@ -686,7 +684,11 @@ permit(principal == User::"u-sam", action == Action::"embed", resource);
     let e = Engine::new(s).expect("engine");
     let sam = who(&e, "sam@example.com");
     let d = e.decide(&sam, &chat("openai", "gpt-4o"));
-    assert_eq!(d.policies, ["entra-staff"], "in every linked source: {d:?}");
+    assert_eq!(
+        d.policy_ids(),
+        ["entra-staff"],
+        "in every linked source: {d:?}"
+    );
     let mut embed = chat("openai", "text-embedding-3-small");
     embed.action = Action::Embed;
     assert!(e.decide(&sam, &embed).is_allowed());
