@@ -13,6 +13,7 @@ use portcullis_shared::snapshot::{
 };
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Why a token was refused. The `Display` text is safe to show to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +99,9 @@ struct IssuerEntry {
 #[derive(Debug, Default)]
 pub struct IssuerKeys {
     by_iss: HashMap<String, IssuerEntry>,
+    /// Tokens that verified with these keys, so a client reusing its token (as every SDK
+    /// does until it expires) is not checked by signature again on every request.
+    cache: TokenCache,
     /// Principal attributes read from claims: (index, claim name, declaration).
     claimed: Vec<(u32, String, AttributeDecl)>,
 }
@@ -136,11 +140,31 @@ impl IssuerKeys {
             .enumerate()
             .filter_map(|(i, d)| Some((i as u32, d.claim.clone()?, d.clone())))
             .collect();
-        Self { by_iss, claimed }
+        Self {
+            by_iss,
+            claimed,
+            cache: TokenCache::default(),
+        }
     }
 
-    /// Verifies `token` and returns who it names.
-    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+    /// Verifies `token` and returns who it names. A token these keys verified before is
+    /// answered from the cache while its `nbf`/`exp` window (with the issuer's leeway) holds;
+    /// outside it, or unknown, the token is verified in full. Refusals are never cached.
+    pub fn verify(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
+        let now = unix_now();
+        if let Some(v) = self.cache.get(token, now) {
+            metrics::counter!("portcullis_token_cache_total", "result" => "hit").increment(1);
+            return Ok(v);
+        }
+        metrics::counter!("portcullis_token_cache_total", "result" => "miss").increment(1);
+        let (verified, window) = self.verify_uncached(token)?;
+        let verified = Arc::new(verified);
+        self.cache.put(token, &verified, window, now);
+        Ok(verified)
+    }
+
+    /// Full verification; also returns the window in which the token stays valid.
+    fn verify_uncached(&self, token: &str) -> Result<(Verified, (u64, u64)), AuthError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(_s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -196,7 +220,12 @@ impl IssuerKeys {
                             Some((*i, decl.value_from_json(data.claims.get(claim)?)?))
                         })
                         .collect();
-                    return Ok(v);
+                    let leeway = u64::from(entry.issuer.leeway_secs);
+                    let at = |c: &str| data.claims.get(c).and_then(Value::as_u64);
+                    let from = at("nbf").map_or(0, |nbf| nbf.saturating_sub(leeway));
+                    // `exp` is required, so it is there; without it nothing is cached.
+                    let until = at("exp").map_or(0, |exp| exp.saturating_add(leeway));
+                    return Ok((v, (from, until)));
                 }
                 Err(e) => {
                     last = map_error(&e);
@@ -207,6 +236,65 @@ impl IssuerKeys {
             }
         }
         Err(last)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+const CACHE_SHARDS: usize = 16;
+/// At most this many tokens per shard (16 × 1,024 in all, a few MB).
+const CACHE_PER_SHARD: usize = 1024;
+
+/// Verified tokens by their exact text, with the window they are valid in.
+#[derive(Debug, Default)]
+struct TokenCache {
+    shards: [std::sync::Mutex<HashMap<Box<str>, CachedToken>>; CACHE_SHARDS],
+}
+
+#[derive(Debug)]
+struct CachedToken {
+    verified: Arc<Verified>,
+    /// Valid while `from <= now < until` (Unix seconds).
+    from: u64,
+    until: u64,
+}
+
+impl TokenCache {
+    fn shard(&self, token: &str) -> &std::sync::Mutex<HashMap<Box<str>, CachedToken>> {
+        use std::hash::BuildHasher;
+        let h = foldhash::fast::FixedState::with_seed(0x7043).hash_one(token);
+        &self.shards[(h as usize) % CACHE_SHARDS]
+    }
+
+    fn get(&self, token: &str, now: u64) -> Option<Arc<Verified>> {
+        let shard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
+        let hit = shard.get(token)?;
+        (hit.from <= now && now < hit.until).then(|| hit.verified.clone())
+    }
+
+    fn put(&self, token: &str, verified: &Arc<Verified>, (from, until): (u64, u64), now: u64) {
+        if until <= now {
+            return;
+        }
+        let mut shard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= CACHE_PER_SHARD {
+            shard.retain(|_, c| c.until > now);
+            if shard.len() >= CACHE_PER_SHARD {
+                shard.clear();
+            }
+        }
+        shard.insert(
+            token.into(),
+            CachedToken {
+                verified: verified.clone(),
+                from,
+                until,
+            },
+        );
     }
 }
 

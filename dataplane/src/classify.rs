@@ -177,6 +177,25 @@ pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, 
             mcp: None,
         }),
         Operation::ModelCall(action) => {
+            // The common case, read without building the whole document: an object whose
+            // `model` is a string and whose `stream`, if present, is a boolean.
+            if let Ok(peek) = serde_json::from_slice::<ModelPeek<'_>>(body)
+                && let Some(model) = peek.model.filter(|m| !m.is_empty())
+            {
+                return Ok(Classified {
+                    request: Request {
+                        action,
+                        resource: Resource::Model {
+                            provider: route.name.clone(),
+                            kind: route.kind.as_str().to_owned(),
+                            name: model.into_owned(),
+                        },
+                        context: context(peek.stream.unwrap_or(false)),
+                    },
+                    mcp: None,
+                });
+            }
+            // Anything else is read in full, for the precise error (or the odd valid shape).
             let v: Value =
                 serde_json::from_slice(body).map_err(|e| ClassifyError::BadJson(e.to_string()))?;
             let obj = v.as_object().ok_or_else(|| {
@@ -205,6 +224,15 @@ pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, 
         }
         Operation::McpMessage => mcp(route, body, context(false)),
     }
+}
+
+/// The fields of a model call a decision reads; everything else in the body is skipped.
+#[derive(serde::Deserialize)]
+struct ModelPeek<'a> {
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
 }
 
 /// JSON-RPC 2.0 error codes.
@@ -346,6 +374,7 @@ mod tests {
     fn route(kind: RouteKind, name: &str) -> Route {
         Route {
             prefix: "/x".into(),
+            label: "/x".into(),
             kind,
             name: name.into(),
             upstream: Upstream::parse("http://127.0.0.1:1").expect("url"),

@@ -67,7 +67,7 @@ fn init_tracing(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(crate::logwriter::QueuedStderr::start());
     if format == "json" {
         builder.json().init();
     } else {

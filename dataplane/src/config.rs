@@ -263,6 +263,8 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub prefix: String,
+    /// The prefix again, shared: what metrics and logs label the route with.
+    pub label: std::sync::Arc<str>,
     pub kind: RouteKind,
     pub name: String,
     pub upstream: Upstream,
@@ -452,6 +454,7 @@ impl Config {
                 }
             };
             routes.push(Route {
+                label: r.prefix.as_str().into(),
                 prefix: r.prefix,
                 kind: r.kind,
                 name: r.name,

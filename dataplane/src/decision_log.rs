@@ -61,7 +61,7 @@ pub fn build(
     }
 }
 
-/// Builds, logs and counts the record.
+/// Logs and counts the record, without building it: every field is borrowed.
 pub fn record(
     node: &str,
     request_id: &str,
@@ -71,38 +71,66 @@ pub fn record(
     outcome: Outcome<'_>,
     decision_us: u64,
 ) {
-    let r = build(
-        node,
-        request_id,
-        snapshot,
-        user,
-        request,
-        outcome,
-        decision_us,
-    );
-    metrics::counter!("portcullis_decisions_total", "decision" => r.decision.clone(), "reason" => r.reason.clone())
+    let engine = &snapshot.engine;
+    let (decision, reason) = match outcome {
+        Outcome::Decided(d) => (d.effect.as_str(), d.reason.label()),
+        Outcome::Refused(reason) => ("deny", reason),
+    };
+    metrics::counter!("portcullis_decisions_total", "decision" => decision, "reason" => reason)
         .increment(1);
-    let (user_id, user_name, source) = match &r.principal {
-        Some(p) => (p.id.as_str(), p.user_name.as_str(), p.source.as_str()),
+    let (user_id, user_name, source) = match user {
+        Some(u) => (u.id.as_str(), u.user_name.as_str(), u.source.as_str()),
         None => ("", "", ""),
     };
+    let policies = Policies(match outcome {
+        Outcome::Decided(d) => Some(&d.policies),
+        Outcome::Refused(_) => None,
+    });
+    let resource = request.map(|r| &r.resource);
     tracing::info!(
         target: "portcullis::decision",
-        at_ms = r.at_ms,
-        node = %r.node,
-        request_id = %r.request_id,
+        at_ms = now_ms(),
+        node = %node,
+        request_id = %request_id,
         principal_id = %user_id,
         principal = %user_name,
         source = %source,
-        action = %r.action,
-        resource = %r.resource,
-        decision = %r.decision,
-        reason = %r.reason,
-        policies = %r.policies.join(","),
-        snapshot_version = r.snapshot_version,
-        identity_revision = r.identity_revision,
-        policy_version = %r.policy_version,
-        decision_us = r.decision_us,
+        action = %request.map_or("", |r| r.action.cedar_id()),
+        resource = %Resource(resource),
+        decision = %decision,
+        reason = %reason,
+        policies = %policies,
+        snapshot_version = snapshot.version(),
+        identity_revision = engine.identity_revision(),
+        policy_version = %engine.policy_version(),
+        decision_us = decision_us,
         "decision"
     );
+}
+
+/// The determining policies, comma-separated, formatted only if the record is written.
+struct Policies<'a>(Option<&'a portcullis_shared::engine::PolicyIds>);
+
+impl std::fmt::Display for Policies<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.into_iter().flat_map(|p| p.iter()).enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(p)?;
+        }
+        Ok(())
+    }
+}
+
+/// The resource in Cedar syntax, or nothing.
+struct Resource<'a>(Option<&'a portcullis_shared::request::Resource>);
+
+impl std::fmt::Display for Resource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, "{r}"),
+            None => Ok(()),
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod decision_log;
 pub mod forward;
 pub mod lkg;
+pub mod logwriter;
 pub mod passthrough;
 pub mod proxy;
 pub mod respond;

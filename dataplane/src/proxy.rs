@@ -60,8 +60,25 @@ impl Edge {
 pub struct Ctx {
     started: Instant,
     request_id: String,
-    route: Option<String>,
+    /// The route's prefix (shared with the configuration, so naming it costs no copy).
+    route: Option<Arc<str>>,
     status: u16,
+}
+
+/// A status code as a metric label, without formatting the common ones.
+fn status_label(status: u16) -> metrics::SharedString {
+    match status {
+        0 => metrics::SharedString::const_str("0"),
+        200 => metrics::SharedString::const_str("200"),
+        400 => metrics::SharedString::const_str("400"),
+        401 => metrics::SharedString::const_str("401"),
+        403 => metrics::SharedString::const_str("403"),
+        404 => metrics::SharedString::const_str("404"),
+        413 => metrics::SharedString::const_str("413"),
+        502 => metrics::SharedString::const_str("502"),
+        503 => metrics::SharedString::const_str("503"),
+        other => metrics::SharedString::from(other.to_string()),
+    }
 }
 
 #[async_trait]
@@ -94,8 +111,11 @@ impl ProxyHttp for Edge {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let route = ctx.route.clone().unwrap_or_else(|| "none".into());
-        metrics::counter!("portcullis_requests_total", "route" => route.clone(), "status" => ctx.status.to_string())
+        let route: metrics::SharedString = match &ctx.route {
+            Some(r) => metrics::SharedString::from(r.clone()),
+            None => metrics::SharedString::const_str("none"),
+        };
+        metrics::counter!("portcullis_requests_total", "route" => route.clone(), "status" => status_label(ctx.status))
             .increment(1);
         metrics::histogram!("portcullis_request_seconds", "route" => route)
             .record(ctx.started.elapsed().as_secs_f64());
@@ -148,7 +168,7 @@ impl Edge {
                 )
                 .await;
         };
-        ctx.route = Some(route.prefix.clone());
+        ctx.route = Some(route.label.clone());
         let kind = Some(route.kind);
 
         // Fail closed: without a snapshot this node cannot decide anything.
@@ -314,7 +334,7 @@ impl Edge {
             }
         };
         let mcp_id = classified.mcp.as_ref().and_then(|m| m.id.clone());
-        classified.request.context.claims = verified.claims;
+        classified.request.context.claims = verified.claims.clone();
 
         let started = Instant::now();
         let decision = snapshot.engine.decide(user, &classified.request);
@@ -501,7 +521,18 @@ fn request_id(session: &Session) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+        .unwrap_or_else(new_request_id)
+}
+
+/// A request id unique across restarts of this node: a random 64-bit prefix drawn once per
+/// process and a counter (no system call per request).
+fn new_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Reads the whole request body, refusing one over `limit` bytes (declared or actual).

@@ -254,3 +254,72 @@ fn mapped_claims_are_typed_and_mistyped_ones_left_out() {
         "a number is not a string: the wall claim is left out"
     );
 }
+
+#[test]
+fn verified_tokens_are_cached_only_inside_their_window() {
+    let k = es256_key("k1");
+    let keys = IssuerKeys::build(
+        &[issuer(vec![k.jwk.clone()], PrincipalClaim::EmailToUserName)],
+        &[],
+    );
+    let mut c = claims();
+    c["nbf"] = json!(now() - 5);
+    let token = sign(&k, Some("k1"), c.clone());
+    let first = keys.verify(&token).expect("valid");
+    let t = now() as u64;
+    // Cached for its window (nbf - leeway .. exp + leeway), not outside it.
+    assert_eq!(keys.cache.get(&token, t), Some(first.clone()));
+    assert_eq!(keys.verify(&token), Ok(first));
+    assert_eq!(keys.cache.get(&token, t + 600 + 30), None);
+    assert_eq!(keys.cache.get(&token, t - 5 - 31), None);
+
+    // A refusal is never cached: the same forged token is refused every time.
+    let mut forged = token.clone();
+    forged.truncate(token.len() - 4);
+    forged.push_str("AAAA");
+    for _ in 0..2 {
+        assert_eq!(keys.verify(&forged), Err(AuthError::BadSignature));
+    }
+    assert_eq!(keys.cache.get(&forged, t), None);
+
+    // Other keys (a new snapshot's) know nothing of the first keys' tokens.
+    let other = IssuerKeys::build(
+        &[issuer(
+            vec![es256_key("k1").jwk],
+            PrincipalClaim::EmailToUserName,
+        )],
+        &[],
+    );
+    assert_eq!(other.verify(&token), Err(AuthError::BadSignature));
+
+    // An expired token is not answered from the cache, and is refused as expired.
+    let mut old = claims();
+    old["exp"] = json!(now() - 120);
+    assert_eq!(
+        keys.verify(&sign(&k, Some("k1"), old)),
+        Err(AuthError::Expired)
+    );
+}
+
+#[test]
+fn the_cache_stays_bounded() {
+    let cache = TokenCache::default();
+    let v = Arc::new(Verified {
+        source: "okta".into(),
+        claim: PrincipalClaim::EmailToUserName,
+        principal: "a@example.com".into(),
+        claims: Vec::new(),
+        tenant: None,
+    });
+    for i in 0..(CACHE_SHARDS * CACHE_PER_SHARD * 3) {
+        cache.put(&format!("token-{i}"), &v, (0, u64::MAX), 1);
+    }
+    let total: usize = cache
+        .shards
+        .iter()
+        .map(|s| s.lock().expect("lock").len())
+        .sum();
+    assert!(total <= CACHE_SHARDS * CACHE_PER_SHARD, "{total}");
+    let last = format!("token-{}", CACHE_SHARDS * CACHE_PER_SHARD * 3 - 1);
+    assert_eq!(cache.get(&last, 1), Some(v), "the newest token is kept");
+}
