@@ -272,6 +272,17 @@ fn init_tracing(format: &str) {
 /// principal attributes its SCIM extensions declare and the attribute mappings and resource
 /// labels of its bindings file (the running control plane uses its live bindings version).
 fn effective_schema(config: &Config) -> anyhow::Result<String> {
+    let (principal, labels) = declarations(config)?;
+    Ok(portcullis_shared::schema::build(&principal, &labels))
+}
+
+/// The principal attributes and resource labels a configuration declares.
+fn declarations(
+    config: &Config,
+) -> anyhow::Result<(
+    Vec<portcullis_shared::snapshot::AttributeDecl>,
+    Vec<portcullis_shared::snapshot::AttributeDecl>,
+)> {
     let attributes = crate::attributes::PrincipalAttributes::from_sources(&config.sources);
     let mut declared = crate::bindings::Declarations {
         principal: attributes.decls().to_vec(),
@@ -292,10 +303,37 @@ fn effective_schema(config: &Config) -> anyhow::Result<String> {
         }
         declared = d;
     }
-    Ok(portcullis_shared::schema::build(
-        &declared.principal,
-        &declared.labels,
-    ))
+    Ok((declared.principal, declared.labels))
+}
+
+/// Which policies the compiled decision path takes and which it leaves to `cedar-policy`
+/// (with the construct that sent them there).
+fn print_decision_paths(
+    schema: &str,
+    files: &[portcullis_shared::snapshot::PolicyFile],
+    declared: (
+        Vec<portcullis_shared::snapshot::AttributeDecl>,
+        Vec<portcullis_shared::snapshot::AttributeDecl>,
+    ),
+) {
+    let mut s = portcullis_shared::snapshot::Snapshot::empty(0);
+    s.schema = schema.to_owned();
+    s.policies = files.to_vec();
+    (s.principal_attributes, s.resource_labels) = declared;
+    match portcullis_shared::engine::Engine::new(s) {
+        Ok(engine) => {
+            let c = engine.compiled();
+            println!(
+                "{} on the compiled decision path, {} decided by cedar-policy",
+                c.compiled_count(),
+                c.fallback.len()
+            );
+            for f in &c.fallback {
+                println!("  {:<40} {}", f.id, f.reason);
+            }
+        }
+        Err(e) => println!("decision paths not computed: {e}"),
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -365,16 +403,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Policies(PolicyCommand::Check { dir, config }) => {
             let files = crate::policies::read_dir(&dir)?;
-            let schema = match config {
-                Some(path) => effective_schema(&Config::load(&path)?)?,
-                None => portcullis_shared::schema::SCHEMA.to_owned(),
+            let declared = match config {
+                Some(path) => declarations(&Config::load(&path)?)?,
+                None => (Vec::new(), Vec::new()),
             };
+            let schema = portcullis_shared::schema::build(&declared.0, &declared.1);
             match portcullis_shared::policy::compile(&schema, &files) {
                 Ok(c) => {
                     for p in &c.policies {
                         println!("{:<40} {}:{}", p.id, p.file, p.line);
                     }
                     println!("{} policies valid", c.policies.len());
+                    print_decision_paths(&schema, &files, declared);
                 }
                 Err(e) => {
                     eprintln!("{e}");

@@ -154,6 +154,19 @@ async fn explain_names_the_deciding_policies_and_why_others_did_not_apply() {
         "{v}"
     );
 
+    // `policies check` reports the same split offline.
+    let (ok, text) = cp(&[
+        "policies",
+        "check",
+        &dir.path().join("policies").display().to_string(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("2 on the compiled decision path, 1 decided by cedar-policy")
+            && text.contains("eng-loopback"),
+        "{text}"
+    );
+
     // Bad input is named.
     let (ok, text) = cp(&[
         "explain",

@@ -88,12 +88,24 @@ async fn invalid_policies_are_refused_and_valid_ones_reach_the_nodes() -> anyhow
     );
 
     // Every decision is one structured record naming the policies and the state that decided.
-    let log = std::fs::read_to_string(c.root().join("logs/edge-1.log"))?;
-    let record = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("portcullis::decision") && l.contains("support-chat-mini"))
-        .unwrap_or_else(|| panic!("no decision record naming the new policy in:\n{log}"));
+    // Log lines are written by the node's writer thread every few milliseconds.
+    let path = c.root().join("logs/edge-1.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let record = loop {
+        let log = std::fs::read_to_string(&path)?;
+        let found = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("portcullis::decision") && l.contains("support-chat-mini"))
+            .map(str::to_owned);
+        match found {
+            Some(r) => break r,
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            None => panic!("no decision record naming the new policy in:\n{log}"),
+        }
+    };
     for field in [
         "snapshot_version=",
         "identity_revision=",
