@@ -39,6 +39,49 @@ impl Operation {
     pub fn needs_body(self) -> bool {
         matches!(self, Self::ModelCall(_) | Self::McpMessage)
     }
+
+    /// Whether the body must be parsed before deciding: always for MCP (the method is the
+    /// action); for a model call unless the route parses only when needed and no policy for
+    /// the action reads the model or `context.stream`.
+    pub fn parse_before_deciding(
+        self,
+        route: &Route,
+        needs: &portcullis_shared::fast::Needs,
+    ) -> bool {
+        match self {
+            Self::ModelCall(action) => {
+                route.parse_body == crate::config::ParseBody::Always
+                    || needs.resource(action)
+                    || needs.stream(action)
+            }
+            Self::McpMessage => true,
+            Self::ListModels | Self::McpSession(_) => false,
+        }
+    }
+}
+
+/// A model call decided without reading its body: no policy for the action reads the model or
+/// the stream flag, so any value decides the same. The record's model is empty.
+pub fn unread_model_call(route: &Route, action: Action) -> Classified {
+    Classified {
+        request: Request {
+            action,
+            resource: Resource::Model {
+                provider: route.name.clone(),
+                kind: route.kind.as_str().to_owned(),
+                name: String::new(),
+            },
+            context: RequestContext {
+                route: route.prefix.clone(),
+                stream: false,
+                now_ms: portcullis_shared::request::now_ms(),
+                environment: route.environment.clone(),
+                tenant: route.tenant.clone(),
+                claims: Vec::new(),
+            },
+        },
+        mcp: None,
+    }
 }
 
 /// Why a request could not be classified. The text is shown to the client.
@@ -382,6 +425,7 @@ mod tests {
             tenant: None,
             environment: None,
             max_staleness_ms: None,
+            parse_body: crate::config::ParseBody::Always,
         }
     }
 
@@ -518,5 +562,44 @@ mod tests {
         ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
+    }
+
+    fn needs_of(policies: &str) -> portcullis_shared::fast::Needs {
+        let mut s = portcullis_shared::snapshot::Snapshot::empty(1);
+        s.policies = vec![portcullis_shared::snapshot::PolicyFile {
+            name: "p.cedar".into(),
+            text: policies.into(),
+        }];
+        *portcullis_shared::engine::Engine::new(s)
+            .expect("engine")
+            .needs()
+    }
+
+    #[test]
+    fn model_bodies_are_parsed_only_when_a_policy_reads_them_if_the_route_says_so() {
+        use crate::config::ParseBody;
+        let reads_nothing = needs_of("permit(principal, action == Action::\"chat\", resource);");
+        let reads_model = needs_of(
+            "permit(principal, action == Action::\"chat\", resource == Model::\"gpt-4o\");",
+        );
+        let reads_stream = needs_of("permit(principal, action, resource) when { context.stream };");
+        let embed_only = needs_of(
+            "permit(principal, action == Action::\"embed\", resource) when { resource.name like \"e*\" };",
+        );
+        let chat = Operation::ModelCall(Action::Chat);
+        let mut r = route(RouteKind::Openai, "openai");
+        // By default the body is always read: the decision record names the model.
+        assert!(chat.parse_before_deciding(&r, &reads_nothing));
+        r.parse_body = ParseBody::WhenPoliciesReadIt;
+        assert!(!chat.parse_before_deciding(&r, &reads_nothing));
+        assert!(chat.parse_before_deciding(&r, &reads_model));
+        assert!(chat.parse_before_deciding(&r, &reads_stream));
+        assert!(!chat.parse_before_deciding(&r, &embed_only));
+        assert!(Operation::ModelCall(Action::Embed).parse_before_deciding(&r, &embed_only));
+        // MCP bodies carry the method: always read.
+        assert!(Operation::McpMessage.parse_before_deciding(&r, &reads_nothing));
+        let c = unread_model_call(&r, Action::Chat);
+        assert_eq!(c.request.context.route, "/x");
+        assert!(matches!(c.request.resource, Resource::Model { ref name, .. } if name.is_empty()));
     }
 }

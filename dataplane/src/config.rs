@@ -30,6 +30,10 @@
 //! kind = "openai"                          # openai | anthropic | mcp
 //! name = "openai"                          # Provider::"openai" (or McpServer::"<name>")
 //! tenant = "acme"                          # optional: role bindings may hold only here
+//! parse_body = "always"                    # or "when_policies_read_it": skip reading a
+//!                                          # model call's JSON when no policy reads the
+//!                                          # model or context.stream (records then lack
+//!                                          # the model)
 //! upstream = "https://api.openai.com"
 //! [routes.credential]                      # injected upstream; never sent by clients
 //! header = "authorization"
@@ -145,6 +149,21 @@ struct RawRoute {
     credential: Option<RawCredential>,
     tenant: Option<String>,
     max_staleness_ms: Option<u64>,
+    #[serde(default)]
+    parse_body: ParseBody,
+}
+
+/// When a model call's JSON body is parsed before deciding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParseBody {
+    /// Always: the decision record names the model even when no policy reads it.
+    #[default]
+    Always,
+    /// Only when some policy for the operation reads the resource (the model) or
+    /// `context.stream`; otherwise the body is forwarded unread and the record's model is
+    /// empty. The policy set's needs come with each snapshot.
+    WhenPoliciesReadIt,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +294,7 @@ pub struct Route {
     pub environment: Option<std::sync::Arc<str>>,
     /// Requests fail closed (503) when nothing was heard from the control plane for longer.
     pub max_staleness_ms: Option<u64>,
+    pub parse_body: ParseBody,
 }
 
 /// A loaded, checked configuration.
@@ -463,6 +483,7 @@ impl Config {
                 tenant: r.tenant.map(Into::into),
                 environment: raw.environment.as_deref().map(Into::into),
                 max_staleness_ms: r.max_staleness_ms,
+                parse_body: r.parse_body,
             });
         }
         Ok(Self {

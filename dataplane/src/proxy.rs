@@ -322,7 +322,15 @@ impl Edge {
             Bytes::new()
         };
 
-        let mut classified = match classify::request(route, op, &body) {
+        let parsed = match op {
+            classify::Operation::ModelCall(action)
+                if !op.parse_before_deciding(route, snapshot.engine.needs()) =>
+            {
+                Ok(classify::unread_model_call(route, action))
+            }
+            _ => classify::request(route, op, &body),
+        };
+        let mut classified = match parsed {
             Ok(c) => c,
             Err(ClassifyError::JsonRpc { code, message, id }) => {
                 let r = Refusal::new(Kind::BadRequest, message).with_jsonrpc_code(code);
