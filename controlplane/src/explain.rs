@@ -122,6 +122,33 @@ pub fn request(e: &ExplainRequest) -> Result<Request, String> {
             Resource::McpPrompt { .. } => Action::McpPromptsGet,
         },
     };
+    let applies = matches!(
+        (&resource, action),
+        (
+            Resource::Model { .. },
+            Action::Chat | Action::Embed | Action::Responses
+        ) | (Resource::Provider { .. }, Action::ModelsList)
+            | (Resource::McpTool { .. }, Action::McpToolsCall)
+            | (Resource::McpResource { .. }, Action::McpResourcesRead)
+            | (Resource::McpPrompt { .. }, Action::McpPromptsGet)
+            | (
+                Resource::McpServer { .. },
+                Action::McpInitialize
+                    | Action::McpPing
+                    | Action::McpNotification
+                    | Action::McpToolsList
+                    | Action::McpResourcesList
+                    | Action::McpResourceTemplatesList
+                    | Action::McpPromptsList
+                    | Action::McpOther
+            )
+    );
+    if !applies {
+        return Err(format!(
+            "action {} does not apply to {resource} (see the schema's appliesTo)",
+            action.cedar_id()
+        ));
+    }
     Ok(Request {
         action,
         resource,

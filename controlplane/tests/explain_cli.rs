@@ -184,4 +184,6 @@ async fn explain_names_the_deciding_policies_and_why_others_did_not_apply() {
     assert!(!ok && text.contains("no user nobody@example.com"), "{text}");
     let (ok, text) = explain("ana@example.com", &["--action", "teleport"]);
     assert!(!ok && text.contains("unknown action"), "{text}");
+    let (ok, text) = explain("ana@example.com", &["--action", "mcp:tools/call"]);
+    assert!(!ok && text.contains("does not apply to Model"), "{text}");
 }

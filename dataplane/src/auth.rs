@@ -152,11 +152,18 @@ impl IssuerKeys {
     /// outside it, or unknown, the token is verified in full. Refusals are never cached.
     pub fn verify(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
         let now = unix_now();
+        // Handles looked up once: the request path pays an atomic add, not a registry lookup.
+        static HIT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+        static MISS: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
         if let Some(v) = self.cache.get(token, now) {
-            metrics::counter!("portcullis_token_cache_total", "result" => "hit").increment(1);
+            HIT.get_or_init(
+                || metrics::counter!("portcullis_token_cache_total", "result" => "hit"),
+            )
+            .increment(1);
             return Ok(v);
         }
-        metrics::counter!("portcullis_token_cache_total", "result" => "miss").increment(1);
+        MISS.get_or_init(|| metrics::counter!("portcullis_token_cache_total", "result" => "miss"))
+            .increment(1);
         let (verified, window) = self.verify_uncached(token)?;
         let verified = Arc::new(verified);
         self.cache.put(token, &verified, window, now);
@@ -246,13 +253,22 @@ fn unix_now() -> u64 {
 }
 
 const CACHE_SHARDS: usize = 16;
-/// At most this many tokens per shard (16 × 1,024 in all, a few MB).
+/// At most this many tokens per shard (16 × 1,024 in all).
 const CACHE_PER_SHARD: usize = 1024;
+/// At most this many bytes of token text per shard (16 × 2 MiB in all).
+const CACHE_BYTES_PER_SHARD: usize = 2 << 20;
 
 /// Verified tokens by their exact text, with the window they are valid in.
 #[derive(Debug, Default)]
 struct TokenCache {
-    shards: [std::sync::Mutex<HashMap<Box<str>, CachedToken>>; CACHE_SHARDS],
+    shards: [std::sync::Mutex<Shard>; CACHE_SHARDS],
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    tokens: HashMap<Box<str>, CachedToken>,
+    /// Bytes of token text held.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -264,7 +280,7 @@ struct CachedToken {
 }
 
 impl TokenCache {
-    fn shard(&self, token: &str) -> &std::sync::Mutex<HashMap<Box<str>, CachedToken>> {
+    fn shard(&self, token: &str) -> &std::sync::Mutex<Shard> {
         use std::hash::BuildHasher;
         let h = foldhash::fast::FixedState::with_seed(0x7043).hash_one(token);
         &self.shards[(h as usize) % CACHE_SHARDS]
@@ -272,7 +288,7 @@ impl TokenCache {
 
     fn get(&self, token: &str, now: u64) -> Option<Arc<Verified>> {
         let shard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
-        let hit = shard.get(token)?;
+        let hit = shard.tokens.get(token)?;
         (hit.from <= now && now < hit.until).then(|| hit.verified.clone())
     }
 
@@ -280,14 +296,39 @@ impl TokenCache {
         if until <= now {
             return;
         }
-        let mut shard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= CACHE_PER_SHARD {
-            shard.retain(|_, c| c.until > now);
-            if shard.len() >= CACHE_PER_SHARD {
-                shard.clear();
+        if token.len() > CACHE_BYTES_PER_SHARD / 64 {
+            return; // an absurd token is verified every time rather than crowding others out
+        }
+        let mut guard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
+        let shard = &mut *guard;
+        let full = |s: &Shard| {
+            s.tokens.len() >= CACHE_PER_SHARD || s.bytes + token.len() > CACHE_BYTES_PER_SHARD
+        };
+        if full(shard) {
+            // Expired first; then about a quarter of the rest, whichever the map yields.
+            let mut freed = 0;
+            shard.tokens.retain(|k, c| {
+                let keep = c.until > now;
+                if !keep {
+                    freed += k.len();
+                }
+                keep
+            });
+            shard.bytes -= freed;
+            if full(shard) {
+                let victims: Vec<Box<str>> = shard
+                    .tokens
+                    .keys()
+                    .take(CACHE_PER_SHARD / 4 + 1)
+                    .cloned()
+                    .collect();
+                for k in victims {
+                    shard.bytes -= k.len();
+                    shard.tokens.remove(&k);
+                }
             }
         }
-        shard.insert(
+        let old = shard.tokens.insert(
             token.into(),
             CachedToken {
                 verified: verified.clone(),
@@ -295,6 +336,10 @@ impl TokenCache {
                 until,
             },
         );
+        shard.bytes += token.len();
+        if old.is_some() {
+            shard.bytes -= token.len();
+        }
     }
 }
 

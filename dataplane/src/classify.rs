@@ -222,7 +222,9 @@ pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, 
         Operation::ModelCall(action) => {
             // The common case, read without building the whole document: an object whose
             // `model` is a string and whose `stream`, if present, is a boolean.
-            if let Ok(peek) = serde_json::from_slice::<ModelPeek<'_>>(body)
+            let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            if is_object
+                && let Ok(peek) = serde_json::from_slice::<ModelPeek<'_>>(body)
                 && let Some(model) = peek.model.filter(|m| !m.is_empty())
             {
                 return Ok(Classified {

@@ -139,6 +139,15 @@ fn run(config: Arc<Config>) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    let records_dir = config.state_dir.join("records");
+    if let Err(e) = crate::records::start(&records_dir, &config.records) {
+        eprintln!(
+            "error: cannot write decision records under {}: {e}",
+            records_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
@@ -161,6 +170,10 @@ fn run(config: Arc<Config>) -> ExitCode {
     );
 
     server.add_service(proxy);
+    server.add_service(background_service(
+        "record flusher",
+        crate::records::Flusher,
+    ));
     server.add_service(admin);
     server.add_service(subscriber);
     tracing::info!(

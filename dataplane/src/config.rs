@@ -77,6 +77,8 @@ struct RawConfig {
     limits: Limits,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    records: crate::records::RecordsConfig,
 }
 
 fn default_threads() -> usize {
@@ -315,6 +317,8 @@ pub struct Config {
     pub listen: Listen,
     pub limits: Limits,
     pub routes: Vec<Route>,
+    /// Decision records: written under `<state_dir>/records`.
+    pub records: crate::records::RecordsConfig,
 }
 
 impl Config {
@@ -498,6 +502,7 @@ impl Config {
             listen: raw.listen,
             limits: raw.limits,
             routes,
+            records: raw.records,
         })
     }
 

@@ -1,8 +1,9 @@
 //! One structured record per decision, allow or deny, naming the state that decided it.
 //!
-//! Records go to `tracing` under the target `portcullis::decision` (one JSON object per line
-//! with `--log-format json`) and are counted in `portcullis_decisions_total`. The fields are
-//! those of [`portcullis_shared::audit::DecisionRecord`].
+//! Records go to the node's record segments ([`crate::records`]: the audit trail), are
+//! counted in `portcullis_decisions_total`, and are also logged at debug level under the
+//! target `portcullis::decision` (`RUST_LOG=portcullis::decision=debug` to watch them). The
+//! fields are those of [`portcullis_shared::audit::DecisionRecord`].
 
 use crate::state::{NodeSnapshot, now_ms};
 use portcullis_shared::audit::{DecisionRecord, PrincipalRef};
@@ -39,6 +40,7 @@ pub fn build(
         Outcome::Refused(reason) => ("deny", reason, Vec::new()),
     };
     DecisionRecord {
+        seq: 0,
         at_ms: now_ms(),
         node: node.to_owned(),
         request_id: request_id.to_owned(),
@@ -61,7 +63,8 @@ pub fn build(
     }
 }
 
-/// Logs and counts the record, without building it: every field is borrowed.
+/// Hands the record to the record writer (see [`crate::records`]), then logs and counts it
+/// (the log line is formatted from borrowed fields).
 pub fn record(
     node: &str,
     request_id: &str,
@@ -71,6 +74,17 @@ pub fn record(
     outcome: Outcome<'_>,
     decision_us: u64,
 ) {
+    if let Some(sink) = crate::records::sink() {
+        sink.submit(build(
+            node,
+            request_id,
+            snapshot,
+            user,
+            request,
+            outcome,
+            decision_us,
+        ));
+    }
     let engine = &snapshot.engine;
     let (decision, reason) = match outcome {
         Outcome::Decided(d) => (d.effect.as_str(), d.reason.label()),
@@ -87,7 +101,7 @@ pub fn record(
         Outcome::Refused(_) => None,
     });
     let resource = request.map(|r| &r.resource);
-    tracing::info!(
+    tracing::debug!(
         target: "portcullis::decision",
         at_ms = now_ms(),
         node = %node,

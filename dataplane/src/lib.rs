@@ -18,6 +18,7 @@ pub mod lkg;
 pub mod logwriter;
 pub mod passthrough;
 pub mod proxy;
+pub mod records;
 pub mod respond;
 pub mod state;
 pub mod subscriber;

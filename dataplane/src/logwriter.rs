@@ -2,7 +2,9 @@
 //! buffer (under a lock held for a copy); a writer thread empties the buffer to stderr every
 //! few milliseconds with one write. Nobody is woken per line, so a request pays a copy, not a
 //! system call and a context switch. A buffer that grows past its cap is written out by the
-//! thread that fills it: lines are delayed at most one flush interval, never dropped.
+//! thread that fills it: lines are delayed at most one flush interval, never dropped. Output
+//! happens under the buffer's lock, so lines leave in the order they were logged; at
+//! shutdown [`flush`] writes what is buffered.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -19,25 +21,35 @@ pub struct QueuedStderr {
     buf: Arc<Mutex<Vec<u8>>>,
 }
 
+static BUFFER: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+/// Writes whatever is buffered now (at shutdown).
+pub fn flush() {
+    if let Some(buf) = BUFFER.get() {
+        write_out(&mut buf.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Writes `b` to stderr and empties it; callers hold the buffer's lock, so output is in order.
+fn write_out(b: &mut Vec<u8>) {
+    if !b.is_empty() {
+        let _ = std::io::stderr().lock().write_all(b);
+        b.clear();
+    }
+}
+
 impl QueuedStderr {
     /// Starts the writer thread.
     pub fn start() -> Self {
         let buf = Arc::new(Mutex::new(Vec::with_capacity(64 * 1024)));
+        let _ = BUFFER.set(buf.clone());
         let shared = buf.clone();
         let spawned = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
-                let mut out = Vec::with_capacity(64 * 1024);
                 loop {
                     std::thread::sleep(FLUSH_EVERY);
-                    {
-                        let mut b = shared.lock().unwrap_or_else(|p| p.into_inner());
-                        std::mem::swap(&mut *b, &mut out);
-                    }
-                    if !out.is_empty() {
-                        let _ = std::io::stderr().lock().write_all(&out);
-                        out.clear();
-                    }
+                    write_out(&mut shared.lock().unwrap_or_else(|p| p.into_inner()));
                 }
             });
         if let Err(e) = spawned {
@@ -72,8 +84,7 @@ impl Drop for Line {
         }
         let mut b = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         if b.len() + self.buf.len() > CAP_BYTES {
-            let _ = std::io::stderr().lock().write_all(&b);
-            b.clear();
+            write_out(&mut b);
         }
         b.extend_from_slice(&self.buf);
     }

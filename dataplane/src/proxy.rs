@@ -347,7 +347,11 @@ impl Edge {
         let started = Instant::now();
         let decision = snapshot.engine.decide(user, &classified.request);
         let decision_us = started.elapsed().as_micros() as u64;
-        metrics::histogram!("portcullis_decision_seconds").record(started.elapsed().as_secs_f64());
+        static DECISION_SECONDS: std::sync::OnceLock<metrics::Histogram> =
+            std::sync::OnceLock::new();
+        DECISION_SECONDS
+            .get_or_init(|| metrics::histogram!("portcullis_decision_seconds"))
+            .record(started.elapsed().as_secs_f64());
         decision_log::record(
             &self.config.node_id,
             &ctx.request_id,

@@ -87,36 +87,47 @@ async fn invalid_policies_are_refused_and_valid_ones_reach_the_nodes() -> anyhow
         "{s}"
     );
 
-    // Every decision is one structured record naming the policies and the state that decided.
-    // Log lines are written by the node's writer thread every few milliseconds.
-    let path = c.root().join("logs/edge-1.log");
+    // Every decision is one record (in the node's record segments) naming the policies and
+    // the state that decided. The writer puts it on disk within milliseconds.
+    let dir = c.nodes[0].state_dir.join("records");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let record = loop {
-        let log = std::fs::read_to_string(&path)?;
-        let found = log
-            .lines()
-            .rev()
-            .find(|l| l.contains("portcullis::decision") && l.contains("support-chat-mini"))
-            .map(str::to_owned);
+    let record: serde_json::Value = loop {
+        let mut found = None;
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && v["policies"] == serde_json::json!(["support-chat-mini"])
+                {
+                    found = Some(v);
+                }
+            }
+        }
         match found {
             Some(r) => break r,
             None if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
-            None => panic!("no decision record naming the new policy in:\n{log}"),
+            None => panic!(
+                "no decision record naming the new policy in {}",
+                dir.display()
+            ),
         }
     };
-    for field in [
-        "snapshot_version=",
-        "identity_revision=",
-        "policy_version=2:",
-        "principal=dave@example.com",
-        "action=chat",
-        "decision=allow",
-        "policies=support-chat-mini",
-    ] {
-        assert!(record.contains(field), "{field} missing from {record}");
-    }
+    assert!(record["snapshot_version"].as_u64().is_some(), "{record}");
+    assert!(record["identity_revision"].as_u64().is_some(), "{record}");
+    assert!(
+        record["policy_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("2:")),
+        "{record}"
+    );
+    assert_eq!(
+        record["principal"]["user_name"], "dave@example.com",
+        "{record}"
+    );
+    assert_eq!(record["action"], "chat", "{record}");
+    assert_eq!(record["decision"], "allow", "{record}");
     Ok(())
 }
 

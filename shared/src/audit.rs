@@ -18,6 +18,10 @@ pub struct PrincipalRef {
 /// One decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
+    /// The node's sequence number for the record, assigned when it is written (never reused
+    /// by that node; gaps mean records were lost and counted as dropped).
+    #[serde(default)]
+    pub seq: u64,
     /// Unix milliseconds when the decision was made.
     pub at_ms: u64,
     pub node: String,

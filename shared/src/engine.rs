@@ -829,20 +829,22 @@ impl Engine {
                 Err(e) => return Decision::deny(Reason::InvalidRequest(e)),
             }
         }
-        let (effect, reason, list): (_, _, &mut [u32]) = if !outcome.forbids.is_empty() {
-            (Effect::Deny, Reason::Forbidden, &mut outcome.forbids)
+        let (effect, reason, list): (_, _, &[u32]) = if !outcome.forbids.is_empty() {
+            (Effect::Deny, Reason::Forbidden, &outcome.forbids)
         } else if !outcome.permits.is_empty() {
-            (Effect::Allow, Reason::Permitted, &mut outcome.permits)
+            (Effect::Allow, Reason::Permitted, &outcome.permits)
         } else {
-            (Effect::Deny, Reason::NoMatchingPermit, &mut [])
+            (Effect::Deny, Reason::NoMatchingPermit, &[])
         };
-        if list.len() > 1 {
-            list.sort_unstable();
+        let mut ids: SmallVec<[u32; 6]> = SmallVec::from_slice(list);
+        if ids.len() > 1 {
+            ids.sort_unstable();
+            ids.dedup();
         }
         Decision {
             effect,
             reason,
-            policies: PolicyIds::new(&c.ids, SmallVec::from_slice(list)),
+            policies: PolicyIds::new(&c.ids, ids),
             errors,
         }
     }
@@ -972,6 +974,14 @@ impl Engine {
             ));
         }
         let principal_id = user.linked.as_ref().map_or(&user.id, |l| &l.principal_id);
+        // Other users' attributes come from the directory, never from this request's token.
+        let without_claims = (!self.fixed.literal_users.is_empty()).then(|| Request {
+            context: crate::request::RequestContext {
+                claims: Vec::new(),
+                ..request.context.clone()
+            },
+            ..request.clone()
+        });
         for id in &self.fixed.literal_users {
             if id == principal_id {
                 continue;
@@ -981,8 +991,8 @@ impl Engine {
                 .sources_known
                 .iter()
                 .find_map(|s| self.user(s, id));
-            if let Some(other) = other {
-                entities.push(self.user_entity(other, uid(entity::USER, id), request)?);
+            if let (Some(other), Some(plain)) = (other, &without_claims) {
+                entities.push(self.user_entity(other, uid(entity::USER, id), plain)?);
             }
         }
         for r in self.roles_holding(user, request) {
@@ -997,7 +1007,10 @@ impl Engine {
             &self.fixed.labels,
             &mut entities,
         )?;
-        entities.push(action.clone());
+        // Every action with its action groups (a policy may ask `Action::"chat" in
+        // Action::"llm"` whatever the request's action), the request's included.
+        entities.extend(self.fixed.actions.values().cloned());
+        let _ = action;
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
 
         let context = Context::from_pairs([

@@ -632,10 +632,13 @@ fn check_supported(clauses: &[Expr]) -> Result<(), String> {
                 Expr::Is(l, _, Some(_)) => Some(&**l),
                 _ => None,
             };
-            if let Some(Expr::Const(Const::Ent(l))) = left
-                && l.ty == Ty::User
-            {
-                problem = Some("`in` on a user literal");
+            // The left side of `in` must be a request variable or a constant that is not
+            // a user: another user's groups are the directory's, not the request's.
+            match left {
+                None | Some(Expr::Var(_)) => {}
+                Some(Expr::Const(Const::Ent(l))) if l.ty != Ty::User => {}
+                Some(Expr::Const(Const::Ent(_))) => problem = Some("`in` on a user literal"),
+                Some(_) => problem = Some("`in` on a computed entity"),
             }
         });
     }

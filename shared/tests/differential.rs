@@ -302,7 +302,7 @@ impl Gen<'_> {
             };
         }
         let n = self.rng.below(6) as i64;
-        match self.rng.below(38) {
+        match self.rng.below(40) {
             0 => format!("principal.department == {:?}", self.rng.pick(&DEPARTMENTS)),
             1 => format!("principal.level > {n}"),
             2 => format!("principal has clearance && principal.clearance >= {n}"),
@@ -348,6 +348,16 @@ impl Gen<'_> {
             31 => "principal has score && principal.score.greaterThan(decimal(\"1.0\"))".into(),
             32 => "[principal.department, \"Ops\"].contains(\"Eng\")".into(),
             33 => format!("{} in {}", self.user(), self.group()),
+            38 => format!(
+                "Action::{:?} in Action::{:?}",
+                self.rng.pick(&Action::ALL).cedar_id(),
+                self.rng.pick(&["llm", "mcp", "mcp:session", "mcp:discover"])
+            ),
+            39 => format!(
+                "(if principal.active then {} else principal) in {}",
+                self.user(),
+                self.group()
+            ),
             _ => "principal.level * 3 + 1 > 7".into(),
         }
     }

@@ -317,7 +317,7 @@ fn the_cache_stays_bounded() {
     let total: usize = cache
         .shards
         .iter()
-        .map(|s| s.lock().expect("lock").len())
+        .map(|s| s.lock().expect("lock").tokens.len())
         .sum();
     assert!(total <= CACHE_SHARDS * CACHE_PER_SHARD, "{total}");
     let last = format!("token-{}", CACHE_SHARDS * CACHE_PER_SHARD * 3 - 1);

@@ -511,7 +511,7 @@ impl<'a> Cx<'a> {
             _ => Err(Fault::Type("arithmetic on non-Longs")),
         };
         let ordered = || match (a, b) {
-            (V::Long(x), V::Long(y)) | (V::Dec(x), V::Dec(y)) => Ok(x.cmp(&y)),
+            (V::Long(x), V::Long(y)) => Ok(x.cmp(&y)),
             _ => Err(Fault::Type("comparing values that are not both Long")),
         };
         let set = |v: V<'a>| match v {

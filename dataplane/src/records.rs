@@ -1,0 +1,626 @@
+//! Decision records on disk: every allow and deny, off the request path.
+//!
+//! ```text
+//! request ─► bounded queue ─► writer thread ─► segment files (JSON Lines, rotated, capped)
+//!                 │ full
+//!                 └────────► spill file (written by the request itself; folded back later)
+//! ```
+//!
+//! A request hands its record to a bounded queue and moves on (no system call: the writer
+//! polls the queue every few milliseconds instead of being woken). The writer thread takes
+//! whatever has queued up, numbers the records (`seq`, per node, never reused), appends them
+//! to the current segment with one write, and syncs the file at most every
+//! [`SYNC_EVERY`]. When the queue is full the request appends its record to the spill file
+//! itself (slower, never dropped); the writer folds spilled records into the segments when
+//! it is idle. Segments rotate at `segment_bytes`; when the directory exceeds `max_bytes` the
+//! oldest segment is deleted and its records are counted as dropped (shipping them to the
+//! control plane first is issue #8).
+//!
+//! What a crash can lose: with SIGKILL, at most the records in the queue and the batch being
+//! written (`queue` + [`BATCH`]); written lines are in the page cache and survive the
+//! process. With power loss, also what was written since the last sync ([`SYNC_EVERY`]).
+//!
+//! Counters: `portcullis_records_total{stage}` with stage `enqueued`, `spilled`, `written`,
+//! `dropped`.
+
+use portcullis_shared::audit::DecisionRecord;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Most records written in one batch.
+pub const BATCH: usize = 512;
+/// Longest time written records stay unsynced.
+pub const SYNC_EVERY: Duration = Duration::from_millis(200);
+/// How long the writer sleeps when the queue is empty.
+pub const IDLE_WAIT: Duration = Duration::from_millis(5);
+
+/// Where and how much.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsConfig {
+    /// Records that may wait for the writer; beyond, requests spill to disk themselves.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_queue() -> usize {
+    1024
+}
+fn default_segment_bytes() -> u64 {
+    16 << 20
+}
+fn default_max_bytes() -> u64 {
+    1 << 30
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        Self {
+            queue: default_queue(),
+            segment_bytes: default_segment_bytes(),
+            max_bytes: default_max_bytes(),
+        }
+    }
+}
+
+/// How many records went where since start.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub enqueued: AtomicU64,
+    pub spilled: AtomicU64,
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// What the writer thread receives.
+#[derive(Debug)]
+enum Msg {
+    Record(Box<DecisionRecord>),
+    /// Write everything before this (and the spill file), sync, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// The request path's handle.
+#[derive(Debug)]
+pub struct Sink {
+    tx: SyncSender<Msg>,
+    spill: Arc<Mutex<Option<File>>>,
+    /// Set when a record was spilled, so the writer folds the spill file back.
+    spilled: Arc<AtomicBool>,
+    spill_path: PathBuf,
+    pub counters: Arc<Counters>,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Starts the writer for `dir` and makes it the process's sink.
+pub fn start(dir: &Path, config: &RecordsConfig) -> std::io::Result<&'static Sink> {
+    let (sink, _writer) = spawn(dir, config)?;
+    let _ = SINK.set(sink);
+    Ok(SINK.get().expect("just set"))
+}
+
+/// A sink and its writer thread; the thread ends (after writing everything) when the sink
+/// is dropped.
+fn spawn(
+    dir: &Path,
+    config: &RecordsConfig,
+) -> std::io::Result<(Sink, std::thread::JoinHandle<()>)> {
+    std::fs::create_dir_all(dir)?;
+    let (tx, rx) = sync_channel(config.queue.max(1));
+    let counters = Arc::new(Counters::default());
+    let spill_path = dir.join("spill.jsonl");
+    let mut writer = Writer::open(dir, config.clone(), counters.clone(), spill_path.clone())?;
+    let spill = Arc::new(Mutex::new(None));
+    writer.spill_lock = spill.clone();
+    let spilled = writer.spilled.clone();
+    let handle = std::thread::Builder::new()
+        .name("record-writer".into())
+        .spawn(move || writer.run(rx))?;
+    Ok((
+        Sink {
+            tx,
+            spill,
+            spilled,
+            spill_path,
+            counters,
+        },
+        handle,
+    ))
+}
+
+/// The process's sink, if records are being written.
+pub fn sink() -> Option<&'static Sink> {
+    SINK.get()
+}
+
+impl Sink {
+    /// Hands a record over: to the queue, or when it is full to the spill file.
+    pub fn submit(&self, record: DecisionRecord) {
+        let record = match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {
+                static ENQUEUED: OnceLock<metrics::Counter> = OnceLock::new();
+                self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                ENQUEUED
+                    .get_or_init(
+                        || metrics::counter!("portcullis_records_total", "stage" => "enqueued"),
+                    )
+                    .increment(1);
+                return;
+            }
+            Err(
+                TrySendError::Full(Msg::Record(r)) | TrySendError::Disconnected(Msg::Record(r)),
+            ) => r,
+            Err(_) => return,
+        };
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        let mut spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+        if spill.is_none() {
+            *spill = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.spill_path)
+                .ok();
+        }
+        let ok = spill.as_mut().is_some_and(|f| f.write_all(&line).is_ok());
+        if ok {
+            self.spilled.store(true, Ordering::Release);
+            self.counters.spilled.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("portcullis_records_total", "stage" => "spilled").increment(1);
+        } else {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("portcullis_records_total", "stage" => "dropped").increment(1);
+            tracing::error!(request_id = %record.request_id, "decision record lost: the spill file cannot be written");
+        }
+    }
+
+    /// Waits (up to `timeout`) until every record submitted before the call is written and
+    /// synced, spilled ones included. For shutdown.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (ack, done) = sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        let mut msg = Msg::Flush(ack);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
+        }
+        done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    config: RecordsConfig,
+    counters: Arc<Counters>,
+    spill_path: PathBuf,
+    spill_lock: Arc<Mutex<Option<File>>>,
+    spilled: Arc<AtomicBool>,
+    next_seq: u64,
+    current: File,
+    current_bytes: u64,
+    unsynced_since: Option<Instant>,
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("seg-{first_seq:020}.jsonl")
+}
+
+/// Segment files in order, with their sizes.
+pub fn segments(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("seg-") && name.ends_with(".jsonl") {
+            out.push((e.path(), e.metadata()?.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every record in a directory's segments, in order (a torn last line is skipped).
+pub fn read_all(dir: &Path) -> std::io::Result<Vec<DecisionRecord>> {
+    let mut out = Vec::new();
+    for (path, _) in segments(dir)? {
+        for line in BufReader::new(File::open(path)?).lines() {
+            if let Ok(r) = serde_json::from_str(&line?) {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Writer {
+    fn open(
+        dir: &Path,
+        config: RecordsConfig,
+        counters: Arc<Counters>,
+        spill_path: PathBuf,
+    ) -> std::io::Result<Self> {
+        // Continue after the last whole record; cut a torn last line.
+        let mut next_seq = 0;
+        let existing = segments(dir)?;
+        let (current, current_bytes) = match existing.last() {
+            Some((path, _)) => {
+                let text = std::fs::read(path)?;
+                let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                if whole < text.len() {
+                    OpenOptions::new()
+                        .write(true)
+                        .open(path)?
+                        .set_len(whole as u64)?;
+                }
+                for line in text[..whole].split(|&b| b == b'\n') {
+                    if let Ok(r) = serde_json::from_slice::<DecisionRecord>(line) {
+                        next_seq = next_seq.max(r.seq + 1);
+                    }
+                }
+                let f = OpenOptions::new().append(true).open(path)?;
+                (f, whole as u64)
+            }
+            None => {
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(segment_name(0)))?;
+                (f, 0)
+            }
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            config,
+            counters,
+            spill_path,
+            spill_lock: Arc::new(Mutex::new(None)),
+            spilled: Arc::new(AtomicBool::new(false)),
+            next_seq,
+            current,
+            current_bytes,
+            unsynced_since: None,
+        })
+    }
+
+    /// Drains the queue in batches. When it is empty the thread sleeps [`IDLE_WAIT`] rather
+    /// than blocking on the queue: a request never has to wake it, so handing a record over
+    /// costs no system call.
+    fn run(mut self, rx: Receiver<Msg>) {
+        // Records spilled before a restart.
+        self.fold_spill();
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let mut got = false;
+            let closed = loop {
+                match rx.try_recv() {
+                    Ok(Msg::Record(r)) => {
+                        got = true;
+                        batch.push(*r);
+                        if batch.len() >= BATCH {
+                            self.write(&mut batch);
+                        }
+                    }
+                    Ok(Msg::Flush(ack)) => {
+                        self.write(&mut batch);
+                        self.fold_spill();
+                        self.sync();
+                        let _ = ack.try_send(());
+                    }
+                    Err(TryRecvError::Empty) => break false,
+                    Err(TryRecvError::Disconnected) => break true,
+                }
+            };
+            self.write(&mut batch);
+            if closed {
+                self.fold_spill();
+                self.sync();
+                return;
+            }
+            if self.spilled.swap(false, Ordering::AcqRel) {
+                self.fold_spill();
+            }
+            if self
+                .unsynced_since
+                .is_some_and(|t| t.elapsed() >= SYNC_EVERY)
+            {
+                self.sync();
+            }
+            if !got {
+                std::thread::sleep(IDLE_WAIT);
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &mut Vec<DecisionRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut buf = Vec::with_capacity(batch.len() * 400);
+        let n = batch.len() as u64;
+        for mut r in batch.drain(..) {
+            r.seq = self.next_seq;
+            self.next_seq += 1;
+            if serde_json::to_writer(&mut buf, &r).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        match self.current.write_all(&buf) {
+            Ok(()) => {
+                self.current_bytes += buf.len() as u64;
+                self.counters.written.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("portcullis_records_total", "stage" => "written").increment(n);
+                self.unsynced_since.get_or_insert_with(Instant::now);
+            }
+            Err(e) => {
+                self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("portcullis_records_total", "stage" => "dropped").increment(n);
+                tracing::error!(error = %e, records = n, "decision records lost: the segment cannot be written");
+            }
+        }
+        if self.current_bytes >= self.config.segment_bytes {
+            self.rotate();
+        }
+    }
+
+    fn sync(&mut self) {
+        if self.unsynced_since.take().is_some() {
+            let _ = self.current.sync_data();
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.sync();
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(segment_name(self.next_seq)))
+        {
+            Ok(f) => {
+                self.current = f;
+                self.current_bytes = 0;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open a new record segment; continuing the current one")
+            }
+        }
+        self.enforce_cap();
+    }
+
+    /// Deletes the oldest segments while the directory is over its cap (never the current).
+    fn enforce_cap(&mut self) {
+        let Ok(list) = segments(&self.dir) else {
+            return;
+        };
+        let mut total: u64 = list.iter().map(|(_, n)| n).sum();
+        for (path, bytes) in &list[..list.len().saturating_sub(1)] {
+            if total <= self.config.max_bytes {
+                break;
+            }
+            let lines = std::fs::read(path)
+                .map(|t| t.iter().filter(|&&b| b == b'\n').count() as u64)
+                .unwrap_or(0);
+            if std::fs::remove_file(path).is_ok() {
+                total -= bytes;
+                self.counters.dropped.fetch_add(lines, Ordering::Relaxed);
+                metrics::counter!("portcullis_records_total", "stage" => "dropped")
+                    .increment(lines);
+                tracing::warn!(segment = %path.display(), records = lines, "record directory over its cap: oldest segment deleted");
+            }
+        }
+    }
+
+    /// Moves spilled records into the segments.
+    fn fold_spill(&mut self) {
+        let text = {
+            let mut spill = self.spill_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let text = match std::fs::read(&self.spill_path) {
+                Ok(t) if !t.is_empty() => t,
+                _ => return,
+            };
+            // Truncate while holding the lock, so no request appends in between.
+            *spill = None;
+            if File::create(&self.spill_path).is_err() {
+                return;
+            }
+            text
+        };
+        let mut batch: Vec<DecisionRecord> = text
+            .split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect();
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(BATCH));
+            self.write(&mut batch);
+            batch = rest;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u64) -> DecisionRecord {
+        DecisionRecord {
+            seq: 0,
+            at_ms: i,
+            node: "n1".into(),
+            request_id: format!("r{i}"),
+            principal: None,
+            action: "chat".into(),
+            resource: "Model::\"m\"".into(),
+            decision: "allow".into(),
+            reason: "permitted".into(),
+            policies: vec!["p".into()],
+            snapshot_version: 1,
+            identity_revision: 1,
+            policy_version: "1:abc".into(),
+            decision_us: 1,
+        }
+    }
+
+    #[test]
+    fn every_record_is_written_once_in_order_even_when_the_queue_overflows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordsConfig {
+            queue: 4,
+            segment_bytes: 8 * 1024,
+            max_bytes: 1 << 30,
+        };
+        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
+        for i in 0..3000 {
+            sink.submit(record(i));
+        }
+        let c = sink.counters.clone();
+        drop(sink);
+        writer.join().expect("writer");
+        let all = read_all(dir.path()).expect("read");
+        assert_eq!(all.len(), 3000);
+        let seqs: Vec<u64> = all.iter().map(|r| r.seq).collect();
+        assert_eq!(
+            seqs,
+            (0..3000).collect::<Vec<_>>(),
+            "numbered once, in file order"
+        );
+        let mut ids: Vec<u64> = all.iter().map(|r| r.at_ms).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (0..3000).collect::<Vec<_>>(),
+            "each record exactly once"
+        );
+        let (enq, spilled) = (
+            c.enqueued.load(Ordering::Relaxed),
+            c.spilled.load(Ordering::Relaxed),
+        );
+        assert_eq!(enq + spilled, 3000);
+        assert!(spilled > 0, "a queue of 4 must have overflowed");
+        assert_eq!(c.written.load(Ordering::Relaxed), 3000);
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
+        assert!(
+            segments(dir.path()).expect("list").len() > 1,
+            "segments rotate"
+        );
+    }
+
+    #[test]
+    fn flush_returns_once_everything_before_it_is_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordsConfig {
+            queue: 8,
+            ..RecordsConfig::default()
+        };
+        let (sink, _writer) = spawn(dir.path(), &config).expect("spawn");
+        for i in 0..500 {
+            sink.submit(record(i));
+        }
+        assert!(sink.flush(Duration::from_secs(10)));
+        assert_eq!(read_all(dir.path()).expect("read").len(), 500);
+        assert!(
+            !dir.path().join("spill.jsonl").exists()
+                || std::fs::read(dir.path().join("spill.jsonl"))
+                    .expect("spill")
+                    .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_numbering_continues() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordsConfig::default();
+        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
+        for i in 0..10 {
+            sink.submit(record(i));
+        }
+        drop(sink);
+        writer.join().expect("writer");
+        let (last, _) = segments(dir.path())
+            .expect("list")
+            .pop()
+            .expect("a segment");
+        let mut f = OpenOptions::new().append(true).open(&last).expect("open");
+        f.write_all(b"{\"seq\":10,\"at_ms\":").expect("torn write");
+        drop(f);
+        let (sink, writer) = spawn(dir.path(), &config).expect("respawn");
+        sink.submit(record(10));
+        drop(sink);
+        writer.join().expect("writer");
+        let all = read_all(dir.path()).expect("read");
+        assert_eq!(
+            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (0..11).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn over_the_cap_the_oldest_segments_go_and_are_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordsConfig {
+            queue: 1024,
+            segment_bytes: 4 * 1024,
+            max_bytes: 16 * 1024,
+        };
+        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
+        for i in 0..2000 {
+            sink.submit(record(i));
+        }
+        let c = sink.counters.clone();
+        drop(sink);
+        writer.join().expect("writer");
+        let kept = read_all(dir.path()).expect("read").len() as u64;
+        let dropped = c.dropped.load(Ordering::Relaxed);
+        assert!(dropped > 0);
+        assert_eq!(
+            kept + dropped,
+            2000,
+            "every record is kept or counted as dropped"
+        );
+        let total: u64 = segments(dir.path())
+            .expect("list")
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert!(total <= 16 * 1024 + 4 * 1024 + 1024, "{total}");
+    }
+}
+
+/// Flushes decision records and buffered log lines once the server begins shutting down,
+/// and keeps flushing while requests finish, until the process exits.
+#[derive(Debug)]
+pub struct Flusher;
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Flusher {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        loop {
+            let _ = tokio::task::spawn_blocking(|| {
+                if let Some(s) = sink() {
+                    s.flush(Duration::from_millis(500));
+                }
+                crate::logwriter::flush();
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
