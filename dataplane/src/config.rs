@@ -23,6 +23,11 @@
 //! [limits]
 //! max_body_bytes = 4194304                 # larger bodies: 413
 //!
+//! [records]                                # decision records under <state_dir>/records
+//! queue = 1024                             # records waiting for the writer (then: spill)
+//! segment_bytes = 16777216                 # rotate segments at this size
+//! max_bytes = 1073741824                   # past this, the oldest segment is deleted
+//!
 //! [[routes]]
 //! prefix = "/openai"                       # clients use base URL http://edge/openai/v1
 //! max_staleness_ms = 30000                 # optional: fail closed (503) when the control

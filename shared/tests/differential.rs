@@ -351,7 +351,8 @@ impl Gen<'_> {
             38 => format!(
                 "Action::{:?} in Action::{:?}",
                 self.rng.pick(&Action::ALL).cedar_id(),
-                self.rng.pick(&["llm", "mcp", "mcp:session", "mcp:discover"])
+                self.rng
+                    .pick(&["llm", "mcp", "mcp:session", "mcp:discover"])
             ),
             39 => format!(
                 "(if principal.active then {} else principal) in {}",
