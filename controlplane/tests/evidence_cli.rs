@@ -3,24 +3,8 @@
 
 mod common;
 
-use common::{Scim, start, write_config};
+use common::{Scim, cp, start, write_config};
 use std::path::Path;
-use std::process::Command;
-
-fn cp(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis-cp"))
-        .args(args)
-        .output()
-        .expect("run portcullis-cp");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 fn verify(file: &Path, key: &Path) -> (bool, String) {
     cp(&[

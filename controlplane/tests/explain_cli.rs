@@ -4,25 +4,9 @@
 
 mod common;
 
-use common::{Scim, start, write_config};
+use common::{Scim, cp, start, write_config};
 use serde_json::{Value, json};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn cp(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis-cp"))
-        .args(args)
-        .output()
-        .expect("run portcullis-cp");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 const POLICIES: &str = r#"
 @id("legal-no-gpt4o")

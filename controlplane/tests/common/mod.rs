@@ -22,6 +22,22 @@ impl Drop for ControlPlane {
     }
 }
 
+/// Runs the `portcullis-cp` binary; returns whether it succeeded and its stdout + stderr.
+pub fn cp(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis-cp"))
+        .args(args)
+        .output()
+        .expect("run portcullis-cp");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn write_config(dir: &Path, token_hash: &str) -> PathBuf {
     write_config_with(dir, token_hash, "", "")
 }
