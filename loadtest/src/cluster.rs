@@ -95,6 +95,8 @@ pub struct Node {
     pub trusted_key: Option<String>,
     /// With mTLS: the name its certificate is issued for, when not its id.
     pub cert_name: Option<String>,
+    /// Appended to its configuration (more `[[routes]]`, for instance).
+    pub extra_toml: Option<String>,
 }
 
 /// How a node added by [`Cluster::add_node_with`] differs from a normal one.
@@ -104,6 +106,8 @@ pub struct NodeSetup {
     pub trusted_key: Option<String>,
     /// With mTLS: issue its certificate for this name instead of its id.
     pub cert_name: Option<String>,
+    /// Appended to its configuration; `{upstream}` is replaced by the demo upstream's address.
+    pub extra_toml: Option<String>,
 }
 
 /// The deployment. Dropping it kills every process and deletes its directory.
@@ -309,6 +313,7 @@ impl Cluster {
             state_dir,
             trusted_key: setup.trusted_key,
             cert_name: setup.cert_name,
+            extra_toml: setup.extra_toml,
         };
         self.nodes.push(node);
         let i = self.nodes.len() - 1;
@@ -361,6 +366,10 @@ impl Cluster {
                     cert_path.display().to_string(),
                     key_path.display().to_string(),
                 ));
+            }
+            if let Some(extra) = &n.extra_toml {
+                text.push('\n');
+                text.push_str(&extra.replace("{upstream}", &self.upstream.to_string()));
             }
             std::fs::write(&n.config, text)?;
             let log = self.dir.path().join(format!("logs/{}.log", n.id));
