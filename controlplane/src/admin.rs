@@ -290,23 +290,12 @@ async fn events(State(s): State<AdminState>, Query(q): Query<EventsQuery>) -> Re
         .await
     {
         Ok(events) => Json(json!({
-            "events": events.iter().map(|e| json!({
-                "seq": e.seq,
-                "revision": e.revision,
-                "at_ms": e.at_ms,
-                "source": e.source,
-                "operation": e.operation,
-                "resource_type": e.resource_type,
-                "resource_id": e.resource_id,
-                "before": e.before,
-                "after": e.after,
-                "outcome": e.outcome,
-                "status": e.status,
-                "detail": e.detail,
-                "request": e.request,
-                "request_sha256": e.request_sha256,
-                "priority": if e.high_priority { "high" } else { "normal" },
-            })).collect::<Vec<_>>(),
+            // The evidence export's fields, plus the request body itself.
+            "events": events.iter().map(|e| {
+                let mut v = crate::evidence::event_json(e);
+                v["request"] = json!(e.request);
+                v
+            }).collect::<Vec<_>>(),
         }))
         .into_response(),
         Err(e) => internal(e),

@@ -90,7 +90,7 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
         #[command(flatten)]
-        request: Box<ExplainArgs>,
+        request: Box<crate::explain::ExplainRequest>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -100,53 +100,6 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-}
-
-/// The principal and request `explain` decides.
-#[derive(Debug, clap::Args)]
-pub struct ExplainArgs {
-    /// The identity source the principal is in.
-    #[arg(long)]
-    pub source: String,
-    /// The principal's userName.
-    #[arg(long, required_unless_present = "user_id", conflicts_with = "user_id")]
-    pub user: Option<String>,
-    /// The principal's SCIM id.
-    #[arg(long)]
-    pub user_id: Option<String>,
-    /// The Cedar action (`chat`, `embed`, `mcp:tools/call`, …); defaults from the resource.
-    #[arg(long)]
-    pub action: Option<String>,
-    /// A provider route (with --model for a model).
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// The provider's API family (`openai`, `anthropic`, …).
-    #[arg(long)]
-    pub kind: Option<String>,
-    #[arg(long)]
-    pub model: Option<String>,
-    /// An MCP server (with --tool, --uri or --prompt).
-    #[arg(long)]
-    pub server: Option<String>,
-    #[arg(long)]
-    pub tool: Option<String>,
-    #[arg(long)]
-    pub uri: Option<String>,
-    #[arg(long)]
-    pub prompt: Option<String>,
-    /// The route prefix the request came through (`context.route`).
-    #[arg(long)]
-    pub route: Option<String>,
-    /// A streamed request (`context.stream`).
-    #[arg(long)]
-    pub stream: bool,
-    #[arg(long)]
-    pub environment: Option<String>,
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Decide at this instant (Unix milliseconds) instead of now.
-    #[arg(long)]
-    pub at_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -599,25 +552,11 @@ fn admin_client(admin: &AdminArgs) -> reqwest::Client {
         .unwrap_or_default()
 }
 
-async fn explain(admin: &AdminArgs, a: ExplainArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let body = crate::explain::ExplainRequest {
-        source: a.source,
-        user_id: a.user_id,
-        user: a.user,
-        action: a.action,
-        provider: a.provider,
-        kind: a.kind,
-        model: a.model,
-        server: a.server,
-        tool: a.tool,
-        uri: a.uri,
-        prompt: a.prompt,
-        route: a.route,
-        stream: a.stream,
-        environment: a.environment,
-        tenant: a.tenant,
-        at_ms: a.at_ms,
-    };
+async fn explain(
+    admin: &AdminArgs,
+    body: crate::explain::ExplainRequest,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let url = format!("{}/admin/v1/explain", admin.admin_url.trim_end_matches('/'));
     let resp = admin_client(admin)
         .post(&url)

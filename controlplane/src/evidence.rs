@@ -129,7 +129,7 @@ fn genesis(export_id: &str, encoding: Encoding) -> String {
 }
 
 /// An event as exported: every field, in a fixed order.
-fn event_json(e: &IdentityEvent) -> Value {
+pub(crate) fn event_json(e: &IdentityEvent) -> Value {
     json!({
         "seq": e.seq,
         "revision": e.revision,

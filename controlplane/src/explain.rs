@@ -21,46 +21,74 @@ pub struct EngineCache(Arc<Mutex<Option<Cached>>>);
 /// An engine with the version and id it was built for.
 type Cached = (u64, u64, Arc<Engine>);
 
-/// The request to explain. The principal is named by SCIM id or by userName within a source;
-/// the resource by the fields its type needs.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// The request to explain, as the admin API's JSON body and as the CLI's flags. The principal
+/// is named by SCIM id or by userName within a source; the resource by the fields its type
+/// needs.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
+    /// The identity source the principal is in.
+    #[arg(long)]
     pub source: String,
     /// The user's SCIM id.
     #[serde(default)]
+    #[arg(long)]
     pub user_id: Option<String>,
     /// The user's userName (matched as a token's email claim is).
     #[serde(default)]
+    #[arg(long, required_unless_present = "user_id", conflicts_with = "user_id")]
     pub user: Option<String>,
     /// The Cedar action id (`chat`, `mcp:tools/call`, …). Defaults from the resource.
     #[serde(default)]
+    #[arg(long)]
     pub action: Option<String>,
+    /// A provider route (with `model` for a model).
     #[serde(default)]
+    #[arg(long)]
     pub provider: Option<String>,
     /// The provider's API family (`openai`, `anthropic`, …); defaults to the provider name.
     #[serde(default)]
+    #[arg(long)]
     pub kind: Option<String>,
+    /// A model of the provider.
     #[serde(default)]
+    #[arg(long)]
     pub model: Option<String>,
+    /// An MCP server (with `tool`, `uri` or `prompt`).
     #[serde(default)]
+    #[arg(long)]
     pub server: Option<String>,
+    /// An MCP tool of the server.
     #[serde(default)]
+    #[arg(long)]
     pub tool: Option<String>,
+    /// An MCP resource URI of the server.
     #[serde(default)]
+    #[arg(long)]
     pub uri: Option<String>,
+    /// An MCP prompt of the server.
     #[serde(default)]
+    #[arg(long)]
     pub prompt: Option<String>,
+    /// The route prefix the request came through (`context.route`).
     #[serde(default)]
+    #[arg(long)]
     pub route: Option<String>,
+    /// A streamed request (`context.stream`).
     #[serde(default)]
+    #[arg(long)]
     pub stream: bool,
+    /// The node's environment (for conditional role bindings).
     #[serde(default)]
+    #[arg(long)]
     pub environment: Option<String>,
+    /// The route's tenant (for conditional role bindings).
     #[serde(default)]
+    #[arg(long)]
     pub tenant: Option<String>,
     /// The instant to decide at (Unix ms); now by default.
     #[serde(default)]
+    #[arg(long)]
     pub at_ms: Option<u64>,
 }
 

@@ -266,7 +266,9 @@ struct TokenCache {
 
 #[derive(Debug, Default)]
 struct Shard {
-    tokens: HashMap<Box<str>, CachedToken>,
+    /// Keyed by the token's text; foldhash, seeded per map, hashes a long token far faster
+    /// than SipHash.
+    tokens: HashMap<Box<str>, CachedToken, foldhash::fast::RandomState>,
     /// Bytes of token text held.
     bytes: usize,
 }

@@ -97,6 +97,18 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .ok()
 }
 
+/// Pingora's server configuration: `threads` worker threads, no grace period, a one-second
+/// graceful shutdown, and its pid file (`<name>.pid`) and upgrade socket under `dir`.
+pub(crate) fn server_conf(threads: usize, dir: &std::path::Path, name: &str) -> Option<ServerConf> {
+    let mut conf = ServerConf::new()?;
+    conf.threads = threads;
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf.pid_file = dir.join(format!("{name}.pid")).display().to_string();
+    conf.upgrade_sock = dir.join("upgrade.sock").display().to_string();
+    Some(conf)
+}
+
 fn run(config: Arc<Config>) -> ExitCode {
     let prometheus = install_metrics();
     let state = NodeState::new();
@@ -118,19 +130,10 @@ fn run(config: Arc<Config>) -> ExitCode {
         Err(e) => tracing::error!(error = %e, "ignoring the last-known-good snapshot"),
     }
 
-    let Some(mut conf) = ServerConf::new() else {
+    let Some(conf) = server_conf(config.threads, &config.state_dir, "portcullis-dp") else {
         eprintln!("error: cannot build the Pingora server configuration");
         return ExitCode::FAILURE;
     };
-    conf.threads = config.threads;
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf.pid_file = config
-        .state_dir
-        .join("portcullis-dp.pid")
-        .display()
-        .to_string();
-    conf.upgrade_sock = config.state_dir.join("upgrade.sock").display().to_string();
     if let Err(e) = std::fs::create_dir_all(&config.state_dir) {
         eprintln!(
             "error: cannot create state_dir {}: {e}",

@@ -74,6 +74,15 @@ pub struct Forwarded {
     pub bytes: usize,
 }
 
+/// The upstream path for a request whose path after the route's prefix is `rest`: the
+/// upstream's base path, `rest`, and the client's query string.
+pub fn upstream_path(session: &Session, route: &Route, rest: &str) -> String {
+    match session.req_header().uri.query() {
+        Some(q) => format!("{}{rest}?{q}", route.upstream.base_path),
+        None => format!("{}{rest}", route.upstream.base_path),
+    }
+}
+
 /// Sends the request to `route`'s upstream and streams the response to the client.
 pub async fn forward(
     session: &mut Session,

@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
-use pingora::server::configuration::ServerConf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -49,7 +48,7 @@ impl ProxyHttp for Passthrough {
         } else {
             &path[route.prefix.len()..]
         };
-        let upstream_path = format!("{}{rest}", route.upstream.base_path);
+        let upstream_path = forward::upstream_path(session, route, rest);
         match forward::forward(
             session,
             &self.connector,
@@ -80,17 +79,13 @@ impl ProxyHttp for Passthrough {
 
 /// Serves `config`'s routes on `listen` with `config.threads` threads until killed.
 pub fn serve(config: Config, listen: &str) -> ExitCode {
-    let Some(mut conf) = ServerConf::new() else {
+    let dir = std::env::temp_dir().join(format!("portcullis-passthrough-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let Some(conf) = crate::cli::server_conf(config.threads, &dir, "portcullis-dp-passthrough")
+    else {
         eprintln!("error: cannot build the Pingora server configuration");
         return ExitCode::FAILURE;
     };
-    conf.threads = config.threads;
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    let dir = std::env::temp_dir().join(format!("portcullis-passthrough-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    conf.pid_file = dir.join("pid").display().to_string();
-    conf.upgrade_sock = dir.join("upgrade.sock").display().to_string();
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(

@@ -367,17 +367,7 @@ impl Edge {
             return self.refuse(session, ctx, kind, mcp_id.as_ref(), r).await;
         }
 
-        let upstream_path = format!(
-            "{}{}{}",
-            route.upstream.base_path,
-            rest,
-            session
-                .req_header()
-                .uri
-                .query()
-                .map(|q| format!("?{q}"))
-                .unwrap_or_default()
-        );
+        let upstream_path = forward::upstream_path(session, route, rest);
         match forward::forward(
             session,
             &self.connector,

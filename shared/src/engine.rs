@@ -1010,7 +1010,6 @@ impl Engine {
         // Every action with its action groups (a policy may ask `Action::"chat" in
         // Action::"llm"` whatever the request's action), the request's included.
         entities.extend(self.fixed.actions.values().cloned());
-        let _ = action;
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
 
         let context = Context::from_pairs([

@@ -107,9 +107,6 @@ pub struct Compiled {
     /// Actions some fallback policy may apply to.
     pub fallback_actions: u16,
     pub fallback: Vec<FallbackPolicy>,
-    /// Group and user literals the fallback policies mention: the Cedar path adds their
-    /// entities, so `Group::"a" in Group::"b"` sees the directory.
-    pub fallback_groups: Vec<u32>,
     pub needs: Needs,
     /// Every distinct clause, once; policies refer to them by index.
     conds: Vec<Expr>,
@@ -233,7 +230,6 @@ impl Compiled {
                 .collect(),
             fallback_actions: 0,
             fallback: Vec::new(),
-            fallback_groups: Vec::new(),
             needs: Needs::default(),
             conds: Vec::new(),
             labels: LabelIndex::new(snapshot),
@@ -245,8 +241,8 @@ impl Compiled {
                 .policy(&cedar_policy::PolicyId::new(id))
                 .ok_or_else(|| "not in the policy set".to_owned())
                 .and_then(|p| p.to_json().map_err(|e| e.to_string()));
-            let lowered = json.and_then(|j| {
-                let l = lower::policy(&j, &names)?;
+            let lowered = json.as_ref().map_err(Clone::clone).and_then(|j| {
+                let l = lower::policy(j, &names)?;
                 check_supported(&l.clauses)?;
                 Ok(l)
             });
@@ -272,29 +268,20 @@ impl Compiled {
                         reason,
                     });
                     // The scope alone tells which actions the policy may apply to.
-                    let actions = set
-                        .policy(&cedar_policy::PolicyId::new(id))
-                        .and_then(|p| p.to_json().ok())
-                        .and_then(|j| scope_actions(&j, &names))
+                    let actions = json
+                        .as_ref()
+                        .ok()
+                        .and_then(|j| scope_actions(j, &names))
                         .unwrap_or(lower::ALL_ACTIONS);
                     out.fallback_actions |= actions;
                     out.needs.resource |= actions;
                     out.needs.stream |= actions;
                     out.needs.route |= actions;
                     out.needs.principal_attributes |= actions;
-                    if let Ok(text) = set
-                        .policy(&cedar_policy::PolicyId::new(id))
-                        .ok_or(())
-                        .and_then(|p| p.to_json().map_err(|_| ()))
-                    {
-                        collect_groups(&text, &names, &mut out.fallback_groups);
-                    }
                     out.policies.push(None);
                 }
             }
         }
-        out.fallback_groups.sort_unstable();
-        out.fallback_groups.dedup();
         out.action_ancestors = action_ancestors;
         out
     }
@@ -655,29 +642,4 @@ fn scope_actions(json: &serde_json::Value, names: &lower::Names<'_>) -> Option<u
     lower::policy(&scope_only, names)
         .ok()
         .map(|l| l.policy.actions)
-}
-
-/// Every group literal in a policy's JSON.
-fn collect_groups(json: &serde_json::Value, names: &lower::Names<'_>, out: &mut Vec<u32>) {
-    match json {
-        serde_json::Value::Object(o) => {
-            if o.get("type").and_then(|t| t.as_str()) == Some("Group")
-                && let Some(g) = o
-                    .get("id")
-                    .and_then(|i| i.as_str())
-                    .and_then(|id| names.groups.get(id))
-            {
-                out.push(*g);
-            }
-            for v in o.values() {
-                collect_groups(v, names, out);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for v in items {
-                collect_groups(v, names, out);
-            }
-        }
-        _ => {}
-    }
 }

@@ -346,10 +346,11 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn principal_attr(&self, a: PAttr) -> Option<V<'a>> {
+    /// A principal attribute's value, `None` when the principal does not have it.
+    fn principal_attr(&self, a: PAttr) -> Result<Option<V<'a>>, Fault> {
         let u = self.user;
         let s = |v: &'a Option<String>| V::Str(v.as_deref().unwrap_or(""));
-        Some(match a {
+        Ok(Some(match a {
             PAttr::UserName => V::Str(&u.user_name),
             PAttr::DisplayName => V::Str(&u.display_name),
             PAttr::Email => s(&u.email),
@@ -358,22 +359,16 @@ impl<'a> Cx<'a> {
             PAttr::Source => V::Str(&u.source),
             PAttr::Active => V::Bool(u.active),
             PAttr::Declared(i) => {
-                let d = self.decls.get(i as usize)?;
-                let v = principal_attribute(d, i, u, self.req)?;
-                return attr_value(v).ok();
+                let value = self
+                    .decls
+                    .get(i as usize)
+                    .and_then(|d| principal_attribute(d, i, u, self.req));
+                match value {
+                    Some(v) => attr_value(v)?,
+                    None => return Ok(None),
+                }
             }
-        })
-    }
-
-    fn principal_attr_checked(&self, a: PAttr) -> Result<Option<V<'a>>, Fault> {
-        if let PAttr::Declared(i) = a {
-            let d = self.decls.get(i as usize);
-            if let Some(v) = d.and_then(|d| principal_attribute(d, i, self.user, self.req)) {
-                return attr_value(v).map(Some);
-            }
-            return Ok(None);
-        }
-        Ok(self.principal_attr(a))
+        }))
     }
 
     fn resource_attr(&self, a: RAttr) -> Result<Option<V<'a>>, Fault> {
@@ -441,9 +436,9 @@ impl<'a> Cx<'a> {
             Expr::Var(Var::Action) => V::Ent(E::Action(self.req.action)),
             Expr::Var(Var::Context) => return Err(Fault::Type("context is a record")),
             Expr::PAttr(a) => self
-                .principal_attr_checked(*a)?
+                .principal_attr(*a)?
                 .ok_or(Fault::NoAttribute("the principal"))?,
-            Expr::PHas(a) => V::Bool(self.principal_attr_checked(*a)?.is_some()),
+            Expr::PHas(a) => V::Bool(self.principal_attr(*a)?.is_some()),
             Expr::RAttr(a) => self
                 .resource_attr(*a)?
                 .ok_or(Fault::NoAttribute("the resource"))?,
