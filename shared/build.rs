@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".portcullis.v1.Snapshot.signature",
         ".portcullis.v1.Delta.payload",
         ".portcullis.v1.Delta.signature",
+        // Handed to the decision store's task without a copy.
+        ".portcullis.v1.Records.jsonl",
     ]);
     tonic_prost_build::configure()
         .build_client(true)

@@ -51,8 +51,10 @@ pub struct AdminState {
     pub break_glass: BreakGlass,
     pub prometheus: Option<PrometheusHandle>,
     pub token_sha256: Option<Hash32>,
-    /// The engine `explain` decides with, for the latest version.
-    pub explain: crate::explain::EngineCache,
+    /// Past and present snapshots' engines, for explain and replay.
+    pub history: crate::history::History,
+    /// Decision records shipped by the nodes.
+    pub decisions: crate::store::DecisionStore,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -65,6 +67,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/receipts", get(receipts_about))
         .route("/admin/v1/receipts/{seq}", get(receipt))
         .route("/admin/v1/explain", post(crate::explain::explain))
+        .route("/admin/v1/decisions", get(crate::audit::decisions))
+        .route(
+            "/admin/v1/decisions/numberings",
+            get(crate::audit::numberings),
+        )
+        .route("/admin/v1/decisions/replay", post(crate::audit::replay))
+        .route("/admin/v1/entitlements", post(crate::audit::entitlements))
         .merge(identity::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -1,7 +1,10 @@
 //! The `portcullis-cp` command line.
 
+mod audit;
 mod evidence;
 mod identity;
+
+pub use evidence::parse_instant;
 
 use crate::config::Config;
 use crate::store::{self, Store, TokenRow};
@@ -91,6 +94,21 @@ pub enum Command {
         admin: AdminArgs,
         #[command(flatten)]
         request: Box<crate::explain::ExplainRequest>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decision records the nodes shipped: query them, and replay them against the snapshot
+    /// that decided them.
+    #[command(subcommand)]
+    Decisions(audit::DecisionsCommand),
+    /// What a principal could use at an instant: every model, tool, resource and prompt
+    /// allowed, with the policies that allow it.
+    Entitlements {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(flatten)]
+        request: crate::audit::EntitlementsRequest,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -316,6 +334,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::BreakGlass(c) => return identity::break_glass(c).await,
         Command::Evidence(c) => return evidence::run(c).await,
         Command::IdentityReport { admin } => return identity::report(admin).await,
+        Command::Decisions(c) => return audit::decisions(c).await,
+        Command::Entitlements {
+            admin,
+            request,
+            json,
+        } => return audit::entitlements(&admin, request, json).await,
         Command::Explain {
             admin,
             request,
@@ -538,7 +562,7 @@ fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn admin_client(admin: &AdminArgs) -> reqwest::Client {
+pub(crate) fn admin_client(admin: &AdminArgs) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(t) = &admin.admin_token
         && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
@@ -631,7 +655,7 @@ pub fn render_explanation(v: &serde_json::Value) -> String {
     out
 }
 
-async fn admin_get(admin: &AdminArgs, path: &str) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn admin_get(admin: &AdminArgs, path: &str) -> anyhow::Result<serde_json::Value> {
     let url = format!("{}{path}", admin.admin_url.trim_end_matches('/'));
     let resp = admin_client(admin)
         .get(&url)
@@ -647,7 +671,7 @@ async fn admin_get(admin: &AdminArgs, path: &str) -> anyhow::Result<serde_json::
 }
 
 /// Percent-encodes a query parameter value.
-fn url_component(v: &str) -> String {
+pub(crate) fn url_component(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -30,6 +30,11 @@
 //! keep_deltas = 4096           # deltas kept: nodes this far behind resume without a full resend
 //! full_every = 256             # store a full snapshot at least every this many versions
 //!
+//! [audit]                      # retention; deleting a user never deletes its records
+//! snapshot_history_days = 30   # snapshots kept for replay ("what could they use then?")
+//! decision_days = 365          # decision records shipped by the nodes (0 = forever)
+//! identity_event_days = 0      # SCIM requests, edits, break-glass, repairs (0 = forever)
+//!
 //! [[sources]]
 //! name = "okta"
 //! [sources.oidc]
@@ -76,6 +81,8 @@ struct RawConfig {
     nodes: NodesConfig,
     #[serde(default)]
     compile: CompileConfig,
+    #[serde(default)]
+    audit: AuditConfig,
     #[serde(default)]
     scim: ScimConfig,
     scim_tls: Option<TlsConfig>,
@@ -263,6 +270,44 @@ pub enum ExtensionType {
     Reference,
 }
 
+/// How long the audit trail keeps each kind of record, in days (0 keeps it forever).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Past snapshots kept for replay.
+    #[serde(default = "default_history_days")]
+    pub snapshot_history_days: u32,
+    /// Decision records shipped by the nodes.
+    #[serde(default = "default_decision_days")]
+    pub decision_days: u32,
+    /// Identity events (SCIM requests, binding and policy edits, break-glass, repairs).
+    #[serde(default)]
+    pub identity_event_days: u32,
+}
+
+fn default_history_days() -> u32 {
+    30
+}
+
+fn default_decision_days() -> u32 {
+    365
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_history_days: default_history_days(),
+            decision_days: default_decision_days(),
+            identity_event_days: 0,
+        }
+    }
+}
+
+/// Days as a duration (0 stays 0).
+pub fn days(n: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(n) * 86_400)
+}
+
 /// Snapshot compilation tuning.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -403,6 +448,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub nodes: NodesConfig,
     pub compile: CompileConfig,
+    pub audit: AuditConfig,
     pub scim: ScimConfig,
     pub scim_tls: Option<TlsConfig>,
     pub sources: Vec<SourceConfig>,
@@ -593,6 +639,7 @@ impl Config {
                 ..raw.nodes
             },
             compile: raw.compile,
+            audit: raw.audit,
             scim: raw.scim,
             scim_tls: raw.scim_tls.map(|t| TlsConfig {
                 cert: abs(&t.cert),

@@ -1,25 +1,20 @@
-//! `POST /admin/v1/explain`: how the live snapshot decides one request for one principal —
-//! the decision, the policies that determined it, and for every other policy the scope or
-//! clause that kept it from applying.
+//! `POST /admin/v1/explain`: how a snapshot decides one request for one principal — the
+//! decision, the policies that determined it, and for every other policy the scope or clause
+//! that kept it from applying. The live snapshot by default; with `at_ms`, the snapshot that
+//! was live at that instant (replay of a what-if).
 
 use crate::admin::AdminState;
+use crate::history::{History, HistoryError};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use portcullis_shared::engine::{Engine, Lookup};
 use portcullis_shared::request::{Action, Request, RequestContext, Resource};
-use portcullis_shared::snapshot::PrincipalClaim;
+use portcullis_shared::snapshot::{PrincipalClaim, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::sync::{Arc, Mutex};
-
-/// The engine for the latest published version, built on first use.
-#[derive(Debug, Clone, Default)]
-pub struct EngineCache(Arc<Mutex<Option<Cached>>>);
-
-/// An engine with the version and id it was built for.
-type Cached = (u64, u64, Arc<Engine>);
+use std::sync::Arc;
 
 /// The request to explain, as the admin API's JSON body and as the CLI's flags. The principal
 /// is named by SCIM id or by userName within a source; the resource by the fields its type
@@ -86,10 +81,32 @@ pub struct ExplainRequest {
     #[serde(default)]
     #[arg(long)]
     pub tenant: Option<String>,
-    /// The instant to decide at (Unix ms); now by default.
+    /// The instant to decide at (Unix ms), against the snapshot live then; now and the live
+    /// snapshot by default. RFC 3339 or Unix ms.
     #[serde(default)]
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::parse_instant)]
     pub at_ms: Option<u64>,
+}
+
+/// The actions that apply to a resource (the schema's `appliesTo`).
+pub(crate) fn actions_for(resource: &Resource) -> &'static [Action] {
+    match resource {
+        Resource::Model { .. } => &[Action::Chat, Action::Embed, Action::Responses],
+        Resource::Provider { .. } => &[Action::ModelsList],
+        Resource::McpTool { .. } => &[Action::McpToolsCall],
+        Resource::McpResource { .. } => &[Action::McpResourcesRead],
+        Resource::McpPrompt { .. } => &[Action::McpPromptsGet],
+        Resource::McpServer { .. } => &[
+            Action::McpInitialize,
+            Action::McpPing,
+            Action::McpNotification,
+            Action::McpToolsList,
+            Action::McpResourcesList,
+            Action::McpResourceTemplatesList,
+            Action::McpPromptsList,
+            Action::McpOther,
+        ],
+    }
 }
 
 /// Builds the engine's request from the fields given, or says what is missing.
@@ -132,15 +149,12 @@ pub fn request(e: &ExplainRequest) -> Result<Request, String> {
         }
     };
     let action = match &e.action {
-        Some(id) => Action::ALL
-            .into_iter()
-            .find(|a| a.cedar_id() == id)
-            .ok_or_else(|| {
-                format!(
-                    "unknown action {id:?}; one of: {}",
-                    Action::ALL.map(Action::cedar_id).join(", ")
-                )
-            })?,
+        Some(id) => Action::from_cedar_id(id).ok_or_else(|| {
+            format!(
+                "unknown action {id:?}; one of: {}",
+                Action::ALL.map(Action::cedar_id).join(", ")
+            )
+        })?,
         None => match &resource {
             Resource::Model { .. } => Action::Chat,
             Resource::Provider { .. } => Action::ModelsList,
@@ -150,27 +164,7 @@ pub fn request(e: &ExplainRequest) -> Result<Request, String> {
             Resource::McpPrompt { .. } => Action::McpPromptsGet,
         },
     };
-    let applies = matches!(
-        (&resource, action),
-        (
-            Resource::Model { .. },
-            Action::Chat | Action::Embed | Action::Responses
-        ) | (Resource::Provider { .. }, Action::ModelsList)
-            | (Resource::McpTool { .. }, Action::McpToolsCall)
-            | (Resource::McpResource { .. }, Action::McpResourcesRead)
-            | (Resource::McpPrompt { .. }, Action::McpPromptsGet)
-            | (
-                Resource::McpServer { .. },
-                Action::McpInitialize
-                    | Action::McpPing
-                    | Action::McpNotification
-                    | Action::McpToolsList
-                    | Action::McpResourcesList
-                    | Action::McpResourceTemplatesList
-                    | Action::McpPromptsList
-                    | Action::McpOther
-            )
-    );
+    let applies = actions_for(&resource).contains(&action);
     if !applies {
         return Err(format!(
             "action {} does not apply to {resource} (see the schema's appliesTo)",
@@ -191,8 +185,73 @@ pub fn request(e: &ExplainRequest) -> Result<Request, String> {
     })
 }
 
-fn bad(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn bad(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// The answer for a snapshot that cannot be had.
+pub(crate) fn history_error(e: HistoryError) -> Response {
+    let status = match &e {
+        HistoryError::NothingPublished => StatusCode::SERVICE_UNAVAILABLE,
+        HistoryError::NoneAt(_) => StatusCode::NOT_FOUND,
+        HistoryError::NotKept(_) => StatusCode::GONE,
+        HistoryError::Store(_) | HistoryError::Rebuild { .. } => {
+            tracing::error!(error = %e, "cannot rebuild a past snapshot");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    bad(status, e.to_string())
+}
+
+/// The engine live at `at_ms`, or the latest.
+pub(crate) async fn engine_at(
+    history: &History,
+    at_ms: Option<u64>,
+) -> Result<Arc<Engine>, HistoryError> {
+    match at_ms {
+        Some(t) => history.engine(history.version_at(t).await?).await,
+        None => history.latest().await,
+    }
+}
+
+/// The user named by SCIM id or by userName in `source`, in `engine`'s snapshot.
+pub(crate) fn find_principal(
+    engine: &Engine,
+    source: &str,
+    user_id: Option<&str>,
+    user: Option<&str>,
+) -> Result<Arc<User>, (StatusCode, String)> {
+    let found = match (user_id, user) {
+        (Some(id), None) => engine.user(source, id).cloned(),
+        (None, Some(name)) => {
+            match engine.find_user(source, PrincipalClaim::EmailToUserName, name) {
+                Lookup::Found(u) => Some(u),
+                Lookup::Ambiguous => {
+                    return Err((
+                        StatusCode::CONFLICT,
+                        format!("userName {name} names more than one user of {source}"),
+                    ));
+                }
+                Lookup::Missing => None,
+            }
+        }
+        _ => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "give exactly one of user_id and user".into(),
+            ));
+        }
+    };
+    found.ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            format!(
+                "no user {} in source {source} at snapshot {}",
+                user_id.or(user).unwrap_or(""),
+                engine.version()
+            ),
+        )
+    })
 }
 
 pub async fn explain(State(s): State<AdminState>, Json(body): Json<ExplainRequest>) -> Response {
@@ -200,68 +259,18 @@ pub async fn explain(State(s): State<AdminState>, Json(body): Json<ExplainReques
         Ok(r) => r,
         Err(e) => return bad(StatusCode::BAD_REQUEST, e),
     };
-    let Some(latest) = s.publisher.latest() else {
-        return bad(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no snapshot has been published yet",
-        );
+    let engine = match engine_at(&s.history, body.at_ms).await {
+        Ok(e) => e,
+        Err(e) => return history_error(e),
     };
-    let cache = s.explain.clone();
-    let engine = tokio::task::spawn_blocking(move || -> Result<Arc<Engine>, String> {
-        let mut slot = cache.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((v, id, e)) = slot.as_ref()
-            && *v == latest.version
-            && *id == latest.snapshot.id
-        {
-            return Ok(e.clone());
-        }
-        let engine = Arc::new(Engine::new((*latest.snapshot).clone()).map_err(|e| e.to_string())?);
-        *slot = Some((latest.version, latest.snapshot.id, engine.clone()));
-        Ok(engine)
-    })
-    .await;
-    let engine = match engine {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return bad(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let user = match (&body.user_id, &body.user) {
-        (Some(id), None) => engine.user(&body.source, id).cloned(),
-        (None, Some(name)) => {
-            match engine.find_user(&body.source, PrincipalClaim::EmailToUserName, name) {
-                Lookup::Found(u) => Some(u),
-                Lookup::Ambiguous => {
-                    return bad(
-                        StatusCode::CONFLICT,
-                        format!(
-                            "userName {name} names more than one user of {}",
-                            body.source
-                        ),
-                    );
-                }
-                Lookup::Missing => None,
-            }
-        }
-        _ => {
-            return bad(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of user_id and user",
-            );
-        }
-    };
-    let Some(user) = user else {
-        return bad(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no user {} in source {} at snapshot {}",
-                body.user_id
-                    .as_deref()
-                    .or(body.user.as_deref())
-                    .unwrap_or(""),
-                body.source,
-                engine.version()
-            ),
-        );
+    let user = match find_principal(
+        &engine,
+        &body.source,
+        body.user_id.as_deref(),
+        body.user.as_deref(),
+    ) {
+        Ok(u) => u,
+        Err((status, why)) => return bad(status, why),
     };
     let explanation = engine.explain(&user, &request);
     Json(json!({

@@ -8,15 +8,21 @@
 //! `Nack`, and a stream has one frame in flight at a time: a node that applies slowly is sent
 //! nothing until it answers, then one delta spanning every version published meanwhile. A
 //! heartbeat with the latest version goes out every `heartbeat` either way.
+//!
+//! The node ships its decision records up the same stream. Right after `Hello` the control
+//! plane tells it (`RecordsAck`) the number after the last record it holds of the node's
+//! numbering; each `Records` batch is stored in the decision store, then answered the same
+//! way. Batches are stored in the order they arrive, one at a time per stream.
 
 use crate::nodes::NodeRegistry;
 use crate::publisher::{Frame, Publisher};
+use crate::store::DecisionStore;
 use futures::Stream;
 use portcullis_shared::Hash32;
 use portcullis_shared::proto::snapshot_service_server::{SnapshotService, SnapshotServiceServer};
 use portcullis_shared::proto::{
-    ControlMessage, Delta as DeltaMsg, Heartbeat, NodeMessage, Snapshot as SnapshotMsg,
-    control_message, node_message,
+    ControlMessage, Delta as DeltaMsg, Heartbeat, NodeMessage, Records, RecordsAck,
+    Snapshot as SnapshotMsg, control_message, node_message,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +41,8 @@ pub struct SnapshotGrpc {
     heartbeat: std::time::Duration,
     /// mTLS: a node's id must be a DNS name its client certificate is valid for.
     certificate_identity: bool,
+    /// Where shipped decision records are stored; records are not accepted without one.
+    decisions: Option<DecisionStore>,
 }
 
 impl SnapshotGrpc {
@@ -48,7 +56,14 @@ impl SnapshotGrpc {
             nodes,
             heartbeat,
             certificate_identity: false,
+            decisions: None,
         }
+    }
+
+    /// Accepts the nodes' decision records into `store`.
+    pub fn with_decisions(mut self, store: DecisionStore) -> Self {
+        self.decisions = Some(store);
+        self
     }
 
     /// Requires each node's id to be named by its (already verified) client certificate.
@@ -282,6 +297,38 @@ async fn send_loop(
     tracing::debug!(node = %node_id, "snapshot sender stopped");
 }
 
+fn records_ack(epoch: String, next_seq: u64) -> ControlMessage {
+    ControlMessage {
+        kind: Some(control_message::Kind::RecordsAck(RecordsAck {
+            epoch,
+            next_seq,
+        })),
+    }
+}
+
+/// Stores one shipped batch; returns the answer for the node.
+async fn store_records(
+    store: &DecisionStore,
+    node_id: &str,
+    batch: Records,
+) -> Result<ControlMessage, crate::store::StoreError> {
+    let (first, last) = (batch.first_seq, batch.last_seq);
+    let stored = store
+        .insert_batch(
+            node_id.to_owned(),
+            batch.epoch.clone(),
+            (first, last),
+            batch.jsonl,
+        )
+        .await?;
+    metrics::counter!("portcullis_decision_records_stored_total").increment(stored.new);
+    if stored.refused > 0 {
+        metrics::counter!("portcullis_decision_records_refused_total").increment(stored.refused);
+        tracing::warn!(node = %node_id, first, last, refused = stored.refused, "refused decision record lines that do not parse or are misnumbered");
+    }
+    Ok(records_ack(batch.epoch, last.saturating_add(1)))
+}
+
 type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -344,6 +391,24 @@ impl SnapshotService for SnapshotGrpc {
         }
 
         let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
+        // Where the node's record shipping resumes.
+        let decisions = self
+            .decisions
+            .clone()
+            .filter(|_| !hello.records_epoch.is_empty());
+        if let Some(store) = &decisions {
+            let next_seq = store
+                .next_seq(node_id.clone(), hello.records_epoch.clone())
+                .await
+                .map_err(|e| {
+                    tracing::error!(node = %node_id, error = %e, "cannot read the decision store");
+                    Status::unavailable("the decision store cannot be read")
+                })?;
+            let _ = tx
+                .send(Ok(records_ack(hello.records_epoch.clone(), next_seq)))
+                .await;
+        }
+        let records_tx = tx.clone();
         // The node's answers, from the reader to the sender.
         let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Reply>();
         tokio::spawn(send_loop(
@@ -373,6 +438,29 @@ impl SnapshotService for SnapshotGrpc {
                         }
                         node_message::Kind::Hello(_) => {
                             tracing::warn!(node = %node_id, "ignoring a second Hello on one stream");
+                        }
+                        node_message::Kind::Records(batch) => {
+                            let Some(store) = &decisions else {
+                                tracing::warn!(node = %node_id, "ignoring decision records: none were announced in Hello");
+                                continue;
+                            };
+                            match store_records(store, &node_id, batch).await {
+                                Ok(ack) => {
+                                    if records_tx.send(Ok(ack)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                // Unacknowledged: the node resends after reconnecting.
+                                Err(e) => {
+                                    tracing::error!(node = %node_id, error = %e, "cannot store decision records; closing the stream");
+                                    let _ = records_tx
+                                        .send(Err(Status::unavailable(
+                                            "decision records cannot be stored",
+                                        )))
+                                        .await;
+                                    break;
+                                }
+                            }
                         }
                     },
                     Ok(Some(NodeMessage { kind: None })) => {}

@@ -6,11 +6,13 @@
 //! [`publisher`] stores and streams to every data-plane node over gRPC ([`grpc`]), which report
 //! back what they applied ([`nodes`]). [`bindings`] turn IdP groups into role bundles, with
 //! dynamic groups ([`rules`]), conditions, planned end dates and [`breakglass`] access, and
-//! link one person's accounts across sources ([`merge`]). Operators use the [`admin`] API and
-//! the [`cli`].
+//! link one person's accounts across sources ([`merge`]). Nodes ship their decision records
+//! back over the same stream; the [`audit`] API queries and replays them against past
+//! snapshots ([`history`]). Operators use the [`admin`] API and the [`cli`].
 
 pub mod admin;
 pub mod attributes;
+pub mod audit;
 pub mod bindings;
 pub mod breakglass;
 pub mod cli;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod evidence;
 pub mod explain;
 pub mod grpc;
+pub mod history;
 pub mod lifecycle;
 pub mod merge;
 pub mod nodes;

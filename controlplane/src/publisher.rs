@@ -94,6 +94,8 @@ pub struct PublisherOptions {
     pub keep_deltas: u32,
     /// A full snapshot is stored at least every this many versions.
     pub full_every: u32,
+    /// Snapshots and deltas are kept this long for replay, beyond the counts above.
+    pub history: std::time::Duration,
     pub signer: FrameSigner,
 }
 
@@ -468,11 +470,12 @@ impl Publisher {
         let (version, identity_revision) = (snapshot.version, snapshot.identity_revision);
         self.store
             .write(move |tx| {
+                let since = created_ms.saturating_sub(options.history.as_millis() as u64);
                 if let Some(row) = &delta_row {
-                    store::insert_delta(tx, row, options.keep_deltas)?;
+                    store::insert_delta(tx, row, options.keep_deltas, since)?;
                 }
                 if let Some(row) = &full_row {
-                    store::insert_snapshot(tx, row, options.keep_snapshots)?;
+                    store::insert_snapshot(tx, row, options.keep_snapshots, since)?;
                 }
                 store::record_published(tx, version, identity_revision, created_ms)?;
                 Ok::<_, StoreError>(())

@@ -164,6 +164,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
             keep_snapshots: config.compile.keep_snapshots,
             keep_deltas: config.compile.keep_deltas,
             full_every: config.compile.full_every,
+            history: crate::config::days(config.audit.snapshot_history_days),
             signer,
         },
     )
@@ -173,6 +174,15 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         issuers.spawn_refresh(move || p.mark_dirty());
     }
     let nodes = NodeRegistry::load(store.clone()).await?;
+    let decisions_path = config.data_dir.join("decisions.db");
+    let decisions = crate::store::DecisionStore::open(&decisions_path)
+        .with_context(|| format!("opening the decision store {}", decisions_path.display()))?;
+    crate::audit::spawn_retention(
+        store.clone(),
+        decisions.clone(),
+        config.audit.clone(),
+        publisher.clone(),
+    );
     let config = Arc::new(config);
 
     let scim_listener = bind(config.listen.scim, "SCIM").await?;
@@ -214,7 +224,8 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         bindings: bindings.clone(),
         break_glass,
         prometheus,
-        explain: Default::default(),
+        history: crate::history::History::new(store.clone(), publisher.clone()),
+        decisions: decisions.clone(),
         token_sha256: config
             .admin
             .token_sha256
@@ -273,6 +284,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
                     Duration::from_millis(config.nodes.heartbeat_ms),
                 )
                 .with_certificate_identity(config.nodes.tls.is_some())
+                .with_decisions(decisions)
                 .into_server(
                     config
                         .nodes

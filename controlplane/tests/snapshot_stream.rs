@@ -24,6 +24,7 @@ fn hello_of(node: &str, have: u64, id: u64) -> NodeMessage {
             have_id: id,
             agent: "test".into(),
             listen: "127.0.0.1:1".into(),
+            records_epoch: String::new(),
         })),
     }
 }

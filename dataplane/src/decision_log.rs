@@ -60,6 +60,9 @@ pub fn build(
         identity_revision: engine.identity_revision(),
         policy_version: engine.policy_version().to_string(),
         decision_us,
+        request: request
+            .filter(|_| matches!(outcome, Outcome::Decided(_)))
+            .cloned(),
     }
 }
 

@@ -13,15 +13,21 @@
 //! [`SYNC_EVERY`]. When the queue is full the request appends its record to the spill file
 //! itself (slower, never dropped); the writer folds spilled records into the segments when
 //! it is idle. Segments rotate at `segment_bytes`; when the directory exceeds `max_bytes` the
-//! oldest segment is deleted and its records are counted as dropped (shipping them to the
-//! control plane first is issue #8).
+//! oldest segment is deleted, and the records in it the control plane has not yet stored are
+//! counted as dropped.
+//!
+//! Shipping: the subscriber reads the segments with a [`Cursor`] and sends them over its
+//! stream to the control plane, which answers with the next number it expects; that is
+//! [`Progress::shipped_next`]. Records are numbered per records directory, and the directory
+//! has a random `epoch` (the file `epoch`, made with it), so a node whose directory is wiped
+//! starts a new numbering the control plane does not confuse with the old one.
 //!
 //! What a crash can lose: with SIGKILL, at most the records in the queue and the batch being
 //! written (`queue` + [`BATCH`]); written lines are in the page cache and survive the
 //! process. With power loss, also what was written since the last sync ([`SYNC_EVERY`]).
 //!
 //! Counters: `portcullis_records_total{stage}` with stage `enqueued`, `spilled`, `written`,
-//! `dropped`.
+//! `shipped`, `dropped`.
 
 use portcullis_shared::audit::DecisionRecord;
 use std::fs::{File, OpenOptions};
@@ -79,7 +85,37 @@ pub struct Counters {
     pub enqueued: AtomicU64,
     pub spilled: AtomicU64,
     pub written: AtomicU64,
+    pub shipped: AtomicU64,
     pub dropped: AtomicU64,
+}
+
+/// Where writing and shipping stand; shared by the writer, the sink and the shipper.
+#[derive(Debug)]
+pub struct Progress {
+    /// The records directory's numbering (random, made with the directory).
+    pub epoch: String,
+    /// Every record numbered below this is written to a segment.
+    pub written_next: AtomicU64,
+    /// Every record numbered below this is stored by the control plane.
+    pub shipped_next: AtomicU64,
+}
+
+/// Reads the directory's epoch, making one if it has none.
+fn epoch(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join("epoch");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let epoch = format!("{:016x}", rand::random::<u64>());
+    let tmp = dir.join("epoch.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(epoch.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(epoch)
 }
 
 /// What the writer thread receives.
@@ -99,6 +135,8 @@ pub struct Sink {
     spilled: Arc<AtomicBool>,
     spill_path: PathBuf,
     pub counters: Arc<Counters>,
+    pub progress: Arc<Progress>,
+    dir: PathBuf,
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
@@ -121,6 +159,7 @@ fn spawn(
     let counters = Arc::new(Counters::default());
     let spill_path = dir.join("spill.jsonl");
     let mut writer = Writer::open(dir, config.clone(), counters.clone(), spill_path.clone())?;
+    let progress = writer.progress.clone();
     let spill = Arc::new(Mutex::new(None));
     writer.spill_lock = spill.clone();
     let spilled = writer.spilled.clone();
@@ -134,6 +173,8 @@ fn spawn(
             spilled,
             spill_path,
             counters,
+            progress,
+            dir: dir.to_owned(),
         },
         handle,
     ))
@@ -145,6 +186,11 @@ pub fn sink() -> Option<&'static Sink> {
 }
 
 impl Sink {
+    /// The records directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Hands a record over: to the queue, or when it is full to the spill file.
     pub fn submit(&self, record: DecisionRecord) {
         let record = match self.tx.try_send(Msg::Record(Box::new(record))) {
@@ -213,6 +259,7 @@ struct Writer {
     spill_path: PathBuf,
     spill_lock: Arc<Mutex<Option<File>>>,
     spilled: Arc<AtomicBool>,
+    progress: Arc<Progress>,
     next_seq: u64,
     current: File,
     current_bytes: u64,
@@ -221,6 +268,141 @@ struct Writer {
 
 fn segment_name(first_seq: u64) -> String {
     format!("seg-{first_seq:020}.jsonl")
+}
+
+/// The first record number of a segment, from its name.
+fn segment_first(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
+
+/// A record line's number, read from its start (`{"seq":N,…`, as the writer writes it).
+fn line_seq(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// Records read for shipping: whole lines `first_seq ..= last_seq`.
+#[derive(Debug)]
+pub struct Batch {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub count: u64,
+    pub jsonl: Vec<u8>,
+}
+
+/// Reads a records directory's segments in order, from a given record number on, for
+/// shipping. It only ever returns whole lines, so it may run beside the writer.
+#[derive(Debug)]
+pub struct Cursor {
+    dir: PathBuf,
+    /// The next record number wanted.
+    next_seq: u64,
+    /// The open segment (its first number) and the byte offset read up to.
+    open: Option<(u64, File, u64)>,
+}
+
+impl Cursor {
+    pub fn new(dir: &Path, next_seq: u64) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            next_seq,
+            open: None,
+        }
+    }
+
+    /// The next record number it will return.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The next whole lines (at most about `max_bytes`, at least one line), or `None` when
+    /// nothing new is written yet.
+    pub fn next_batch(&mut self, max_bytes: usize) -> std::io::Result<Option<Batch>> {
+        use std::io::{Read, Seek, SeekFrom};
+        loop {
+            let list = segments(&self.dir)?;
+            if self.open.is_none() {
+                // The segment holding `next_seq`, or the first one after (older ones are gone).
+                let firsts: Vec<(u64, &PathBuf)> = list
+                    .iter()
+                    .filter_map(|(p, _)| segment_first(p).map(|f| (f, p)))
+                    .collect();
+                let pick = firsts
+                    .iter()
+                    .rev()
+                    .find(|(f, _)| *f <= self.next_seq)
+                    .or_else(|| firsts.first());
+                let Some(&(first, path)) = pick else {
+                    return Ok(None);
+                };
+                self.open = Some((first, File::open(path)?, 0));
+            }
+            let Some((first, file, offset)) = self.open.as_mut() else {
+                return Ok(None);
+            };
+            // A later segment existing means this one is complete: read to its end, then move.
+            let later = list
+                .iter()
+                .filter_map(|(p, _)| segment_first(p))
+                .any(|f| f > *first);
+            file.seek(SeekFrom::Start(*offset))?;
+            let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
+            Read::take(&mut *file, max_bytes as u64).read_to_end(&mut buf)?;
+            let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            if whole == 0 && buf.len() < max_bytes {
+                if later {
+                    self.open = None;
+                    // Numbers continue in the next segment; skip what this one did not hold.
+                    continue;
+                }
+                return Ok(None);
+            }
+            // One line longer than `max_bytes`: take it whole.
+            let whole = if whole == 0 {
+                let mut line = Vec::new();
+                file.seek(SeekFrom::Start(*offset))?;
+                BufReader::new(&mut *file).read_until(b'\n', &mut line)?;
+                if line.last() != Some(&b'\n') {
+                    return Ok(None);
+                }
+                buf = line;
+                buf.len()
+            } else {
+                whole
+            };
+            *offset += whole as u64;
+            let mut out = Batch {
+                first_seq: 0,
+                last_seq: 0,
+                count: 0,
+                jsonl: Vec::with_capacity(whole),
+            };
+            for line in buf[..whole].split_inclusive(|&b| b == b'\n') {
+                let Some(seq) = line_seq(line) else {
+                    continue;
+                };
+                if seq < self.next_seq {
+                    continue;
+                }
+                if out.count == 0 {
+                    out.first_seq = seq;
+                }
+                out.last_seq = seq;
+                out.count += 1;
+                out.jsonl.extend_from_slice(line);
+                self.next_seq = seq + 1;
+            }
+            if out.count > 0 {
+                return Ok(Some(out));
+            }
+        }
+    }
 }
 
 /// Segment files in order, with their sizes.
@@ -287,6 +469,11 @@ impl Writer {
                 (f, 0)
             }
         };
+        let progress = Arc::new(Progress {
+            epoch: epoch(dir)?,
+            written_next: AtomicU64::new(next_seq),
+            shipped_next: AtomicU64::new(0),
+        });
         Ok(Self {
             dir: dir.to_owned(),
             config,
@@ -294,6 +481,7 @@ impl Writer {
             spill_path,
             spill_lock: Arc::new(Mutex::new(None)),
             spilled: Arc::new(AtomicBool::new(false)),
+            progress,
             next_seq,
             current,
             current_bytes,
@@ -366,6 +554,9 @@ impl Writer {
         match self.current.write_all(&buf) {
             Ok(()) => {
                 self.current_bytes += buf.len() as u64;
+                self.progress
+                    .written_next
+                    .store(self.next_seq, Ordering::Release);
                 self.counters.written.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!("portcullis_records_total", "stage" => "written").increment(n);
                 self.unsynced_since.get_or_insert_with(Instant::now);
@@ -406,24 +597,33 @@ impl Writer {
     }
 
     /// Deletes the oldest segments while the directory is over its cap (never the current).
+    /// Records in them the control plane has not stored yet are counted as dropped.
     fn enforce_cap(&mut self) {
         let Ok(list) = segments(&self.dir) else {
             return;
         };
         let mut total: u64 = list.iter().map(|(_, n)| n).sum();
-        for (path, bytes) in &list[..list.len().saturating_sub(1)] {
+        let shipped = self.progress.shipped_next.load(Ordering::Acquire);
+        for pair in list.windows(2) {
             if total <= self.config.max_bytes {
                 break;
             }
-            let lines = std::fs::read(path)
-                .map(|t| t.iter().filter(|&&b| b == b'\n').count() as u64)
-                .unwrap_or(0);
+            let ((path, bytes), (next, _)) = (&pair[0], &pair[1]);
+            // A segment holds the records from its first number up to the next one's.
+            let (Some(first), Some(end)) = (segment_first(path), segment_first(next)) else {
+                continue;
+            };
             if std::fs::remove_file(path).is_ok() {
                 total -= bytes;
-                self.counters.dropped.fetch_add(lines, Ordering::Relaxed);
-                metrics::counter!("portcullis_records_total", "stage" => "dropped")
-                    .increment(lines);
-                tracing::warn!(segment = %path.display(), records = lines, "record directory over its cap: oldest segment deleted");
+                let lost = end.saturating_sub(first.max(shipped));
+                if lost > 0 {
+                    self.counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                    metrics::counter!("portcullis_records_total", "stage" => "dropped")
+                        .increment(lost);
+                    tracing::warn!(segment = %path.display(), records = lost, "record directory over its cap: the oldest segment was deleted before the control plane stored it");
+                } else {
+                    tracing::debug!(segment = %path.display(), "shipped segment deleted (directory over its cap)");
+                }
             }
         }
     }
@@ -475,6 +675,7 @@ mod tests {
             identity_revision: 1,
             policy_version: "1:abc".into(),
             decision_us: 1,
+            request: None,
         }
     }
 
@@ -569,6 +770,96 @@ mod tests {
             all.iter().map(|r| r.seq).collect::<Vec<_>>(),
             (0..11).collect::<Vec<_>>()
         );
+    }
+
+    /// Every number a cursor returns from `from`, batch by batch.
+    fn shipped(dir: &Path, from: u64, max_bytes: usize) -> Vec<u64> {
+        let mut cursor = Cursor::new(dir, from);
+        let mut seqs = Vec::new();
+        while let Some(b) = cursor.next_batch(max_bytes).expect("read") {
+            let lines: Vec<DecisionRecord> = b
+                .jsonl
+                .split(|&c| c == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).expect("a whole record"))
+                .collect();
+            assert_eq!(lines.len() as u64, b.count);
+            assert_eq!(lines.first().map(|r| r.seq), Some(b.first_seq));
+            assert_eq!(lines.last().map(|r| r.seq), Some(b.last_seq));
+            seqs.extend(lines.iter().map(|r| r.seq));
+        }
+        seqs
+    }
+
+    #[test]
+    fn the_shipping_cursor_reads_every_record_once_across_segments_and_only_whole_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordsConfig {
+            queue: 1024,
+            segment_bytes: 8 * 1024,
+            max_bytes: 1 << 30,
+        };
+        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
+        for i in 0..2000 {
+            sink.submit(record(i));
+        }
+        drop(sink);
+        writer.join().expect("writer");
+        assert!(segments(dir.path()).expect("list").len() > 5);
+        assert_eq!(shipped(dir.path(), 0, 4096), (0..2000).collect::<Vec<_>>());
+        assert_eq!(
+            shipped(dir.path(), 1234, 100_000),
+            (1234..2000).collect::<Vec<_>>(),
+            "resumes mid-segment"
+        );
+        // A line being written is not returned until it is whole.
+        let (last, _) = segments(dir.path())
+            .expect("list")
+            .pop()
+            .expect("a segment");
+        let mut f = OpenOptions::new().append(true).open(&last).expect("open");
+        let mut line = serde_json::to_vec(&DecisionRecord {
+            seq: 2000,
+            ..record(2000)
+        })
+        .expect("json");
+        f.write_all(&line[..10]).expect("half");
+        let mut cursor = Cursor::new(dir.path(), 1999);
+        assert_eq!(
+            cursor.next_batch(1 << 20).expect("read").map(|b| b.count),
+            Some(1)
+        );
+        assert!(cursor.next_batch(1 << 20).expect("read").is_none());
+        line.push(b'\n');
+        f.write_all(&line[10..]).expect("rest");
+        let b = cursor
+            .next_batch(1 << 20)
+            .expect("read")
+            .expect("the whole line");
+        assert_eq!((b.first_seq, b.last_seq), (2000, 2000));
+    }
+
+    #[test]
+    fn shipped_segments_deleted_over_the_cap_are_not_counted_as_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = RecordsConfig {
+            queue: 1024,
+            segment_bytes: 4 * 1024,
+            max_bytes: 16 * 1024,
+        };
+        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
+        // The control plane holds everything.
+        sink.progress
+            .shipped_next
+            .store(u64::MAX, Ordering::Release);
+        for i in 0..2000 {
+            sink.submit(record(i));
+        }
+        let c = sink.counters.clone();
+        drop(sink);
+        writer.join().expect("writer");
+        assert!((read_all(dir.path()).expect("read").len() as u64) < 2000);
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use portcullis_shared::proto::snapshot_service_client::SnapshotServiceClient;
-use portcullis_shared::proto::{Ack, Hello, Nack, NodeMessage, control_message, node_message};
+use portcullis_shared::proto::{
+    Ack, Hello, Nack, NodeMessage, Records, RecordsAck, control_message, node_message,
+};
 use portcullis_shared::signing::SignatureError;
 use rand::Rng;
 use std::sync::Arc;
@@ -134,6 +136,9 @@ impl Subscriber {
                 have_id: live.as_ref().map_or(0, |l| l.engine.id()),
                 agent: concat!("portcullis-dp/", env!("CARGO_PKG_VERSION")).to_owned(),
                 listen: self.config.listen.proxy.to_string(),
+                records_epoch: crate::records::sink()
+                    .map(|s| s.progress.epoch.clone())
+                    .unwrap_or_default(),
             })),
         };
         let _ = tx.send(hello).await;
@@ -146,6 +151,10 @@ impl Subscriber {
         }
         let mut inbound = client.stream(request).await?.into_inner();
         self.state.set_connected(true);
+        // Decision records go up the same stream, answered by `RecordsAck`s.
+        let (records_acks, acks) = mpsc::unbounded_channel();
+        let _shipper = crate::records::sink()
+            .map(|sink| AbortOnDrop(tokio::spawn(ship(sink, tx.clone(), acks))));
         *backoff = MIN_BACKOFF;
         tracing::info!(control_plane = %self.config.control_plane, have_version = self.state.version(), "subscribed");
 
@@ -166,6 +175,10 @@ impl Subscriber {
                     signature: d.signature,
                     key_id: d.key_id,
                 },
+                Some(control_message::Kind::RecordsAck(a)) => {
+                    let _ = records_acks.send(a);
+                    continue;
+                }
                 Some(control_message::Kind::Heartbeat(h)) => {
                     self.state.note_latest(h.latest_version);
                     if h.latest_version <= self.state.version() {
@@ -282,6 +295,118 @@ impl Subscriber {
                 .map_err(|join| format!("delta task failed: {join}"))?
                 .map_err(|e| e.to_string())
             }
+        }
+    }
+}
+
+/// Aborts a task when dropped (the shipper ends with its stream).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Largest batch of records in one message (the control plane accepts messages up to 1 MiB).
+const SHIP_BYTES: usize = 256 << 10;
+/// Batches sent and not yet answered.
+const SHIP_WINDOW: usize = 4;
+/// How often the shipper looks for newly written records when it is idle.
+const SHIP_POLL: Duration = Duration::from_millis(50);
+/// How long a batch may go unanswered before shipping restarts from the last answer.
+const SHIP_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Ships decision records: from where the control plane's first `RecordsAck` says it holds
+/// them, in order, up to [`SHIP_WINDOW`] batches ahead of its answers. Storing is idempotent
+/// on the control plane (records are keyed by node, epoch and number), so after a timeout or
+/// a reconnect it simply resumes from the last answer.
+async fn ship(
+    sink: &'static crate::records::Sink,
+    tx: mpsc::Sender<NodeMessage>,
+    mut acks: mpsc::UnboundedReceiver<RecordsAck>,
+) {
+    use std::sync::atomic::Ordering;
+    let progress = &sink.progress;
+    let ours = |a: &RecordsAck| a.epoch == progress.epoch;
+    let start = loop {
+        match acks.recv().await {
+            Some(a) if ours(&a) => break a.next_seq,
+            Some(_) => continue,
+            None => return,
+        }
+    };
+    progress.shipped_next.fetch_max(start, Ordering::AcqRel);
+    tracing::info!(epoch = %progress.epoch, from_seq = start, "shipping decision records");
+    let shipped = metrics::counter!("portcullis_records_total", "stage" => "shipped");
+    let mut cursor = crate::records::Cursor::new(sink.dir(), start);
+    // (last number, records) of each batch sent and not yet answered.
+    let mut in_flight: std::collections::VecDeque<(u64, u64)> = Default::default();
+    loop {
+        while in_flight.len() < SHIP_WINDOW
+            && progress.written_next.load(Ordering::Acquire) > cursor.next_seq()
+        {
+            let read = tokio::task::spawn_blocking(move || {
+                let batch = cursor.next_batch(SHIP_BYTES);
+                (cursor, batch)
+            })
+            .await;
+            let batch = match read {
+                Ok((c, batch)) => {
+                    cursor = c;
+                    batch
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "record reader task failed");
+                    return;
+                }
+            };
+            let batch = match batch {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read decision records to ship; retrying");
+                    break;
+                }
+            };
+            in_flight.push_back((batch.last_seq, batch.count));
+            let msg = NodeMessage {
+                kind: Some(node_message::Kind::Records(Records {
+                    epoch: progress.epoch.clone(),
+                    first_seq: batch.first_seq,
+                    last_seq: batch.last_seq,
+                    jsonl: batch.jsonl.into(),
+                })),
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+        let wait = if in_flight.is_empty() {
+            SHIP_POLL
+        } else {
+            SHIP_ACK_TIMEOUT
+        };
+        tokio::select! {
+            ack = acks.recv() => match ack {
+                Some(a) if ours(&a) => {
+                    while in_flight.front().is_some_and(|(last, _)| *last < a.next_seq) {
+                        if let Some((_, n)) = in_flight.pop_front() {
+                            sink.counters.shipped.fetch_add(n, Ordering::Relaxed);
+                            shipped.increment(n);
+                        }
+                    }
+                    progress.shipped_next.fetch_max(a.next_seq, Ordering::AcqRel);
+                }
+                Some(_) => {}
+                None => return,
+            },
+            _ = tokio::time::sleep(wait) => if !in_flight.is_empty() {
+                let from = progress.shipped_next.load(Ordering::Acquire);
+                tracing::warn!(from_seq = from, "the control plane did not answer shipped records in 30 s; resending");
+                in_flight.clear();
+                cursor = crate::records::Cursor::new(sink.dir(), from);
+            },
         }
     }
 }

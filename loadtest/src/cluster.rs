@@ -447,6 +447,26 @@ impl Cluster {
         }
     }
 
+    /// Every decision record the control plane stored matching `query` (a query string for
+    /// `GET /admin/v1/decisions`), following every page.
+    pub async fn stored_decisions(&self, query: &str) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .get_json(&format!(
+                    "http://{}/admin/v1/decisions?limit=1000&{query}{after}",
+                    self.cp_addrs.admin
+                ))
+                .await?;
+            out.extend(page["decisions"].as_array().into_iter().flatten().cloned());
+            match page["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => return Ok(out),
+            }
+        }
+    }
+
     pub async fn get_json(&self, url: &str) -> anyhow::Result<Value> {
         let r = self
             .http

@@ -46,6 +46,7 @@ async fn open(
                 have_id: 0,
                 agent: "e2e-mtls".into(),
                 listen: "127.0.0.1:1".into(),
+                records_epoch: String::new(),
             })),
         })
         .await;

@@ -46,4 +46,9 @@ pub struct DecisionRecord {
     pub policy_version: String,
     /// Time spent deciding (authentication excluded), microseconds.
     pub decision_us: u64,
+    /// The request exactly as the engine was asked (resource parts, route, stream flag,
+    /// instant, environment, tenant, claim-derived attributes): what replay decides again.
+    /// `None` when the request was refused before the engine saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::request::Request>,
 }

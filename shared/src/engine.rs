@@ -298,6 +298,8 @@ struct Fixed {
     /// Ids of the users policies name, and every source a user may be found in: the Cedar
     /// path adds those users' entities, so `User::"x" in Group::"g"` sees the directory.
     literal_users: Vec<String>,
+    /// The resources policies name (entity type and id), for "what could they use".
+    named_resources: Vec<(String, String)>,
     sources_known: Vec<String>,
     group_uids: Vec<EntityUid>,
     role_uids: Vec<EntityUid>,
@@ -462,13 +464,22 @@ impl Engine {
         }
         let mut literal_groups = Vec::new();
         let mut literal_users = Vec::new();
+        let mut named_resources = Vec::new();
         for p in policies.set.policies() {
             if let Ok(json) = p.to_json() {
-                literal_ids(&json, &group_uids, &mut literal_groups, &mut literal_users);
+                literal_ids(
+                    &json,
+                    &group_uids,
+                    &mut literal_groups,
+                    &mut literal_users,
+                    &mut named_resources,
+                );
             }
         }
         literal_users.sort();
         literal_users.dedup();
+        named_resources.sort();
+        named_resources.dedup();
         let mut sources_known: Vec<String> = snapshot
             .users
             .iter()
@@ -500,6 +511,7 @@ impl Engine {
                 fallback_set,
                 literal_groups,
                 literal_users,
+                named_resources,
                 sources_known,
                 group_uids,
                 role_uids,
@@ -769,6 +781,29 @@ impl Engine {
             end_at_ms: None,
             linked: None,
         }
+    }
+
+    /// The resources the policies name, as (entity type, id), sorted.
+    pub fn named_resources(&self) -> &[(String, String)] {
+        &self.fixed.named_resources
+    }
+
+    /// The principal a decision record names: a user of the snapshot, or the partner guest
+    /// its id spells (`partner:<group>/<subject>`, see [`Self::guest`]).
+    pub fn principal(&self, source: &str, id: &str, user_name: &str) -> Option<User> {
+        if let Some(u) = self.user(source, id) {
+            return Some((**u).clone());
+        }
+        let rest = id.strip_prefix("partner:")?;
+        let partner = self.fixed.rest.partners.iter().position(|p| {
+            p.source == source
+                && self.groups.get(p.group as usize).is_some_and(|g| {
+                    rest.strip_prefix(g.display_name.as_str())
+                        .and_then(|r| r.strip_prefix('/'))
+                        == Some(user_name)
+                })
+        })?;
+        Some(self.guest(partner as u32, user_name))
     }
 
     /// Decides `request` for `user`: a user of the snapshot or a [`Self::guest`].
@@ -1341,6 +1376,7 @@ fn literal_ids(
     group_uids: &[EntityUid],
     groups: &mut Vec<u32>,
     users: &mut Vec<String>,
+    resources: &mut Vec<(String, String)>,
 ) {
     match json {
         serde_json::Value::Object(o) => {
@@ -1352,15 +1388,26 @@ fn literal_ids(
                     }
                 }
                 (Some(entity::USER), Some(id)) => users.push(id.to_owned()),
+                (
+                    Some(
+                        ty @ (entity::PROVIDER
+                        | entity::MODEL
+                        | entity::MCP_SERVER
+                        | entity::MCP_TOOL
+                        | entity::MCP_RESOURCE
+                        | entity::MCP_PROMPT),
+                    ),
+                    Some(id),
+                ) => resources.push((ty.to_owned(), id.to_owned())),
                 _ => {}
             }
             for v in o.values() {
-                literal_ids(v, group_uids, groups, users);
+                literal_ids(v, group_uids, groups, users, resources);
             }
         }
         serde_json::Value::Array(items) => {
             for v in items {
-                literal_ids(v, group_uids, groups, users);
+                literal_ids(v, group_uids, groups, users, resources);
             }
         }
         _ => {}

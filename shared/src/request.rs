@@ -90,6 +90,28 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The action with this Cedar id.
+    pub fn from_cedar_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.cedar_id() == id)
+    }
+}
+
+/// Serialized as its Cedar id.
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.cedar_id())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_cedar_id(&id)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown action {id:?}")))
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.cedar_id())
@@ -97,7 +119,8 @@ impl fmt::Display for Action {
 }
 
 /// What the request acts on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Resource {
     /// A model behind a provider route. `provider` is the route's provider name, `kind` its
     /// API family (`openai`, `anthropic`, …).
@@ -155,7 +178,7 @@ impl fmt::Display for Resource {
 
 /// Per-request facts: policies read `context.route` and `context.stream`; the engine decides
 /// conditional role bindings, break-glass expiry and planned end dates from the rest.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RequestContext {
     pub route: String,
     pub stream: bool,
@@ -181,7 +204,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// One decision to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     pub action: Action,
     pub resource: Resource,

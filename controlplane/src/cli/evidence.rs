@@ -52,7 +52,8 @@ pub enum EvidenceCommand {
     },
 }
 
-fn parse_instant(s: &str) -> Result<u64, String> {
+/// An instant given as RFC 3339 or as Unix milliseconds.
+pub fn parse_instant(s: &str) -> Result<u64, String> {
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(ms);
     }

@@ -129,6 +129,7 @@ fn options() -> PublisherOptions {
         keep_snapshots: 10,
         keep_deltas: 100,
         full_every: 4,
+        history: std::time::Duration::ZERO,
         signer: FrameSigner::from_seed(&[1; 32]),
     }
 }

@@ -839,3 +839,16 @@ impl MembershipIndex {
         out
     }
 }
+
+/// Deletes identity events recorded before `before_ms` whose revision is below
+/// `below_revision` (newer ones may still be compiled from); returns how many.
+pub fn delete_events_before(
+    c: &Connection,
+    before_ms: u64,
+    below_revision: u64,
+) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "DELETE FROM identity_events WHERE at_ms < ?1 AND revision < ?2",
+        params![before_ms as i64, below_revision as i64],
+    )?)
+}

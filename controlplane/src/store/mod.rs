@@ -6,10 +6,12 @@
 //! the work to the blocking pool; the CLI uses [`Store::blocking`].
 
 mod bindings;
+mod decisions;
 mod identity;
 mod records;
 
 pub use bindings::*;
+pub use decisions::*;
 pub use identity::*;
 pub use records::*;
 
@@ -194,15 +196,20 @@ impl Store {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Applies the migrations a database has not seen yet.
+fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let known = MIGRATIONS.len() as u32;
+    let known = migrations.len() as u32;
     if current > known {
         return Err(StoreError::TooNew {
             found: current,
             known,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as u32)?;

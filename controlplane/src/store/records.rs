@@ -215,8 +215,14 @@ pub fn allocate_snapshot_version(c: &Connection, min: u64) -> Result<u64, StoreE
     Ok(next)
 }
 
-/// Stores a snapshot and keeps only the newest `keep`.
-pub fn insert_snapshot(c: &Connection, row: &SnapshotRow, keep: u32) -> Result<(), StoreError> {
+/// Stores a snapshot. Older ones go once more than `keep` are stored, except those replay
+/// needs: every snapshot created after `history_since_ms`, and the newest one before it.
+pub fn insert_snapshot(
+    c: &Connection,
+    row: &SnapshotRow,
+    keep: u32,
+    history_since_ms: u64,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO snapshots (version, identity_revision, policy_counter, content_hash,
                                 created_ms, payload)
@@ -232,8 +238,9 @@ pub fn insert_snapshot(c: &Connection, row: &SnapshotRow, keep: u32) -> Result<(
     )?;
     c.execute(
         "DELETE FROM snapshots WHERE version NOT IN
-            (SELECT version FROM snapshots ORDER BY version DESC LIMIT ?1)",
-        params![keep.max(1)],
+            (SELECT version FROM snapshots ORDER BY version DESC LIMIT ?1)
+          AND version < (SELECT COALESCE(MAX(version), 0) FROM snapshots WHERE created_ms <= ?2)",
+        params![keep.max(1), history_since_ms as i64],
     )?;
     Ok(())
 }
@@ -243,18 +250,71 @@ pub fn latest_snapshot(c: &Connection) -> Result<Option<SnapshotRow>, StoreError
         "SELECT version, identity_revision, policy_counter, content_hash, created_ms, payload
          FROM snapshots ORDER BY version DESC LIMIT 1",
         [],
-        |r| {
-            Ok(SnapshotRow {
-                version: r.get::<_, i64>(0)? as u64,
-                identity_revision: r.get::<_, i64>(1)? as u64,
-                policy_counter: r.get::<_, i64>(2)? as u64,
-                content_hash: Hash32::from_hex(&r.get::<_, String>(3)?).unwrap_or_default(),
-                created_ms: r.get::<_, i64>(4)? as u64,
-                payload: r.get(5)?,
-            })
-        },
+        snapshot_row,
     )
     .optional()?)
+}
+
+fn snapshot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRow> {
+    Ok(SnapshotRow {
+        version: r.get::<_, i64>(0)? as u64,
+        identity_revision: r.get::<_, i64>(1)? as u64,
+        policy_counter: r.get::<_, i64>(2)? as u64,
+        content_hash: Hash32::from_hex(&r.get::<_, String>(3)?).unwrap_or_default(),
+        created_ms: r.get::<_, i64>(4)? as u64,
+        payload: r.get(5)?,
+    })
+}
+
+fn delta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeltaRow> {
+    Ok(DeltaRow {
+        version: r.get::<_, i64>(0)? as u64,
+        base_version: r.get::<_, i64>(1)? as u64,
+        identity_revision: r.get::<_, i64>(2)? as u64,
+        created_ms: r.get::<_, i64>(3)? as u64,
+        content_hash: Hash32::from_hex(&r.get::<_, String>(4)?).unwrap_or_default(),
+        payload: r.get(5)?,
+    })
+}
+
+/// The newest stored full snapshot at or before `version`.
+pub fn snapshot_at_or_before(
+    c: &Connection,
+    version: u64,
+) -> Result<Option<SnapshotRow>, StoreError> {
+    Ok(c.query_row(
+        "SELECT version, identity_revision, policy_counter, content_hash, created_ms, payload
+         FROM snapshots WHERE version <= ?1 ORDER BY version DESC LIMIT 1",
+        params![version as i64],
+        snapshot_row,
+    )
+    .optional()?)
+}
+
+/// The newest version published at or before `at_ms`, by the stored snapshots and deltas.
+pub fn version_at(c: &Connection, at_ms: u64) -> Result<Option<u64>, StoreError> {
+    Ok(c.query_row(
+        "SELECT MAX(v) FROM (
+           SELECT MAX(version) AS v FROM snapshots WHERE created_ms <= ?1
+           UNION ALL SELECT MAX(version) FROM snapshot_deltas WHERE created_ms <= ?1)",
+        params![at_ms as i64],
+        |r| r.get::<_, Option<i64>>(0),
+    )?
+    .map(|v| v as u64))
+}
+
+/// The stored deltas to versions in `(after, through]`, oldest first.
+pub fn deltas_between(
+    c: &Connection,
+    after: u64,
+    through: u64,
+) -> Result<Vec<DeltaRow>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT version, base_version, identity_revision, created_ms, content_hash, payload
+         FROM snapshot_deltas WHERE version > ?1 AND version <= ?2 ORDER BY version",
+    )?;
+    let rows = stmt.query_map(params![after as i64, through as i64], delta_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A stored delta: the changes from `base_version` to `version`.
@@ -269,8 +329,14 @@ pub struct DeltaRow {
     pub payload: Vec<u8>,
 }
 
-/// Stores a delta and keeps only the newest `keep`.
-pub fn insert_delta(c: &Connection, row: &DeltaRow, keep: u32) -> Result<(), StoreError> {
+/// Stores a delta. Older ones go once more than `keep` are stored, except those replay needs:
+/// every delta after the newest snapshot created before `history_since_ms`.
+pub fn insert_delta(
+    c: &Connection,
+    row: &DeltaRow,
+    keep: u32,
+    history_since_ms: u64,
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO snapshot_deltas (version, base_version, identity_revision, created_ms,
                                       content_hash, payload)
@@ -286,8 +352,9 @@ pub fn insert_delta(c: &Connection, row: &DeltaRow, keep: u32) -> Result<(), Sto
     )?;
     c.execute(
         "DELETE FROM snapshot_deltas WHERE version <=
-            (SELECT version FROM snapshot_deltas ORDER BY version DESC LIMIT 1 OFFSET ?1)",
-        params![keep.max(1)],
+            (SELECT version FROM snapshot_deltas ORDER BY version DESC LIMIT 1 OFFSET ?1)
+          AND version <= (SELECT COALESCE(MAX(version), 0) FROM snapshots WHERE created_ms <= ?2)",
+        params![keep.max(1), history_since_ms as i64],
     )?;
     Ok(())
 }
@@ -299,16 +366,7 @@ pub fn list_deltas(c: &Connection) -> Result<Vec<DeltaRow>, StoreError> {
          FROM snapshot_deltas ORDER BY version",
     )?;
     let rows = stmt
-        .query_map([], |r| {
-            Ok(DeltaRow {
-                version: r.get::<_, i64>(0)? as u64,
-                base_version: r.get::<_, i64>(1)? as u64,
-                identity_revision: r.get::<_, i64>(2)? as u64,
-                created_ms: r.get::<_, i64>(3)? as u64,
-                content_hash: Hash32::from_hex(&r.get::<_, String>(4)?).unwrap_or_default(),
-                payload: r.get(5)?,
-            })
-        })?
+        .query_map([], delta_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

@@ -171,6 +171,57 @@ fn events_carry_the_revision_they_produced() {
 }
 
 #[test]
+fn snapshot_history_keeps_what_replay_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(&dir.path().join("p.db")).expect("open");
+    s.blocking(|c| {
+        for v in 1..=6u64 {
+            let row = SnapshotRow {
+                version: v,
+                identity_revision: v,
+                policy_counter: 1,
+                content_hash: portcullis_shared::Hash32::of(&[v as u8]),
+                created_ms: v * 1000,
+                payload: vec![v as u8],
+            };
+            // Full snapshots at 1, 3 and 5; deltas to every version after 1.
+            if v % 2 == 1 {
+                insert_snapshot(c, &row, 1, 3500)?;
+            }
+            if v > 1 {
+                let delta = DeltaRow {
+                    version: v,
+                    base_version: v - 1,
+                    identity_revision: v,
+                    created_ms: v * 1000,
+                    content_hash: row.content_hash,
+                    payload: vec![v as u8],
+                };
+                insert_delta(c, &delta, 1, 3500)?;
+            }
+        }
+        // Replay from 3.5 s on needs the full snapshot 3 (the newest before) and every
+        // delta after it, though only one of each is to be kept by count.
+        let fulls: Vec<i64> = c
+            .prepare("SELECT version FROM snapshots ORDER BY version")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(fulls, [3, 5]);
+        let deltas: Vec<u64> = deltas_between(c, 0, 100)?
+            .iter()
+            .map(|d| d.version)
+            .collect();
+        assert_eq!(deltas, [4, 5, 6]);
+        assert_eq!(snapshot_at_or_before(c, 4)?.map(|s| s.version), Some(3));
+        assert_eq!(version_at(c, 4999)?, Some(4));
+        assert_eq!(version_at(c, 5000)?, Some(5));
+        assert_eq!(version_at(c, 10)?, None);
+        Ok(())
+    })
+    .expect("ok");
+}
+
+#[test]
 fn snapshots_are_pruned_to_the_newest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(&dir.path().join("p.db")).expect("open");
@@ -188,6 +239,7 @@ fn snapshots_are_pruned_to_the_newest() {
                     payload: vec![v as u8],
                 },
                 2,
+                1,
             )?;
         }
         assert_eq!(latest_snapshot(c)?.map(|s| s.version), Some(5));

@@ -29,6 +29,7 @@ impl Watcher {
                 have_id: 0,
                 agent: "test-watcher".into(),
                 listen: "127.0.0.1:1".into(),
+                records_epoch: String::new(),
             })),
         })
         .await
