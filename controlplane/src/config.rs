@@ -35,6 +35,11 @@
 //! decision_days = 365          # decision records shipped by the nodes (0 = forever)
 //! identity_event_days = 0      # SCIM requests, edits, break-glass, repairs (0 = forever)
 //!
+//! [[siem]]                     # optional, repeatable: see `siem` for every setting
+//! name = "splunk"
+//! kind = "http"                # or "syslog" (address = "host:port", tls = { ca = "…" })
+//! url = "https://siem.example.com/ingest"
+//!
 //! [[sources]]
 //! name = "okta"
 //! [sources.oidc]
@@ -83,6 +88,8 @@ struct RawConfig {
     compile: CompileConfig,
     #[serde(default)]
     audit: AuditConfig,
+    #[serde(default)]
+    siem: Vec<crate::siem::SiemConfig>,
     #[serde(default)]
     scim: ScimConfig,
     scim_tls: Option<TlsConfig>,
@@ -449,6 +456,8 @@ pub struct Config {
     pub nodes: NodesConfig,
     pub compile: CompileConfig,
     pub audit: AuditConfig,
+    /// SIEM sinks (see [`crate::siem`]).
+    pub siem: Vec<crate::siem::SiemConfig>,
     pub scim: ScimConfig,
     pub scim_tls: Option<TlsConfig>,
     pub sources: Vec<SourceConfig>,
@@ -482,6 +491,23 @@ impl Config {
             path: path.to_owned(),
             message,
         };
+
+        let mut siem = raw.siem;
+        let mut sinks = std::collections::HashSet::new();
+        for sink in &mut siem {
+            if let Some(why) = sink.problem() {
+                return Err(invalid(format!("[[siem]] {:?}: {why}", sink.name)));
+            }
+            if !sinks.insert(sink.name.clone()) {
+                return Err(invalid(format!(
+                    "[[siem]] name {:?} is used twice",
+                    sink.name
+                )));
+            }
+            if let Some(tls) = &mut sink.tls {
+                tls.ca = abs(&tls.ca);
+            }
+        }
 
         let mut sources = raw.sources;
         let mut seen = std::collections::HashSet::new();
@@ -640,6 +666,7 @@ impl Config {
             },
             compile: raw.compile,
             audit: raw.audit,
+            siem,
             scim: raw.scim,
             scim_tls: raw.scim_tls.map(|t| TlsConfig {
                 cert: abs(&t.cert),

@@ -32,6 +32,7 @@ pub mod receipts;
 pub mod rules;
 pub mod scim;
 pub mod server;
+pub mod siem;
 pub mod signing;
 pub mod store;
 pub mod tls;

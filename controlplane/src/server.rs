@@ -177,6 +177,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
     let decisions_path = config.data_dir.join("decisions.db");
     let decisions = crate::store::DecisionStore::open(&decisions_path)
         .with_context(|| format!("opening the decision store {}", decisions_path.display()))?;
+    crate::siem::spawn(&config.siem, store.clone(), decisions.clone());
     crate::audit::spawn_retention(
         store.clone(),
         decisions.clone(),

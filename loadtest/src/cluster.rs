@@ -25,6 +25,8 @@ pub struct ClusterOptions {
     /// mTLS between the planes: a CA issues the control plane's certificate and one per node
     /// naming the node's id.
     pub mtls: bool,
+    /// Appended to the control plane's configuration (e.g. `[[siem]]` sinks).
+    pub cp_extra_toml: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +36,7 @@ impl Default for ClusterOptions {
             max_body_bytes: 1 << 20,
             rsa: true,
             mtls: false,
+            cp_extra_toml: None,
         }
     }
 }
@@ -193,6 +196,10 @@ impl Cluster {
         cp_toml.push_str(&format!(
             "\n[[sources]]\nname = \"other\"\nscim_token_sha256 = [\"{other_hash}\"]\n"
         ));
+        if let Some(extra) = &options.cp_extra_toml {
+            cp_toml.push('\n');
+            cp_toml.push_str(extra);
+        }
         let ca = if options.mtls {
             let ca = TestCa::new()?;
             let (cert, key) = ca.issue(CP_TLS_NAME, false)?;

@@ -249,6 +249,52 @@ impl DecisionStore {
         .await
     }
 
+    /// Up to `limit` records stored after row `after`, in storing order, with their rows.
+    pub async fn after_row(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, StoredDecision)>, StoreError> {
+        Self::with(self.reader.clone(), move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT rowid, epoch, record FROM decisions WHERE rowid > ?1
+                 ORDER BY rowid LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after as i64, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (row, epoch, text) = row?;
+                out.push((
+                    row,
+                    StoredDecision {
+                        epoch,
+                        record: serde_json::from_str(&text)?,
+                    },
+                ));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The last row stored (0 when there is none).
+    pub async fn last_row(&self) -> Result<u64, StoreError> {
+        Self::with(self.reader.clone(), |c| {
+            Ok(
+                c.query_row("SELECT COALESCE(MAX(rowid), 0) FROM decisions", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
+            )
+        })
+        .await
+    }
+
     /// Every distinct resource the stored records requested (as the engine was asked).
     pub async fn recorded_resources(
         &self,

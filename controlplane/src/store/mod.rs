@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_events_by_revision.sql"),
     include_str!("migrations/0010_snapshot_deltas.sql"),
     include_str!("migrations/0011_receipts.sql"),
+    include_str!("migrations/0012_siem_cursors.sql"),
 ];
 
 /// How many read-only connections serve long reads (snapshot compilation, SCIM queries)

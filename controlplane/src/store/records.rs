@@ -577,3 +577,31 @@ pub fn list_nodes(c: &Connection) -> Result<Vec<NodeRow>, StoreError> {
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+// ---- SIEM cursors --------------------------------------------------------------------------
+
+/// Where sink `sink` stands in `stream` (`None` before its first delivery).
+pub fn siem_cursor(c: &Connection, sink: &str, stream: &str) -> Result<Option<u64>, StoreError> {
+    Ok(c.query_row(
+        "SELECT position FROM siem_cursors WHERE sink = ?1 AND stream = ?2",
+        params![sink, stream],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()?
+    .map(|p| p as u64))
+}
+
+/// Records that sink `sink` delivered `stream` up to `position`.
+pub fn set_siem_cursor(
+    c: &Connection,
+    sink: &str,
+    stream: &str,
+    position: u64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO siem_cursors (sink, stream, position, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (sink, stream) DO UPDATE SET position = ?3, updated_ms = ?4",
+        params![sink, stream, position as i64, super::now_ms() as i64],
+    )?;
+    Ok(())
+}
