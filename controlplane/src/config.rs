@@ -684,6 +684,11 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("portcullis.db")
     }
+
+    /// The decision records the nodes ship (see [`crate::store::DecisionStore`]).
+    pub fn decisions_path(&self) -> PathBuf {
+        self.data_dir.join("decisions.db")
+    }
 }
 
 impl OidcConfig {

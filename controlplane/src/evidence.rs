@@ -1,6 +1,7 @@
-//! Evidence export: identity events for a time range, a resource or an event kind, as JSON
-//! Lines or CSV, each record chained to the one before by hash, the file closed by a manifest
-//! signed with the control plane's Ed25519 key; and the check an auditor runs.
+//! Evidence export: identity events (for a time range, a resource or an event kind) or
+//! decision records (for a time range, a principal, an action or a decision), as JSON Lines or
+//! CSV, each record chained to the one before by hash, the file closed by a manifest signed
+//! with the control plane's Ed25519 key; and the check an auditor runs.
 //!
 //! Each record carries its number `n` (from 1), `prev` (the hash of the record before; for the
 //! first, the export's genesis hash) and `hash` = SHA-256 of `prev` and the record's content.
@@ -10,7 +11,9 @@
 //! reordered (its number or its `prev`); a file rewritten with a fresh chain fails at the
 //! signed head and file hash.
 
-use crate::store::{self, IdentityEvent, Store, StoreError};
+use crate::store::{
+    self, DecisionFilter, DecisionStore, IdentityEvent, Store, StoreError, StoredDecision,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use portcullis_shared::Hash32;
@@ -21,8 +24,74 @@ use serde_json::{Value, json};
 /// The manifest's `format`.
 pub const FORMAT: &str = "portcullis-evidence/1";
 
-/// The CSV header; every row follows it.
-const CSV_HEADER: &str = "n,prev,hash,seq,revision,at_ms,source,operation,resource_type,resource_id,outcome,status,detail,request_sha256,priority,before,after";
+/// The fields of an identity event, in order (the CSV columns after `n,prev,hash`).
+const IDENTITY_FIELDS: &[&str] = &[
+    "seq",
+    "revision",
+    "at_ms",
+    "source",
+    "operation",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "status",
+    "detail",
+    "request_sha256",
+    "priority",
+    "before",
+    "after",
+];
+
+/// The fields of a decision record, in order.
+const DECISION_FIELDS: &[&str] = &[
+    "node",
+    "epoch",
+    "seq",
+    "at_ms",
+    "request_id",
+    "principal_id",
+    "user_name",
+    "source",
+    "action",
+    "resource",
+    "decision",
+    "reason",
+    "policies",
+    "snapshot_version",
+    "identity_revision",
+    "policy_version",
+    "decision_us",
+    "request",
+];
+
+/// What an export holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidenceStream {
+    /// The identity event log.
+    #[default]
+    Identity,
+    /// The decision records the nodes shipped.
+    Decisions,
+}
+
+impl EvidenceStream {
+    fn is_identity(&self) -> bool {
+        *self == Self::Identity
+    }
+
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Identity => IDENTITY_FIELDS,
+            Self::Decisions => DECISION_FIELDS,
+        }
+    }
+
+    /// The CSV header line.
+    fn csv_header(self) -> String {
+        format!("n,prev,hash,{}", self.fields().join(","))
+    }
+}
 
 /// Which events to export.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,11 +103,30 @@ pub struct Filter {
     /// Only events about this user or group (SCIM id).
     pub resource_id: Option<String>,
     /// Only events of this kind: a resource type (`User`, `Group`, `Bindings`, …) or an
-    /// operation (`create`, `patch`, `delete`, …).
+    /// operation (`create`, `patch`, `delete`, …); for decisions, an action (`chat`, …) or a
+    /// decision (`allow`, `deny`).
     pub kind: Option<String>,
+    /// Decisions only: this principal's (SCIM id or userName).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 impl Filter {
+    fn admits_decision(&self, d: &StoredDecision) -> bool {
+        let r = &d.record;
+        self.from_ms.is_none_or(|t| r.at_ms >= t)
+            && self.to_ms.is_none_or(|t| r.at_ms < t)
+            && self
+                .kind
+                .as_ref()
+                .is_none_or(|k| *k == r.action || *k == r.decision)
+            && self.principal.as_ref().is_none_or(|p| {
+                r.principal
+                    .as_ref()
+                    .is_some_and(|x| x.id == *p || x.user_name == *p)
+            })
+    }
+
     fn admits(&self, e: &IdentityEvent) -> bool {
         self.from_ms.is_none_or(|t| e.at_ms >= t)
             && self.to_ms.is_none_or(|t| e.at_ms < t)
@@ -65,6 +153,9 @@ pub enum Encoding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
+    /// Absent for identity events (as in exports made before decisions could be exported).
+    #[serde(default, skip_serializing_if = "EvidenceStream::is_identity")]
+    pub stream: EvidenceStream,
     pub encoding: Encoding,
     pub export_id: String,
     pub exported_at_ms: u64,
@@ -120,12 +211,42 @@ fn chain(prev: &str, content: &str) -> String {
     Hash32::of(&bytes).to_hex()
 }
 
-fn genesis(export_id: &str, encoding: Encoding) -> String {
+fn genesis(export_id: &str, stream: EvidenceStream, encoding: Encoding) -> String {
     let header = match encoding {
-        Encoding::Jsonl => "",
-        Encoding::Csv => CSV_HEADER,
+        Encoding::Jsonl => String::new(),
+        Encoding::Csv => stream.csv_header(),
     };
-    Hash32::of(format!("{FORMAT}\n{export_id}\n{header}").as_bytes()).to_hex()
+    let text = match stream {
+        EvidenceStream::Identity => format!("{FORMAT}\n{export_id}\n{header}"),
+        EvidenceStream::Decisions => format!("{FORMAT}\ndecisions\n{export_id}\n{header}"),
+    };
+    Hash32::of(text.as_bytes()).to_hex()
+}
+
+/// A decision record as exported: every field, in a fixed order.
+pub(crate) fn decision_json(d: &StoredDecision) -> Value {
+    let r = &d.record;
+    let p = r.principal.as_ref();
+    json!({
+        "node": r.node,
+        "epoch": d.epoch,
+        "seq": r.seq,
+        "at_ms": r.at_ms,
+        "request_id": r.request_id,
+        "principal_id": p.map(|p| &p.id),
+        "user_name": p.map(|p| &p.user_name),
+        "source": p.map(|p| &p.source),
+        "action": r.action,
+        "resource": r.resource,
+        "decision": r.decision,
+        "reason": r.reason,
+        "policies": r.policies,
+        "snapshot_version": r.snapshot_version,
+        "identity_revision": r.identity_revision,
+        "policy_version": r.policy_version,
+        "decision_us": r.decision_us,
+        "request": r.request,
+    })
 }
 
 /// An event as exported: every field, in a fixed order.
@@ -164,34 +285,22 @@ fn csv_field(v: &Value) -> String {
     }
 }
 
-/// The event's content as it is hashed and written: JSON, or the CSV fields after `hash`.
-fn content(e: &Value, encoding: Encoding) -> String {
+/// The record's content as it is hashed and written: JSON, or the CSV fields after `hash`.
+/// Whole JSON documents (before, after, policies, request) stay JSON inside their field.
+fn content(e: &Value, stream: EvidenceStream, encoding: Encoding) -> String {
     match encoding {
         Encoding::Jsonl => e.to_string(),
-        Encoding::Csv => [
-            "seq",
-            "revision",
-            "at_ms",
-            "source",
-            "operation",
-            "resource_type",
-            "resource_id",
-            "outcome",
-            "status",
-            "detail",
-            "request_sha256",
-            "priority",
-            "before",
-            "after",
-        ]
-        .iter()
-        .map(|k| match (k, &e[k]) {
-            // Whole JSON documents stay JSON inside their field.
-            (&"before" | &"after", v) if !v.is_null() => csv_field(&Value::String(v.to_string())),
-            (_, v) => csv_field(v),
-        })
-        .collect::<Vec<_>>()
-        .join(","),
+        Encoding::Csv => stream
+            .fields()
+            .iter()
+            .map(|k| match &e[k] {
+                v @ (Value::Object(_) | Value::Array(_)) => {
+                    csv_field(&Value::String(v.to_string()))
+                }
+                v => csv_field(v),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
@@ -204,18 +313,44 @@ pub fn build(
     exported_at_ms: u64,
     signer: &FrameSigner,
 ) -> (Vec<u8>, Manifest) {
-    let genesis = genesis(&export_id, encoding);
+    let records: Vec<Value> = events
+        .iter()
+        .filter(|e| filter.admits(e))
+        .map(event_json)
+        .collect();
+    let stream = EvidenceStream::Identity;
+    build_records(
+        &records,
+        stream,
+        filter,
+        encoding,
+        export_id,
+        exported_at_ms,
+        signer,
+    )
+}
+
+/// Builds the file and its signed manifest from records of `stream` (oldest first).
+fn build_records(
+    records: &[Value],
+    stream: EvidenceStream,
+    filter: Filter,
+    encoding: Encoding,
+    export_id: String,
+    exported_at_ms: u64,
+    signer: &FrameSigner,
+) -> (Vec<u8>, Manifest) {
+    let genesis = genesis(&export_id, stream, encoding);
     let mut out = String::new();
     if encoding == Encoding::Csv {
-        out.push_str(CSV_HEADER);
+        out.push_str(&stream.csv_header());
         out.push('\n');
     }
     let mut prev = genesis.clone();
     let mut n = 0u64;
-    for e in events.iter().filter(|e| filter.admits(e)) {
+    for value in records {
         n += 1;
-        let value = event_json(e);
-        let body = content(&value, encoding);
+        let body = content(value, stream, encoding);
         let hash = chain(&prev, &body);
         match encoding {
             Encoding::Jsonl => {
@@ -230,6 +365,7 @@ pub fn build(
     let bytes = out.into_bytes();
     let mut manifest = Manifest {
         format: FORMAT.into(),
+        stream,
         encoding,
         export_id,
         exported_at_ms,
@@ -274,6 +410,47 @@ pub async fn export(
     ))
 }
 
+/// Reads every decision record the filter admits (in pages, oldest first) and builds the
+/// export.
+pub async fn export_decisions(
+    decisions: &DecisionStore,
+    filter: Filter,
+    encoding: Encoding,
+    signer: &FrameSigner,
+) -> Result<(Vec<u8>, Manifest), StoreError> {
+    let query = DecisionFilter {
+        from_ms: filter.from_ms,
+        to_ms: filter.to_ms,
+        principal: filter.principal.clone(),
+        ..Default::default()
+    };
+    let mut records = Vec::new();
+    let mut after = None;
+    loop {
+        let page = decisions.query(query.clone(), after, 10_000).await?;
+        records.extend(
+            page.decisions
+                .iter()
+                .filter(|d| filter.admits_decision(d))
+                .map(decision_json),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let export_id = hex::encode(rand::random::<[u8; 16]>());
+    Ok(build_records(
+        &records,
+        EvidenceStream::Decisions,
+        filter,
+        encoding,
+        export_id,
+        store::now_ms(),
+        signer,
+    ))
+}
+
 /// Checks an export against its manifest and the control plane's public key. Returns the
 /// number of records, or names the first thing wrong.
 pub fn verify(file: &[u8], manifest: &Manifest, key: &TrustedKeys) -> Result<u64, VerifyError> {
@@ -282,14 +459,15 @@ pub fn verify(file: &[u8], manifest: &Manifest, key: &TrustedKeys) -> Result<u64
         .map_err(|e| VerifyError::Signature(e.to_string()))?;
     key.verify_message(&manifest.signed_bytes(), &signature, &manifest.key_id)
         .map_err(|e| VerifyError::Signature(e.to_string()))?;
+    let stream = manifest.stream;
     if manifest.format != FORMAT
-        || manifest.genesis != genesis(&manifest.export_id, manifest.encoding)
+        || manifest.genesis != genesis(&manifest.export_id, stream, manifest.encoding)
     {
         return Err(VerifyError::Format);
     }
     let text = String::from_utf8_lossy(file);
     let mut lines = text.lines();
-    if manifest.encoding == Encoding::Csv && lines.next() != Some(CSV_HEADER) {
+    if manifest.encoding == Encoding::Csv && lines.next() != Some(stream.csv_header().as_str()) {
         return Err(VerifyError::Header);
     }
     let mut prev = manifest.genesis.clone();
@@ -307,7 +485,7 @@ pub fn verify(file: &[u8], manifest: &Manifest, key: &TrustedKeys) -> Result<u64
                     v["n"].as_u64(),
                     v["prev"].as_str().unwrap_or_default().to_owned(),
                     v["hash"].as_str().unwrap_or_default().to_owned(),
-                    content(&v["event"], Encoding::Jsonl),
+                    content(&v["event"], stream, Encoding::Jsonl),
                 )
             }
             Encoding::Csv => {

@@ -174,7 +174,7 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         issuers.spawn_refresh(move || p.mark_dirty());
     }
     let nodes = NodeRegistry::load(store.clone()).await?;
-    let decisions_path = config.data_dir.join("decisions.db");
+    let decisions_path = config.decisions_path();
     let decisions = crate::store::DecisionStore::open(&decisions_path)
         .with_context(|| format!("opening the decision store {}", decisions_path.display()))?;
     crate::siem::spawn(&config.siem, store.clone(), decisions.clone());

@@ -348,5 +348,38 @@ async fn recorded_decisions_replay_across_identity_and_policy_changes() -> anyho
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("Model::\"gpt-4o-mini\""), "{text}");
+
+    // Alice's decision records as signed evidence, checked by the auditor's command.
+    let out_file = c.root().join("alice-decisions.csv");
+    let out = std::process::Command::new(&cli)
+        .args(["evidence", "export", "--config"])
+        .arg(&c.cp_config)
+        .args(["--stream", "decisions", "--principal", "alice@example.com"])
+        .args(["--format", "csv", "--out"])
+        .arg(&out_file)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(&cli)
+        .args(["evidence", "verify"])
+        .arg(&out_file)
+        .arg("--public-key")
+        .arg(format!(
+            "@{}",
+            c.root().join("cp-data/signing.pub").display()
+        ))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let alice_records = stored
+        .iter()
+        .filter(|r| r["principal"]["user_name"] == "alice@example.com")
+        .count();
+    assert!(
+        out.status.success() && text.contains(&format!("OK: {alice_records} records")),
+        "{text}"
+    );
     Ok(())
 }

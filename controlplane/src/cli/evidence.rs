@@ -2,8 +2,8 @@
 //! an export.
 
 use crate::config::Config;
-use crate::evidence::{self, Encoding, Filter, Manifest};
-use crate::store::Store;
+use crate::evidence::{self, Encoding, EvidenceStream, Filter, Manifest};
+use crate::store::{DecisionStore, Store};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use portcullis_shared::signing::TrustedKeys;
@@ -12,9 +12,10 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
-    /// Export identity events (SCIM changes, binding edits, break-glass, repairs) as JSON Lines
-    /// or CSV, each record chained to the one before by hash, with a manifest signed by the
-    /// control plane's key. Reads the store directly; the control plane may be running.
+    /// Export identity events (SCIM changes, binding edits, break-glass, repairs) or decision
+    /// records as JSON Lines or CSV, each record chained to the one before by hash, with a
+    /// manifest signed by the control plane's key. Reads the store directly; the control
+    /// plane may be running.
     Export {
         #[arg(long, short)]
         config: PathBuf,
@@ -28,9 +29,16 @@ pub enum EvidenceCommand {
         #[arg(long)]
         resource_id: Option<String>,
         /// Only events of this kind: a resource type (User, Group, Bindings, …) or an
-        /// operation (create, patch, delete, …).
+        /// operation (create, patch, delete, …); for decisions, an action (chat, …) or a
+        /// decision (allow, deny).
         #[arg(long)]
         kind: Option<String>,
+        /// What to export: the identity event log, or the decision records nodes shipped.
+        #[arg(long, value_enum, default_value = "identity")]
+        stream: EvidenceStream,
+        /// Decisions only: one principal's (SCIM id or userName).
+        #[arg(long)]
+        principal: Option<String>,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Encoding,
         /// The records file; the manifest goes to `<out>.manifest.json`.
@@ -76,9 +84,19 @@ pub async fn run(command: EvidenceCommand) -> anyhow::Result<ExitCode> {
             to,
             resource_id,
             kind,
+            stream,
+            principal,
             format,
             out,
         } => {
+            if stream == EvidenceStream::Decisions && resource_id.is_some() {
+                bail!("--resource-id selects identity events; for decisions use --principal");
+            }
+            if stream == EvidenceStream::Identity && principal.is_some() {
+                bail!(
+                    "--principal selects decisions (--stream decisions); for identity events use --resource-id"
+                );
+            }
             let config = Config::load(&config)?;
             let key_file = config
                 .nodes
@@ -93,14 +111,23 @@ pub async fn run(command: EvidenceCommand) -> anyhow::Result<ExitCode> {
             }
             let signer = crate::signing::load_or_create(&key_file)
                 .with_context(|| format!("loading {}", key_file.display()))?;
-            let store = Store::open(&config.database_path())?;
             let filter = Filter {
                 from_ms: from,
                 to_ms: to,
                 resource_id,
                 kind,
+                principal,
             };
-            let (file, manifest) = evidence::export(&store, filter, format, &signer).await?;
+            let (file, manifest) = match stream {
+                EvidenceStream::Identity => {
+                    let store = Store::open(&config.database_path())?;
+                    evidence::export(&store, filter, format, &signer).await?
+                }
+                EvidenceStream::Decisions => {
+                    let decisions = DecisionStore::open(&config.decisions_path())?;
+                    evidence::export_decisions(&decisions, filter, format, &signer).await?
+                }
+            };
             std::fs::write(&out, &file).with_context(|| format!("writing {}", out.display()))?;
             let mpath = manifest_path(&out);
             std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?)

@@ -184,3 +184,96 @@ fn a_rewritten_chain_or_manifest_fails_the_signature_or_the_head() {
         Err(VerifyError::FileHash)
     );
 }
+
+/// Six decision records of two principals, stored as a node would ship them.
+async fn decision_store(dir: &std::path::Path) -> DecisionStore {
+    let store = DecisionStore::open(&dir.join("decisions.db")).expect("open");
+    let mut jsonl = Vec::new();
+    for seq in 0..6u64 {
+        let user = if seq % 2 == 0 { "ana" } else { "sam" };
+        let record = portcullis_shared::audit::DecisionRecord {
+            seq,
+            at_ms: 1_000 * (seq + 1),
+            node: "edge-1".into(),
+            request_id: format!("r{seq}"),
+            principal: Some(portcullis_shared::audit::PrincipalRef {
+                id: format!("id-{user}"),
+                user_name: format!("{user}@example.com"),
+                source: "okta".into(),
+            }),
+            action: "chat".into(),
+            resource: "Model::\"gpt-4o\"".into(),
+            decision: if seq % 3 == 0 { "deny" } else { "allow" }.into(),
+            reason: "permitted".into(),
+            policies: vec!["p1".into()],
+            snapshot_version: 7,
+            identity_revision: 3,
+            policy_version: "1:abc".into(),
+            decision_us: 2,
+            request: None,
+        };
+        jsonl.extend(serde_json::to_vec(&record).expect("json"));
+        jsonl.push(b'\n');
+    }
+    store
+        .insert_batch("edge-1".into(), "e0".into(), (0, 5), jsonl.into())
+        .await
+        .expect("insert");
+    store
+}
+
+#[tokio::test]
+async fn decision_exports_chain_sign_and_catch_tampering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let decisions = decision_store(dir.path()).await;
+    for encoding in [Encoding::Jsonl, Encoding::Csv] {
+        let (file, manifest) = export_decisions(&decisions, Filter::default(), encoding, &signer())
+            .await
+            .expect("export");
+        assert_eq!(manifest.stream, EvidenceStream::Decisions);
+        assert_eq!(verify(&file, &manifest, &trusted()), Ok(6), "{encoding:?}");
+
+        // One principal's denials.
+        let sam = Filter {
+            principal: Some("sam@example.com".into()),
+            kind: Some("deny".into()),
+            ..Default::default()
+        };
+        let (narrow, m) = export_decisions(&decisions, sam, encoding, &signer())
+            .await
+            .expect("export");
+        assert_eq!(verify(&narrow, &m, &trusted()), Ok(1), "record 3 only");
+        assert!(String::from_utf8_lossy(&narrow).contains("r3"));
+
+        // A decision flipped, records swapped, and the manifest relabelled as identity events.
+        let (header, records) = lines(&file, encoding);
+        let check =
+            |records: &[String], m: &Manifest| verify(&join(&header, records), m, &trusted());
+        let mut flipped = records.clone();
+        flipped[1] = flipped[1].replacen("allow", "deny", 1);
+        assert!(
+            matches!(check(&flipped, &manifest), Err(VerifyError::Record(2, ref why)) if why.contains("altered")),
+            "{encoding:?}"
+        );
+        let mut swapped = records.clone();
+        swapped.swap(2, 3);
+        assert!(matches!(
+            check(&swapped, &manifest),
+            Err(VerifyError::Record(3, _))
+        ));
+        let mut relabelled = manifest.clone();
+        relabelled.stream = EvidenceStream::Identity;
+        assert!(matches!(
+            check(&records, &relabelled),
+            Err(VerifyError::Signature(_))
+        ));
+    }
+}
+
+#[test]
+fn identity_manifests_keep_their_earlier_form() {
+    let (_, manifest) = export(Encoding::Jsonl);
+    let json = serde_json::to_value(&manifest).expect("json");
+    assert!(json.get("stream").is_none(), "{json}");
+    assert!(json["filter"].get("principal").is_none(), "{json}");
+}
