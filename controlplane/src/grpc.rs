@@ -391,22 +391,27 @@ impl SnapshotService for SnapshotGrpc {
         }
 
         let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
-        // Where the node's record shipping resumes.
-        let decisions = self
+        // Where the node's record shipping resumes. Without an answer the node ships nothing
+        // on this stream; its snapshots flow all the same.
+        let mut decisions = self
             .decisions
             .clone()
             .filter(|_| !hello.records_epoch.is_empty());
         if let Some(store) = &decisions {
-            let next_seq = store
+            match store
                 .next_seq(node_id.clone(), hello.records_epoch.clone())
                 .await
-                .map_err(|e| {
-                    tracing::error!(node = %node_id, error = %e, "cannot read the decision store");
-                    Status::unavailable("the decision store cannot be read")
-                })?;
-            let _ = tx
-                .send(Ok(records_ack(hello.records_epoch.clone(), next_seq)))
-                .await;
+            {
+                Ok(next_seq) => {
+                    let _ = tx
+                        .send(Ok(records_ack(hello.records_epoch.clone(), next_seq)))
+                        .await;
+                }
+                Err(e) => {
+                    tracing::error!(node = %node_id, error = %e, "cannot read the decision store; the node's records wait for its next stream");
+                    decisions = None;
+                }
+            }
         }
         let records_tx = tx.clone();
         // The node's answers, from the reader to the sender.

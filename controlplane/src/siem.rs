@@ -26,6 +26,9 @@
 //! retried with exponential backoff; when it is back, delivery resumes where it stopped.
 //! Nothing is lost while the events are retained (`[audit]` retention bounds the buffer).
 //! Delivery is at least once: each event carries a stable `metadata.uid` for deduplication.
+//! (A syslog write can succeed into a connection the collector has already dropped; after the
+//! next failed write the batch before it is sent again. A collector that refuses a batch as
+//! too large (HTTP 413) gets smaller ones.)
 
 use crate::evidence::event_json;
 use crate::store::{self, DecisionStore, IdentityEvent, Store, StoreError, StoredDecision};
@@ -425,7 +428,8 @@ async fn connect(address: &str, tls: Option<&SyslogTls>) -> Result<Connection, D
     let Some(tls) = tls else {
         return Ok(Box::new(tcp));
     };
-    let pem = std::fs::read(&tls.ca)
+    let pem = tokio::fs::read(&tls.ca)
+        .await
         .map_err(|e| DeliveryError::Tls(format!("{}: {e}", tls.ca.display())))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile_certs(&pem)? {
@@ -501,7 +505,18 @@ async fn run(sink: Arc<SiemConfig>, stream: Stream, sources: Sources) {
             .await;
         let start = match stored {
             Ok(Some(p)) => Ok(p),
-            Ok(None) if sink.from == Start::Now => sources.end(stream).await,
+            // Noted at once, so a restart before the first delivery starts from here too.
+            Ok(None) if sink.from == Start::Now => match sources.end(stream).await {
+                Ok(end) => {
+                    let name = name.clone();
+                    sources
+                        .store
+                        .write(move |tx| store::set_siem_cursor(tx, &name, s, end))
+                        .await
+                        .map(|()| end)
+                }
+                Err(e) => Err(e),
+            },
             Ok(None) => Ok(0),
             Err(e) => Err(e),
         };
@@ -515,8 +530,12 @@ async fn run(sink: Arc<SiemConfig>, stream: Stream, sources: Sources) {
     };
     tracing::info!(sink = %name, stream = s, from = cursor, "SIEM stream started");
     let mut failing_since: Option<std::time::Instant> = None;
+    // Where the last delivered batch started: a syslog write can succeed into a connection
+    // the collector already dropped, so after a failed write that batch is sent again.
+    let mut last_start = cursor;
+    let mut batch_size = sink.batch;
     loop {
-        let batch = match sources.read(stream, cursor, sink.batch).await {
+        let batch = match sources.read(stream, cursor, batch_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(sink = %name, stream = s, error = %e, "cannot read events for the SIEM");
@@ -535,6 +554,7 @@ async fn run(sink: Arc<SiemConfig>, stream: Stream, sources: Sources) {
                     tracing::info!(sink = %name, stream = s, down_ms = t.elapsed().as_millis() as u64, "SIEM collector reachable again; delivery resumed");
                 }
                 backoff = Duration::from_millis(100);
+                last_start = cursor;
                 cursor = last;
                 let (name, position) = (name.clone(), cursor);
                 if let Err(e) = sources
@@ -548,6 +568,15 @@ async fn run(sink: Arc<SiemConfig>, stream: Stream, sources: Sources) {
             }
             Err(e) => {
                 failures.increment(1);
+                if matches!(e, DeliveryError::Io(_) | DeliveryError::Tls(_)) {
+                    cursor = last_start;
+                }
+                // Too large for the collector: smaller batches from now on.
+                if matches!(e, DeliveryError::Status(413)) && batch_size > 1 {
+                    batch_size = (batch_size / 2).max(1);
+                    tracing::warn!(sink = %name, stream = s, batch = batch_size, "the collector refused a batch as too large; halving");
+                    continue;
+                }
                 if failing_since.is_none() {
                     failing_since = Some(std::time::Instant::now());
                     tracing::warn!(sink = %name, stream = s, error = %e, "SIEM delivery failed; retrying with backoff (events stay in the audit store)");

@@ -346,19 +346,23 @@ impl Cursor {
             let Some((first, file, offset)) = self.open.as_mut() else {
                 return Ok(None);
             };
-            // A later segment existing means this one is complete: read to its end, then move.
+            // A later segment existing means this one is complete: read to its end, then move
+            // on to the next one.
             let later = list
                 .iter()
                 .filter_map(|(p, _)| segment_first(p))
-                .any(|f| f > *first);
+                .filter(|f| f > first)
+                .min();
             file.seek(SeekFrom::Start(*offset))?;
             let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
             Read::take(&mut *file, max_bytes as u64).read_to_end(&mut buf)?;
             let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
             if whole == 0 && buf.len() < max_bytes {
-                if later {
+                if let Some(next) = later {
+                    // Numbers continue in the next segment (any between were lost, and
+                    // counted as dropped when they were).
                     self.open = None;
-                    // Numbers continue in the next segment; skip what this one did not hold.
+                    self.next_seq = self.next_seq.max(next);
                     continue;
                 }
                 return Ok(None);
@@ -445,6 +449,8 @@ impl Writer {
         let existing = segments(dir)?;
         let (current, current_bytes) = match existing.last() {
             Some((path, _)) => {
+                // An empty last segment (just rotated) still says where numbering stands.
+                next_seq = segment_first(path).unwrap_or(0);
                 let text = std::fs::read(path)?;
                 let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
                 if whole < text.len() {
@@ -469,6 +475,14 @@ impl Writer {
                 (f, 0)
             }
         };
+        // Without segments numbering starts again at 0: under a new epoch, so the control
+        // plane never takes the new records for ones it already holds.
+        if existing.is_empty() {
+            match std::fs::remove_file(dir.join("epoch")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         let progress = Arc::new(Progress {
             epoch: epoch(dir)?,
             written_next: AtomicU64::new(next_seq),
@@ -837,6 +851,51 @@ mod tests {
             .expect("read")
             .expect("the whole line");
         assert_eq!((b.first_seq, b.last_seq), (2000, 2000));
+    }
+
+    /// Writes `seqs` as a segment named after `first`.
+    fn segment(dir: &Path, first: u64, seqs: std::ops::Range<u64>) {
+        let mut text = Vec::new();
+        for seq in seqs {
+            serde_json::to_writer(&mut text, &DecisionRecord { seq, ..record(seq) }).expect("json");
+            text.push(b'\n');
+        }
+        std::fs::write(dir.join(segment_name(first)), text).expect("write");
+    }
+
+    #[test]
+    fn a_gap_between_segments_is_stepped_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        segment(dir.path(), 0, 0..5);
+        segment(dir.path(), 10, 10..15);
+        let expected: Vec<u64> = (0..5).chain(10..15).collect();
+        assert_eq!(shipped(dir.path(), 0, 64), expected);
+        assert_eq!(shipped(dir.path(), 7, 64), (10..15).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn numbering_survives_a_restart_right_after_a_rotation_and_a_wiped_directory_gets_a_new_epoch()
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        segment(dir.path(), 0, 0..10);
+        std::fs::write(dir.path().join(segment_name(10)), b"").expect("empty segment");
+        let config = RecordsConfig::default();
+        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
+        let epoch = sink.progress.epoch.clone();
+        sink.submit(record(99));
+        drop(sink);
+        writer.join().expect("writer");
+        let all = read_all(dir.path()).expect("read");
+        assert_eq!(all.last().map(|r| r.seq), Some(10), "not 0 again");
+
+        for (path, _) in segments(dir.path()).expect("list") {
+            std::fs::remove_file(path).expect("wipe");
+        }
+        let (sink, _writer) = spawn(dir.path(), &config).expect("respawn");
+        assert_ne!(
+            sink.progress.epoch, epoch,
+            "numbering restarts under a new epoch"
+        );
     }
 
     #[test]

@@ -349,6 +349,41 @@ async fn recorded_decisions_replay_across_identity_and_policy_changes() -> anyho
     );
     assert!(text.contains("Model::\"gpt-4o-mini\""), "{text}");
 
+    // The IdP deletes Bob: his audit history stays, and his decisions still replay.
+    let bob_records = c.stored_decisions("principal=bob%40example.com").await?;
+    assert!(!bob_records.is_empty());
+    let (status, _) = scim
+        .call(reqwest::Method::DELETE, &format!("/Users/{bob_id}"), None)
+        .await?;
+    assert_eq!(status, 204);
+    assert_eq!(
+        c.stored_decisions("principal=bob%40example.com")
+            .await?
+            .len(),
+        bob_records.len()
+    );
+    let r = &bob_records[0];
+    let (status, v) = post(
+        &c,
+        "/admin/v1/decisions/replay",
+        &json!({"node": r["node"], "seq": r["seq"], "epoch": r["epoch"]}),
+    )
+    .await?;
+    assert_eq!((status, &v["matches"]), (200, &json!(true)), "{v}");
+    let events = c
+        .get_json(&format!(
+            "http://{}/admin/v1/events?limit=1000",
+            c.cp_addrs.admin
+        ))
+        .await?;
+    let about_bob = events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["resource_id"] == bob_id.as_str())
+        .count();
+    assert!(about_bob >= 2, "his deactivation and deletion are recorded");
+
     // Alice's decision records as signed evidence, checked by the auditor's command.
     let out_file = c.root().join("alice-decisions.csv");
     let out = std::process::Command::new(&cli)

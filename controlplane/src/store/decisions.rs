@@ -3,7 +3,7 @@
 
 use super::StoreError;
 use portcullis_shared::audit::DecisionRecord;
-use rusqlite::{Connection, OpenFlags, ToSql, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,11 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/decisions/0001_init.sql")
 #[derive(Clone, Debug)]
 pub struct DecisionStore {
     writer: Arc<Mutex<Connection>>,
+    /// Queries and scans, which may take a while.
     reader: Arc<Mutex<Connection>>,
+    /// Short indexed reads a stream waits on (resume points, SIEM pages), never queued
+    /// behind a long query.
+    quick: Arc<Mutex<Connection>>,
 }
 
 /// A stored record and the numbering it belongs to.
@@ -95,14 +99,18 @@ impl DecisionStore {
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.busy_timeout(std::time::Duration::from_secs(10))?;
         super::migrate_with(&mut writer, MIGRATIONS)?;
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        let read_only = || -> Result<_, StoreError> {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            Ok(Arc::new(Mutex::new(c)))
+        };
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: read_only()?,
+            quick: read_only()?,
         })
     }
 
@@ -115,15 +123,18 @@ impl DecisionStore {
             .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
-    /// The number after the highest stored record of `node`'s numbering `epoch` (0 if none).
+    /// The number after the highest record of `node`'s numbering `epoch` ever stored (0 if
+    /// none): where the node resumes shipping.
     pub async fn next_seq(&self, node: String, epoch: String) -> Result<u64, StoreError> {
-        Self::with(self.reader.clone(), move |c| {
-            let max: Option<i64> = c.query_row(
-                "SELECT MAX(seq) FROM decisions WHERE node = ?1 AND epoch = ?2",
-                params![node, epoch],
-                |r| r.get(0),
-            )?;
-            Ok(max.map_or(0, |m| m as u64 + 1))
+        Self::with(self.quick.clone(), move |c| {
+            let next: Option<i64> = c
+                .query_row(
+                    "SELECT next_seq FROM shipped WHERE node = ?1 AND epoch = ?2",
+                    params![node, epoch],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(next.map_or(0, |n| n as u64))
         })
         .await
     }
@@ -157,7 +168,14 @@ impl DecisionStore {
                             continue;
                         }
                     };
-                    r.node.clone_from(&node);
+                    // Stored as sent, unless it names another node.
+                    let text = match std::str::from_utf8(line) {
+                        Ok(t) if r.node == node => t.to_owned(),
+                        _ => {
+                            r.node.clone_from(&node);
+                            serde_json::to_string(&r)?
+                        }
+                    };
                     let p = r.principal.as_ref();
                     out.new += stmt.execute(params![
                         r.node,
@@ -171,10 +189,15 @@ impl DecisionStore {
                         r.resource,
                         r.decision,
                         stored_ms,
-                        serde_json::to_string(&r)?,
+                        text,
                     ])? as u64;
                 }
             }
+            tx.execute(
+                "INSERT INTO shipped (node, epoch, next_seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node, epoch) DO UPDATE SET next_seq = MAX(next_seq, ?3)",
+                params![node, epoch, last.saturating_add(1) as i64],
+            )?;
             tx.commit()?;
             Ok(out)
         })
@@ -249,16 +272,16 @@ impl DecisionStore {
         .await
     }
 
-    /// Up to `limit` records stored after row `after`, in storing order, with their rows.
+    /// Up to `limit` records stored after `after` (an `id`), in storing order, with their ids.
     pub async fn after_row(
         &self,
         after: u64,
         limit: u32,
     ) -> Result<Vec<(u64, StoredDecision)>, StoreError> {
-        Self::with(self.reader.clone(), move |c| {
+        Self::with(self.quick.clone(), move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT rowid, epoch, record FROM decisions WHERE rowid > ?1
-                 ORDER BY rowid LIMIT ?2",
+                "SELECT id, epoch, record FROM decisions WHERE id > ?1
+                 ORDER BY id LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![after as i64, limit], |r| {
                 Ok((
@@ -283,14 +306,14 @@ impl DecisionStore {
         .await
     }
 
-    /// The last row stored (0 when there is none).
+    /// The highest `id` ever given (0 before the first record).
     pub async fn last_row(&self) -> Result<u64, StoreError> {
-        Self::with(self.reader.clone(), |c| {
-            Ok(
-                c.query_row("SELECT COALESCE(MAX(rowid), 0) FROM decisions", [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64,
-            )
+        Self::with(self.quick.clone(), |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
         })
         .await
     }
@@ -326,7 +349,7 @@ impl DecisionStore {
     }
 }
 
-/// The cursor: the last row's instant and row id.
+/// The cursor: the last row's instant and id.
 fn parse_cursor(after: &str) -> Option<(i64, i64)> {
     let (at, row) = after.split_once('.')?;
     Some((at.parse().ok()?, row.parse().ok()?))
@@ -366,15 +389,15 @@ fn query(
     }
     if let Some((at, row)) = after.and_then(parse_cursor) {
         let (at, row) = (bind(Box::new(at)), bind(Box::new(row)));
-        clauses.push(format!("(at_ms, rowid) > ({at}, {row})"));
+        clauses.push(format!("(at_ms, id) > ({at}, {row})"));
     }
-    let mut sql = String::from("SELECT at_ms, rowid, epoch, record FROM decisions");
+    let mut sql = String::from("SELECT at_ms, id, epoch, record FROM decisions");
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
     }
     let limit = limit.clamp(1, 10_000);
-    sql.push_str(&format!(" ORDER BY at_ms, rowid LIMIT {}", limit + 1));
+    sql.push_str(&format!(" ORDER BY at_ms, id LIMIT {}", limit + 1));
     let mut stmt = c.prepare(&sql)?;
     let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
     let rows = stmt.query_map(params.as_slice(), |r| {
@@ -389,7 +412,7 @@ fn query(
     let mut last = None;
     let mut more = false;
     for row in rows {
-        let (at, rowid, epoch, text) = row?;
+        let (at, id, epoch, text) = row?;
         if decisions.len() == limit as usize {
             more = true;
             break;
@@ -398,7 +421,7 @@ fn query(
             epoch,
             record: serde_json::from_str(&text)?,
         });
-        last = Some((at, rowid));
+        last = Some((at, id));
     }
     Ok(DecisionPage {
         decisions,
