@@ -1,6 +1,7 @@
 //! Demo upstreams behind the edge, all on one listener:
 //!
 //! - an OpenAI-shaped API: `POST /v1/chat/completions` (JSON or SSE when `stream: true`),
+//!   `POST /v1/responses`,
 //!   `POST /v1/embeddings`, `GET /v1/models`;
 //! - an Anthropic-shaped API: `POST /v1/messages` (JSON or SSE);
 //! - an MCP server (streamable HTTP, JSON responses) at `/mcp`: a small CRM with the tools
@@ -49,6 +50,7 @@ pub fn router(options: UpstreamOptions) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .route("/v1/messages", post(messages))
         .route("/mcp", post(mcp).get(mcp_stream).delete(mcp_end))
@@ -177,6 +179,35 @@ async fn chat_completions(State(state): State<AppState>, req: Request) -> Respon
     .into_response()
 }
 
+async fn responses(State(state): State<AppState>, req: Request) -> Response {
+    remember(&state, &req);
+    let (headers, body) = match read_json(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !check_bearer(&headers, &state.options.openai_key) {
+        return openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided.");
+    }
+    let model = body["model"].as_str().unwrap_or("unknown");
+    let text = format!("Hello from the demo OpenAI upstream ({model}), via the Responses API.");
+    axum::Json(json!({
+        "id": "resp_demo",
+        "object": "response",
+        "created_at": 0,
+        "status": "completed",
+        "model": model,
+        "output": [{
+            "type": "message", "id": "msg_demo", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]
+        }],
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {"input_tokens": 5, "output_tokens": 12, "total_tokens": 17}
+    }))
+    .into_response()
+}
+
 async fn embeddings(State(state): State<AppState>, req: Request) -> Response {
     remember(&state, &req);
     let (headers, body) = match read_json(req).await {
@@ -226,7 +257,7 @@ async fn messages(State(state): State<AppState>, req: Request) -> Response {
     let text = format!("Hello from the demo Anthropic upstream ({model}).");
     if body["stream"].as_bool() == Some(true) {
         let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-        let events = vec![
+        let mut events = vec![
             event(
                 "message_start",
                 json!({"type": "message_start", "message": {
@@ -237,10 +268,15 @@ async fn messages(State(state): State<AppState>, req: Request) -> Response {
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ),
+        ];
+        // The text a word at a time, as a model streams it.
+        events.extend(text.split_inclusive(' ').map(|piece| {
             event(
                 "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
-            ),
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            )
+        }));
+        events.extend([
             event(
                 "content_block_stop",
                 json!({"type": "content_block_stop", "index": 0}),
@@ -250,7 +286,7 @@ async fn messages(State(state): State<AppState>, req: Request) -> Response {
                 json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 9}}),
             ),
             event("message_stop", json!({"type": "message_stop"})),
-        ];
+        ]);
         return sse(events);
     }
     axum::Json(json!({
