@@ -220,6 +220,14 @@ pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, 
             mcp: None,
         }),
         Operation::ModelCall(action) => {
+            // The peek below skips most of the body without checking its strings: check the
+            // whole body is UTF-8 first, so no malformed JSON is forwarded (fuzzing found it).
+            if let Err(e) = std::str::from_utf8(body) {
+                return Err(ClassifyError::BadJson(format!(
+                    "invalid UTF-8 at byte {}",
+                    e.valid_up_to()
+                )));
+            }
             // The common case, read without building the whole document: an object whose
             // `model` is a string and whose `stream`, if present, is a boolean.
             let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');

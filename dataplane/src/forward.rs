@@ -10,6 +10,7 @@
 //! the route's upstream credential is injected instead.
 
 use crate::config::{Limits, Route};
+use crate::listfilter::{ListFilter, MAX_LIST_BYTES};
 use bytes::Bytes;
 use http::HeaderName;
 use pingora::connectors::http::Connector;
@@ -83,7 +84,10 @@ pub fn upstream_path(session: &Session, route: &Route, rest: &str) -> String {
     }
 }
 
-/// Sends the request to `route`'s upstream and streams the response to the client.
+/// Sends the request to `route`'s upstream and streams the response to the client. With a
+/// `filter` (an MCP list request) a successful response is read whole and filtered instead
+/// (see [`crate::listfilter`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     session: &mut Session,
     connector: &Connector,
@@ -92,11 +96,18 @@ pub async fn forward(
     path_and_query: &str,
     body: Bytes,
     request_id: &str,
+    filter: Option<&ListFilter<'_>>,
 ) -> Result<Forwarded, ForwardError> {
     let before = ForwardError::BeforeResponse;
     let peer = peer(route, limits).await.map_err(before)?;
-    let request = upstream_request(session, route, path_and_query, &body, request_id)
+    let mut request = upstream_request(session, route, path_and_query, &body, request_id)
         .map_err(|e| before(format!("building the upstream request: {e}")))?;
+    if filter.is_some() {
+        // The answer is rewritten: it must arrive uncompressed.
+        request
+            .insert_header(http::header::ACCEPT_ENCODING, "identity")
+            .map_err(|e| before(format!("building the upstream request: {e}")))?;
+    }
 
     let (mut up, _reused) = connector
         .get_http_session(&peer)
@@ -121,9 +132,63 @@ pub async fn forward(
         .response_header()
         .ok_or_else(|| before("upstream sent no response header".into()))?;
 
-    let response = downstream_response(upstream, session.is_http2(), request_id)
+    let mut response = downstream_response(upstream, session.is_http2(), request_id)
         .map_err(|e| before(format!("building the response: {e}")))?;
     let status = response.status.as_u16();
+    if let Some(filter) = filter
+        && response.status.is_success()
+    {
+        let event_stream = response
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        let mut whole = Vec::new();
+        loop {
+            match up.read_response_body().await {
+                Ok(Some(chunk)) => {
+                    if whole.len() + chunk.len() > MAX_LIST_BYTES {
+                        return Err(before(format!(
+                            "the list answer is over {MAX_LIST_BYTES} bytes; it cannot be filtered"
+                        )));
+                    }
+                    whole.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(before(format!("upstream failed mid-response: {e}"))),
+            }
+        }
+        let body = match filter.rewrite(&whole, event_stream) {
+            Some((rewritten, hidden)) => {
+                if hidden > 0 {
+                    metrics::counter!("portcullis_mcp_list_items_hidden_total", "list" => filter.field)
+                        .increment(hidden as u64);
+                }
+                rewritten
+            }
+            None => whole,
+        };
+        response.remove_header(&http::header::TRANSFER_ENCODING);
+        response
+            .insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
+            .map_err(|e| before(format!("building the response: {e}")))?;
+        let mid = ForwardError::MidResponse;
+        let bytes = body.len();
+        session
+            .write_response_header(Box::new(response), false)
+            .await
+            .map_err(|e| mid(format!("writing the response header: {e}")))?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await
+            .map_err(|e| mid(format!("client went away: {e}")))?;
+        if up.response_done() {
+            connector
+                .release_http_session(up, &peer, Some(Duration::from_secs(60)))
+                .await;
+        }
+        return Ok(Forwarded { status, bytes });
+    }
     let mid = ForwardError::MidResponse;
     session
         .write_response_header(Box::new(response), false)

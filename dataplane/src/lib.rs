@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod decision_log;
 pub mod forward;
+pub mod fuzz_checks;
+pub mod listfilter;
 pub mod lkg;
 pub mod logwriter;
 pub mod passthrough;

@@ -57,6 +57,7 @@ impl ProxyHttp for Passthrough {
             &upstream_path,
             body,
             "passthrough",
+            None,
         )
         .await
         {

@@ -16,6 +16,7 @@ use crate::classify::{self, ClassifyError};
 use crate::config::{Config, Route, RouteKind};
 use crate::decision_log::{self, Outcome};
 use crate::forward::{self, ForwardError};
+use crate::listfilter::ListFilter;
 use crate::respond::{Kind, Refusal};
 use crate::state::{NodeSnapshot, NodeState, now_ms};
 use async_trait::async_trait;
@@ -25,6 +26,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use portcullis_shared::engine::{Decision, Lookup, Reason};
+use portcullis_shared::request::{Action, Request, Resource};
 use portcullis_shared::snapshot::User;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -368,6 +370,16 @@ impl Edge {
         }
 
         let upstream_path = forward::upstream_path(session, route, rest);
+        // An MCP list answer shows only what this principal may use.
+        let listed = list_item_action(classified.request.action);
+        let request = &classified.request;
+        let keep = |item: &Value| match listed {
+            Some((field, action)) => {
+                may_use_listed(&snapshot.engine, user, request, field, action, item)
+            }
+            None => true,
+        };
+        let filter = listed.map(|(field, _)| ListFilter { field, keep: &keep });
         match forward::forward(
             session,
             &self.connector,
@@ -376,6 +388,7 @@ impl Edge {
             &upstream_path,
             body,
             &ctx.request_id,
+            filter.as_ref(),
         )
         .await
         {
@@ -462,6 +475,60 @@ impl Edge {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// For an MCP list request, the result field it lists and the action each item is used by.
+fn list_item_action(list: Action) -> Option<(&'static str, Action)> {
+    match list {
+        Action::McpToolsList => Some(("tools", Action::McpToolsCall)),
+        Action::McpResourcesList => Some(("resources", Action::McpResourcesRead)),
+        Action::McpPromptsList => Some(("prompts", Action::McpPromptsGet)),
+        _ => None,
+    }
+}
+
+/// Whether `user` may use one listed item (a tool by `name`, a resource by `uri`, a prompt
+/// by `name`), decided like the call would be. An item without its name is not shown.
+fn may_use_listed(
+    engine: &portcullis_shared::engine::Engine,
+    user: &User,
+    list: &Request,
+    field: &str,
+    action: Action,
+    item: &Value,
+) -> bool {
+    let key = if field == "resources" { "uri" } else { "name" };
+    let Some(id) = item
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return false;
+    };
+    let server = match &list.resource {
+        Resource::McpServer { server } => server.clone(),
+        _ => return false,
+    };
+    let resource = match action {
+        Action::McpToolsCall => Resource::McpTool {
+            server,
+            tool: id.to_owned(),
+        },
+        Action::McpResourcesRead => Resource::McpResource {
+            server,
+            uri: id.to_owned(),
+        },
+        _ => Resource::McpPrompt {
+            server,
+            name: id.to_owned(),
+        },
+    };
+    let request = Request {
+        action,
+        resource,
+        context: list.context.clone(),
+    };
+    engine.decide(user, &request).is_allowed()
 }
 
 /// The client-facing explanation of a denial.

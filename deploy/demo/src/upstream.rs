@@ -4,7 +4,8 @@
 //!   `POST /v1/responses`,
 //!   `POST /v1/embeddings`, `GET /v1/models`;
 //! - an Anthropic-shaped API: `POST /v1/messages` (JSON or SSE);
-//! - an MCP server (streamable HTTP, JSON responses) at `/mcp`: a small CRM with the tools
+//! - an MCP server (streamable HTTP; JSON responses, or an event stream for a client whose
+//!   `Accept` lists `text/event-stream` first) at `/mcp`: a small CRM with the tools
 //!   `search_accounts`, `update_opportunity` and `export_all_contacts`, one resource and one
 //!   prompt;
 //! - `GET /_demo/requests`: the headers of the last requests received, so tests can check what
@@ -319,12 +320,17 @@ fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
 
 async fn mcp(State(state): State<AppState>, req: Request) -> Response {
     remember(&state, &req);
-    let (_headers, msg) = match read_json(req).await {
+    let (headers, msg) = match read_json(req).await {
         Ok(x) => x,
         Err(_) => {
             return axum::Json(rpc_error(&Value::Null, -32700, "parse error")).into_response();
         }
     };
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = msg.get("method").and_then(Value::as_str) else {
         // A client response or malformed message: accept it.
@@ -382,7 +388,16 @@ async fn mcp(State(state): State<AppState>, req: Request) -> Response {
         ),
         other => rpc_error(&id, -32601, &format!("method not found: {other}")),
     };
-    let mut resp = axum::Json(reply).into_response();
+    // A client that prefers an event stream (lists it first in Accept) gets the answer as one.
+    let prefers_sse = accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.trim().starts_with("text/event-stream"));
+    let mut resp = if prefers_sse {
+        sse(vec![format!("event: message\ndata: {reply}\n\n")])
+    } else {
+        axum::Json(reply).into_response()
+    };
     if method == "initialize" {
         resp.headers_mut()
             .insert("mcp-session-id", HeaderValue::from_static("demo-session-1"));
