@@ -22,6 +22,7 @@
 //!
 //! [limits]
 //! max_body_bytes = 4194304                 # larger bodies: 413
+//! body_read_secs = 30                      # the whole body within this (else 408)
 //!
 //! [records]                                # decision records under <state_dir>/records
 //! queue = 1024                             # records waiting for the writer (then: spill)
@@ -124,6 +125,10 @@ pub struct Limits {
     /// Longest silence from an upstream mid-response, seconds.
     #[serde(default = "default_idle")]
     pub upstream_idle_secs: u64,
+    /// The whole request body must arrive within this many seconds of the request (a client
+    /// trickling it byte by byte gets 408 and the connection closed).
+    #[serde(default = "default_body_read")]
+    pub body_read_secs: u64,
 }
 
 fn default_max_body() -> usize {
@@ -135,11 +140,15 @@ fn default_connect() -> u64 {
 fn default_idle() -> u64 {
     300
 }
+fn default_body_read() -> u64 {
+    30
+}
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body(),
+            body_read_secs: default_body_read(),
             upstream_connect_secs: default_connect(),
             upstream_idle_secs: default_idle(),
         }

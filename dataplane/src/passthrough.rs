@@ -36,7 +36,9 @@ impl ProxyHttp for Passthrough {
             session.respond_error(404).await?;
             return Ok(true);
         };
-        let body = match crate::proxy::read_body(session, self.config.limits.max_body_bytes).await {
+        let limits = &self.config.limits;
+        let within = std::time::Duration::from_secs(limits.body_read_secs);
+        let body = match crate::proxy::read_body(session, limits.max_body_bytes, within).await {
             Ok(b) => b,
             Err(_) => {
                 session.respond_error(400).await?;

@@ -30,7 +30,7 @@ use portcullis_shared::request::{Action, Request, Resource};
 use portcullis_shared::snapshot::User;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The proxy service.
 pub struct Edge {
@@ -434,7 +434,13 @@ impl Edge {
 
     /// Reads the body up to the configured limit.
     async fn read_body(&self, session: &mut Session) -> std::result::Result<Bytes, Refusal> {
-        read_body(session, self.config.limits.max_body_bytes).await
+        let limits = &self.config.limits;
+        read_body(
+            session,
+            limits.max_body_bytes,
+            Duration::from_secs(limits.body_read_secs),
+        )
+        .await
     }
 
     async fn refuse(
@@ -608,7 +614,9 @@ fn new_request_id() -> String {
 pub(crate) async fn read_body(
     session: &mut Session,
     limit: usize,
+    within: Duration,
 ) -> std::result::Result<Bytes, Refusal> {
+    let deadline = tokio::time::Instant::now() + within;
     let too_large = || {
         Refusal::new(
             Kind::TooLarge,
@@ -635,7 +643,17 @@ pub(crate) async fn read_body(
     }
     let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
     loop {
-        match session.read_request_body().await {
+        let Ok(read) = tokio::time::timeout_at(deadline, session.read_request_body()).await else {
+            session.set_keepalive(None);
+            return Err(Refusal::new(
+                Kind::Timeout,
+                format!(
+                    "the request body did not arrive within {} s",
+                    within.as_secs()
+                ),
+            ));
+        };
+        match read {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > limit {
                     session.set_keepalive(None);

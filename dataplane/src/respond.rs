@@ -18,6 +18,8 @@ pub enum Kind {
     BadRequest,
     /// 413: body over the limit.
     TooLarge,
+    /// 408: the body did not arrive in time.
+    Timeout,
     /// 503: this node cannot decide (no snapshot).
     Unavailable,
     /// 502: the upstream failed.
@@ -32,6 +34,7 @@ impl Kind {
             Self::NotFound => 404,
             Self::BadRequest => 400,
             Self::TooLarge => 413,
+            Self::Timeout => 408,
             Self::Unavailable => 503,
             Self::Upstream => 502,
         }
@@ -44,6 +47,7 @@ impl Kind {
             Self::NotFound => ("invalid_request_error", "unknown_operation"),
             Self::BadRequest => ("invalid_request_error", "invalid_request"),
             Self::TooLarge => ("invalid_request_error", "request_too_large"),
+            Self::Timeout => ("invalid_request_error", "request_timeout"),
             Self::Unavailable => ("server_error", "gateway_not_ready"),
             Self::Upstream => ("server_error", "upstream_error"),
         }
@@ -56,6 +60,7 @@ impl Kind {
             Self::NotFound => "not_found_error",
             Self::BadRequest => "invalid_request_error",
             Self::TooLarge => "request_too_large",
+            Self::Timeout => "timeout_error",
             Self::Unavailable => "overloaded_error",
             Self::Upstream => "api_error",
         }
@@ -66,7 +71,7 @@ impl Kind {
         match self {
             Self::Unauthenticated => -32001,
             Self::Denied => -32003,
-            Self::NotFound | Self::BadRequest | Self::TooLarge => -32600,
+            Self::NotFound | Self::BadRequest | Self::TooLarge | Self::Timeout => -32600,
             Self::Unavailable => -32002,
             Self::Upstream => -32603,
         }

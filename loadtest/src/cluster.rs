@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     pub mtls: bool,
     /// Appended to the control plane's configuration (e.g. `[[siem]]` sinks).
     pub cp_extra_toml: Option<String>,
+    /// Extra settings in every node's `[limits]` (e.g. `body_read_secs = 1`).
+    pub node_limits: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +39,7 @@ impl Default for ClusterOptions {
             rsa: true,
             mtls: false,
             cp_extra_toml: None,
+            node_limits: None,
         }
     }
 }
@@ -356,6 +359,9 @@ impl Cluster {
                 self.upstream,
                 self.options.max_body_bytes,
             );
+            if let Some(limits) = &self.options.node_limits {
+                text = text.replacen("[limits]\n", &format!("[limits]\n{limits}\n"), 1);
+            }
             if let Some(ca) = &self.ca {
                 let name = n.cert_name.as_deref().unwrap_or(&n.id);
                 let (cert, key) = ca.issue(name, true)?;

@@ -9,6 +9,7 @@ use portcullis_loadtest::http::{chat, raw, raw_tcp};
 use portcullis_loadtest::{Cluster, ClusterOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const LIMIT: usize = 64 * 1024;
 
@@ -355,6 +356,100 @@ async fn bad_input_is_refused_in_the_clients_format_and_nothing_crashes() -> any
             .await?
             .status,
         200
+    );
+    Ok(())
+}
+
+/// Reads one HTTP response from `stream` until the server closes it (or 10 s pass).
+async fn read_response(mut stream: tokio::net::tcp::OwnedReadHalf) -> anyhow::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(_)) => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_times_out_and_invalid_utf8_is_refused() -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let c = Cluster::start(ClusterOptions {
+        nodes: 1,
+        node_limits: Some("body_read_secs = 1".into()),
+        ..Default::default()
+    })
+    .await?;
+    let edge = c.nodes[0].proxy;
+    let bearer = format!("Bearer {}", c.token("alice@example.com"));
+
+    // A body trickled a byte at a time: 408 in the client's format once the second is up.
+    for (path, body) in [
+        (
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":[]}"#,
+        ),
+        ("/mcp/crm", r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+    ] {
+        let stream = tokio::net::TcpStream::connect(edge).await?;
+        let (read, mut write) = stream.into_split();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: edge\r\nauthorization: {bearer}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        write.write_all(head.as_bytes()).await?;
+        let started = std::time::Instant::now();
+        let body = body.as_bytes().to_vec();
+        let trickle = tokio::spawn(async move {
+            for b in body {
+                if write.write_all(&[b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let response = read_response(read).await?;
+        let took = started.elapsed();
+        trickle.abort();
+        assert!(response.starts_with("HTTP/1.1 408"), "{path}: {response}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{path}: answered after {took:?}"
+        );
+        if path.starts_with("/mcp") {
+            assert!(response.contains("\"code\":-32600"), "{response}");
+        } else {
+            assert!(response.contains("request_timeout"), "{response}");
+        }
+    }
+
+    // Invalid UTF-8 anywhere in a model call's body: 400, not forwarded.
+    let mut body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"h"#.to_vec();
+    body.extend_from_slice(&[0xff, 0xfe]);
+    body.extend_from_slice(br#""}]}"#);
+    let r = raw(
+        &c.http,
+        Method::POST,
+        &format!("http://{edge}/openai/v1/chat/completions"),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("UTF-8"),
+        "{}",
+        r.body
     );
     Ok(())
 }
