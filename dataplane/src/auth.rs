@@ -38,6 +38,8 @@ pub enum AuthError {
     NotYetValid,
     #[error("token audience is not accepted")]
     WrongAudience,
+    #[error("token is not for this resource: its aud does not name {0}")]
+    NotForResource(String),
     #[error("token lacks the {0} claim that names the user")]
     MissingPrincipalClaim(&'static str),
     #[error("token's email is not verified by the issuer (email_verified is not true)")]
@@ -60,6 +62,7 @@ impl AuthError {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::WrongAudience => "wrong_audience",
+            Self::NotForResource(_) => "wrong_resource",
             Self::MissingPrincipalClaim(_) => "missing_principal_claim",
             Self::EmailNotVerified => "email_not_verified",
             Self::Invalid(_) => "invalid_token",
@@ -80,6 +83,25 @@ pub struct Verified {
     pub claims: Vec<(u32, AttrValue)>,
     /// The home tenant, when the issuer is federated (`tenant_claim`) and the token names one.
     pub tenant: Option<String>,
+    /// The token's audiences (`aud`, a string or a list).
+    pub audiences: Vec<String>,
+    /// The token's scopes (`scope`, space-separated, or `scp`, a list or a string).
+    pub scopes: Vec<String>,
+}
+
+/// Strings from a claim that is a string or a list of strings; a string is split on spaces
+/// when `split` is set (`scope`).
+fn strings(claim: Option<&Value>, split: bool) -> Vec<String> {
+    match claim {
+        Some(Value::String(s)) if split => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[derive(Debug)]
@@ -377,6 +399,11 @@ fn principal(issuer: &Issuer, claims: &Value) -> Result<Verified, AuthError> {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(str::to_owned),
+        audiences: strings(claims.get("aud"), false),
+        scopes: match claims.get("scope") {
+            Some(scope) => strings(Some(scope), true),
+            None => strings(claims.get("scp"), true),
+        },
     })
 }
 

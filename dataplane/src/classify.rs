@@ -436,6 +436,7 @@ mod tests {
             environment: None,
             max_staleness_ms: None,
             parse_body: crate::config::ParseBody::Always,
+            oauth: None,
         }
     }
 

@@ -45,6 +45,13 @@
 //! header = "authorization"
 //! prefix = "Bearer "
 //! value_env = "OPENAI_API_KEY"             # or: value = "…"
+//! [routes.oauth]                           # optional, MCP routes: the edge is the OAuth
+//!                                          # resource server (RFC 9728)
+//! resource = "https://edge.example.com/mcp/crm"   # this resource's identifier; tokens
+//!                                          # must name it in `aud`
+//! authorization_servers = ["https://login.example.com"]
+//! scopes_supported = ["crm"]
+//! required_scopes = ["crm"]                # missing from the token: 403 insufficient_scope
 //! ```
 
 use portcullis_shared::signing::TrustedKeys;
@@ -167,6 +174,68 @@ struct RawRoute {
     max_staleness_ms: Option<u64>,
     #[serde(default)]
     parse_body: ParseBody,
+    oauth: Option<OAuthResource>,
+}
+
+/// The edge as the OAuth resource server for an MCP route (RFC 9728): its metadata is served
+/// at `/.well-known/oauth-protected-resource<path of resource>`, a 401 points to it, tokens
+/// must name the resource in `aud`, and must carry `required_scopes`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthResource {
+    /// The resource identifier (an absolute https or http URL without a fragment).
+    pub resource: String,
+    pub authorization_servers: Vec<String>,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// A name for people (`resource_name`).
+    pub resource_name: Option<String>,
+}
+
+impl OAuthResource {
+    /// Where the metadata is served: `/.well-known/oauth-protected-resource` inserted before
+    /// the resource's path (RFC 9728 §3.1).
+    pub fn metadata_path(&self) -> String {
+        let path = url_path(&self.resource);
+        format!(
+            "/.well-known/oauth-protected-resource{}",
+            path.trim_end_matches('/')
+        )
+    }
+
+    /// The absolute URL of the metadata, for `WWW-Authenticate`.
+    pub fn metadata_url(&self) -> String {
+        let path = url_path(&self.resource);
+        let origin = &self.resource[..self.resource.len() - path.len()];
+        format!("{origin}{}", self.metadata_path())
+    }
+
+    /// The metadata document.
+    pub fn metadata(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "resource": self.resource,
+            "authorization_servers": self.authorization_servers,
+            "bearer_methods_supported": ["header"],
+        });
+        if !self.scopes_supported.is_empty() {
+            v["scopes_supported"] = serde_json::json!(self.scopes_supported);
+        }
+        if let Some(name) = &self.resource_name {
+            v["resource_name"] = serde_json::json!(name);
+        }
+        v
+    }
+}
+
+/// The path of an absolute URL (`""` when it has none).
+fn url_path(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match after_scheme.find('/') {
+        Some(i) => &after_scheme[i..],
+        None => "",
+    }
 }
 
 /// When a model call's JSON body is parsed before deciding.
@@ -311,6 +380,8 @@ pub struct Route {
     /// Requests fail closed (503) when nothing was heard from the control plane for longer.
     pub max_staleness_ms: Option<u64>,
     pub parse_body: ParseBody,
+    /// The edge as this MCP route's OAuth resource server.
+    pub oauth: Option<OAuthResource>,
 }
 
 /// A loaded, checked configuration.
@@ -455,6 +526,28 @@ impl Config {
                 return Err(invalid(format!("route {:?} needs a name", r.prefix)));
             }
             let upstream = Upstream::parse(&r.upstream).map_err(invalid)?;
+            if let Some(o) = &r.oauth {
+                if r.kind != RouteKind::Mcp {
+                    return Err(invalid(format!(
+                        "route {:?}: [routes.oauth] is for MCP routes",
+                        r.prefix
+                    )));
+                }
+                let scheme_ok =
+                    o.resource.starts_with("https://") || o.resource.starts_with("http://");
+                if !scheme_ok || o.resource.contains('#') || o.resource.contains('?') {
+                    return Err(invalid(format!(
+                        "route {:?}: oauth.resource must be an absolute http(s) URL without query or fragment",
+                        r.prefix
+                    )));
+                }
+                if o.authorization_servers.is_empty() {
+                    return Err(invalid(format!(
+                        "route {:?}: oauth.authorization_servers must name at least one",
+                        r.prefix
+                    )));
+                }
+            }
             let credential = match r.credential {
                 None => None,
                 Some(c) => {
@@ -502,6 +595,7 @@ impl Config {
                 environment: raw.environment.as_deref().map(Into::into),
                 max_staleness_ms: r.max_staleness_ms,
                 parse_body: r.parse_body,
+                oauth: r.oauth,
             });
         }
         Ok(Self {

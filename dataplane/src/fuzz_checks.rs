@@ -20,6 +20,7 @@ fn route(kind: RouteKind) -> Route {
         environment: None,
         max_staleness_ms: None,
         parse_body: ParseBody::Always,
+        oauth: None,
     }
 }
 

@@ -147,6 +147,9 @@ impl Edge {
         ctx: &mut Ctx,
     ) -> std::result::Result<(), String> {
         let path = session.req_header().uri.path().to_owned();
+        if path.starts_with("/.well-known/oauth-protected-resource") {
+            return self.resource_metadata(session, ctx, &path).await;
+        }
         if let Err(why) = classify::check_path(&path) {
             let kind = self.config.route_for(&path).map(|r| r.kind);
             return self
@@ -256,6 +259,44 @@ impl Edge {
                     .await;
             }
         };
+        // An MCP route with its own resource identifier takes only tokens issued for it, with
+        // the scopes it requires.
+        if let Some(oauth) = &route.oauth {
+            if !verified.audiences.contains(&oauth.resource) {
+                let e = AuthError::NotForResource(oauth.resource.clone());
+                return self.unauthenticated(session, ctx, route, &decided, e).await;
+            }
+            let missing: Vec<&str> = oauth
+                .required_scopes
+                .iter()
+                .filter(|s| !verified.scopes.contains(s))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                decision_log::record(
+                    &self.config.node_id,
+                    &ctx.request_id,
+                    &snapshot,
+                    None,
+                    None,
+                    Outcome::Refused("insufficient_scope"),
+                    0,
+                );
+                let required = oauth.required_scopes.join(" ");
+                let r = Refusal::new(
+                    Kind::Denied,
+                    format!(
+                        "the token lacks the scope(s) {} this resource requires; ask the authorization server for: {required}",
+                        missing.join(", ")
+                    ),
+                )
+                .with_challenge(format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{required}\", resource_metadata=\"{}\"",
+                    oauth.metadata_url()
+                ));
+                return self.refuse(session, ctx, kind, None, r).await;
+            }
+        }
         let lookup =
             snapshot
                 .engine
@@ -409,6 +450,49 @@ impl Edge {
         }
     }
 
+    /// `GET /.well-known/oauth-protected-resource<path>`: the metadata of the MCP route whose
+    /// resource identifier has that path (RFC 9728 §3).
+    async fn resource_metadata(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        path: &str,
+    ) -> std::result::Result<(), String> {
+        let found = self
+            .config
+            .routes
+            .iter()
+            .filter_map(|r| r.oauth.as_ref())
+            .find(|o| o.metadata_path() == path);
+        let Some(oauth) = found else {
+            let r = Refusal::new(Kind::NotFound, format!("no protected resource at {path}"));
+            return self.refuse(session, ctx, None, None, r).await;
+        };
+        if session.req_header().method != http::Method::GET {
+            let r = Refusal::new(Kind::NotFound, "resource metadata is read with GET");
+            return self.refuse(session, ctx, None, None, r).await;
+        }
+        let body = Bytes::from(oauth.metadata().to_string());
+        ctx.status = 200;
+        let mut header = ResponseHeader::build(200, Some(4)).map_err(|e| e.to_string())?;
+        for (k, v) in [
+            ("content-type", "application/json".to_owned()),
+            ("content-length", body.len().to_string()),
+            ("cache-control", "max-age=300".to_owned()),
+            ("x-request-id", ctx.request_id.clone()),
+        ] {
+            header.insert_header(k, v).map_err(|e| e.to_string())?;
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        session
+            .write_response_body(Some(body), true)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn unauthenticated(
         &self,
         session: &mut Session,
@@ -428,7 +512,19 @@ impl Edge {
         );
         // Do not read (or drain) an unauthenticated body: close the connection instead.
         session.set_keepalive(None);
-        let r = Refusal::new(Kind::Unauthenticated, e.to_string());
+        let mut r = Refusal::new(Kind::Unauthenticated, e.to_string());
+        // An OAuth-protected MCP route points the client at its metadata (RFC 9728 §5.1); a
+        // request without a token gets no error code (RFC 6750 §3.1).
+        if let Some(oauth) = &route.oauth {
+            let metadata = format!("resource_metadata=\"{}\"", oauth.metadata_url());
+            r = r.with_challenge(match e {
+                AuthError::Missing => format!("Bearer {metadata}"),
+                _ => format!(
+                    "Bearer {metadata}, error=\"invalid_token\", error_description=\"{}\"",
+                    e.to_string().replace('"', "'")
+                ),
+            });
+        }
         self.refuse(session, ctx, Some(route.kind), None, r).await
     }
 
@@ -462,7 +558,9 @@ impl Edge {
         set(&mut header, "content-length", body.len().to_string())?;
         set(&mut header, "cache-control", "no-store".into())?;
         set(&mut header, "x-request-id", ctx.request_id.clone())?;
-        if status == 401 {
+        if let Some(challenge) = &refusal.challenge {
+            set(&mut header, "www-authenticate", challenge.clone())?;
+        } else if status == 401 {
             let desc = refusal.message.replace('"', "'");
             set(
                 &mut header,

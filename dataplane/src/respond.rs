@@ -87,6 +87,8 @@ pub struct Refusal {
     pub jsonrpc_code: Option<i64>,
     /// Extra machine-readable detail (decision reason, policies).
     pub detail: Option<Value>,
+    /// The `WWW-Authenticate` challenge, when it is not the plain bearer one.
+    pub challenge: Option<String>,
 }
 
 impl Refusal {
@@ -96,7 +98,13 @@ impl Refusal {
             message: message.into(),
             jsonrpc_code: None,
             detail: None,
+            challenge: None,
         }
+    }
+
+    pub fn with_challenge(mut self, challenge: String) -> Self {
+        self.challenge = Some(challenge);
+        self
     }
 
     pub fn with_jsonrpc_code(mut self, code: i64) -> Self {

@@ -310,6 +310,8 @@ fn the_cache_stays_bounded() {
         principal: "a@example.com".into(),
         claims: Vec::new(),
         tenant: None,
+        audiences: Vec::new(),
+        scopes: Vec::new(),
     });
     for i in 0..(CACHE_SHARDS * CACHE_PER_SHARD * 3) {
         cache.put(&format!("token-{i}"), &v, (0, u64::MAX), 1);
