@@ -27,6 +27,8 @@ use serde_json::Value;
 pub enum Operation {
     /// A model call whose model is named in the JSON body.
     ModelCall(Action),
+    /// An Azure OpenAI deployment call: the deployment in the path is the model.
+    DeploymentCall(Action),
     /// Listing a provider's models (no body).
     ListModels,
     /// An MCP JSON-RPC message in the body.
@@ -37,7 +39,10 @@ pub enum Operation {
 
 impl Operation {
     pub fn needs_body(self) -> bool {
-        matches!(self, Self::ModelCall(_) | Self::McpMessage)
+        matches!(
+            self,
+            Self::ModelCall(_) | Self::DeploymentCall(_) | Self::McpMessage
+        )
     }
 
     /// Whether the body must be parsed before deciding: always for MCP (the method is the
@@ -54,6 +59,8 @@ impl Operation {
                     || needs.resource(action)
                     || needs.stream(action)
             }
+            // The model is in the path; the body only says whether the call streams.
+            Self::DeploymentCall(_) => true,
             Self::McpMessage => true,
             Self::ListModels | Self::McpSession(_) => false,
         }
@@ -153,6 +160,20 @@ pub fn operation(route: &Route, method: &str, rest: &str) -> Result<Operation, C
             ("GET", "/v1/models" | "/models") => Ok(Operation::ListModels),
             _ => Err(unknown()),
         },
+        RouteKind::Azure => match (method, rest) {
+            ("POST", "/openai/v1/chat/completions") => Ok(Operation::ModelCall(Action::Chat)),
+            ("POST", "/openai/v1/embeddings") => Ok(Operation::ModelCall(Action::Embed)),
+            ("POST", "/openai/v1/responses") => Ok(Operation::ModelCall(Action::Responses)),
+            ("GET", "/openai/models" | "/openai/v1/models") => Ok(Operation::ListModels),
+            ("POST", path) => match deployment(path) {
+                Some((_, "chat/completions" | "completions")) => {
+                    Ok(Operation::DeploymentCall(Action::Chat))
+                }
+                Some((_, "embeddings")) => Ok(Operation::DeploymentCall(Action::Embed)),
+                _ => Err(unknown()),
+            },
+            _ => Err(unknown()),
+        },
         RouteKind::Anthropic => match (method, rest) {
             ("POST", "/v1/messages" | "/v1/messages/count_tokens") => {
                 Ok(Operation::ModelCall(Action::Chat))
@@ -171,6 +192,14 @@ pub fn operation(route: &Route, method: &str, rest: &str) -> Result<Operation, C
     }
 }
 
+/// An Azure OpenAI deployment path, `/openai/deployments/{deployment}/{operation}`: the
+/// deployment and the operation.
+pub fn deployment(rest: &str) -> Option<(&str, &str)> {
+    let tail = rest.strip_prefix("/openai/deployments/")?;
+    let (name, op) = tail.split_once('/')?;
+    (!name.is_empty()).then_some((name, op.trim_end_matches('/')))
+}
+
 /// Facts from an MCP message that the error response needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct McpMessage {
@@ -186,8 +215,14 @@ pub struct Classified {
     pub mcp: Option<McpMessage>,
 }
 
-/// Completes classification with the body (empty for operations without one).
-pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, ClassifyError> {
+/// Completes classification with the body (empty for operations without one); `rest` is the
+/// path after the route's prefix.
+pub fn request(
+    route: &Route,
+    op: Operation,
+    rest: &str,
+    body: &[u8],
+) -> Result<Classified, ClassifyError> {
     let now_ms = portcullis_shared::request::now_ms();
     let context = |stream: bool| RequestContext {
         route: route.prefix.clone(),
@@ -219,6 +254,38 @@ pub fn request(route: &Route, op: Operation, body: &[u8]) -> Result<Classified, 
             },
             mcp: None,
         }),
+        Operation::DeploymentCall(action) => {
+            let name = deployment(rest).map(|(d, _)| d).unwrap_or_default();
+            if let Err(e) = std::str::from_utf8(body) {
+                return Err(ClassifyError::BadJson(format!(
+                    "invalid UTF-8 at byte {}",
+                    e.valid_up_to()
+                )));
+            }
+            let stream = match serde_json::from_slice::<ModelPeek<'_>>(body) {
+                Ok(peek) => peek.stream.unwrap_or(false),
+                Err(_) => {
+                    let v: Value = serde_json::from_slice(body)
+                        .map_err(|e| ClassifyError::BadJson(e.to_string()))?;
+                    let obj = v.as_object().ok_or_else(|| {
+                        ClassifyError::Invalid("request body must be a JSON object".into())
+                    })?;
+                    obj.get("stream").and_then(Value::as_bool).unwrap_or(false)
+                }
+            };
+            Ok(Classified {
+                request: Request {
+                    action,
+                    resource: Resource::Model {
+                        provider: route.name.clone(),
+                        kind: route.kind.as_str().to_owned(),
+                        name: name.to_owned(),
+                    },
+                    context: context(stream),
+                },
+                mcp: None,
+            })
+        }
         Operation::ModelCall(action) => {
             // The peek below skips most of the body without checking its strings: check the
             // whole body is UTF-8 first, so no malformed JSON is forwarded (fuzzing found it).
@@ -441,12 +508,50 @@ mod tests {
     }
 
     #[test]
+    fn azure_deployments_name_the_model_in_the_path() {
+        let r = route(RouteKind::Azure, "azure");
+        let path = "/openai/deployments/gpt-4o-mini/chat/completions";
+        let op = operation(&r, "POST", path).expect("known");
+        assert_eq!(op, Operation::DeploymentCall(Action::Chat));
+        let c = request(&r, op, path, br#"{"messages":[],"stream":true}"#).expect("ok");
+        assert_eq!(
+            c.request.resource,
+            Resource::Model {
+                provider: "azure".into(),
+                kind: "azure".into(),
+                name: "gpt-4o-mini".into()
+            }
+        );
+        assert!(c.request.context.stream);
+        let embed = "/openai/deployments/ada/embeddings";
+        assert_eq!(
+            operation(&r, "POST", embed),
+            Ok(Operation::DeploymentCall(Action::Embed))
+        );
+        assert_eq!(
+            operation(&r, "POST", "/openai/v1/chat/completions"),
+            Ok(Operation::ModelCall(Action::Chat))
+        );
+        for bad in [
+            "/openai/deployments//chat/completions",
+            "/openai/deployments/x/files",
+        ] {
+            assert!(operation(&r, "POST", bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            request(&r, op, path, b"[1]"),
+            Err(ClassifyError::Invalid(_))
+        ));
+    }
+
+    #[test]
     fn llm_operations_and_models() {
         let r = route(RouteKind::Openai, "openai");
         let op = operation(&r, "POST", "/v1/chat/completions").expect("known");
         let c = request(
             &r,
             op,
+            "",
             br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#,
         )
         .expect("ok");
@@ -458,24 +563,24 @@ mod tests {
             Err(ClassifyError::UnknownOperation { .. })
         ));
         assert!(matches!(
-            request(&r, op, b"{nope"),
+            request(&r, op, "", b"{nope"),
             Err(ClassifyError::BadJson(_))
         ));
         assert!(matches!(
-            request(&r, op, br#"{"messages":[]}"#),
+            request(&r, op, "", br#"{"messages":[]}"#),
             Err(ClassifyError::Invalid(_))
         ));
         assert!(matches!(
-            request(&r, op, br#"{"model":7}"#),
+            request(&r, op, "", br#"{"model":7}"#),
             Err(ClassifyError::Invalid(_))
         ));
         let a = route(RouteKind::Anthropic, "anthropic");
         let op = operation(&a, "POST", "/v1/messages").expect("known");
-        let c = request(&a, op, br#"{"model":"claude-sonnet-4","max_tokens":5}"#).expect("ok");
+        let c = request(&a, op, "", br#"{"model":"claude-sonnet-4","max_tokens":5}"#).expect("ok");
         assert_eq!(c.request.action, Action::Chat);
         let op = operation(&a, "GET", "/v1/models").expect("known");
         assert_eq!(
-            request(&a, op, b"")
+            request(&a, op, "", b"")
                 .expect("ok")
                 .request
                 .resource
@@ -488,10 +593,7 @@ mod tests {
     fn mcp_messages() {
         let r = route(RouteKind::Mcp, "crm");
         let op = operation(&r, "POST", "").expect("post");
-        let c = request(
-            &r,
-            op,
-            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search_accounts","arguments":{}}}"#,
+        let c = request(&r, op, "", br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search_accounts","arguments":{}}}"#,
         )
         .expect("ok");
         assert_eq!(
@@ -502,14 +604,15 @@ mod tests {
         let c = request(
             &r,
             op,
+            "",
             br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
         )
         .expect("ok");
         assert_eq!(c.request.action, Action::McpNotification);
-        let c = request(&r, op, br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).expect("ok");
+        let c = request(&r, op, "", br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).expect("ok");
         assert_eq!(c.request.action, Action::McpNotification);
 
-        let code = |body: &[u8]| match request(&r, op, body) {
+        let code = |body: &[u8]| match request(&r, op, "", body) {
             Err(ClassifyError::JsonRpc { code, .. }) => code,
             other => panic!("{other:?}"),
         };
@@ -550,6 +653,7 @@ mod tests {
         let c = request(
             &r,
             op,
+            "",
             br#"{"jsonrpc":"2.0","id":2,"method":"notifications/cancelled"}"#,
         )
         .expect("ok");

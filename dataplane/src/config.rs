@@ -33,7 +33,7 @@
 //! prefix = "/openai"                       # clients use base URL http://edge/openai/v1
 //! max_staleness_ms = 30000                 # optional: fail closed (503) when the control
 //!                                          # plane has been silent this long
-//! kind = "openai"                          # openai | anthropic | mcp
+//! kind = "openai"                          # openai | azure | anthropic | mcp
 //! name = "openai"                          # Provider::"openai" (or McpServer::"<name>")
 //! tenant = "acme"                          # optional: role bindings may hold only here
 //! parse_body = "always"                    # or "when_policies_read_it": skip reading a
@@ -266,6 +266,8 @@ struct RawCredential {
 #[serde(rename_all = "lowercase")]
 pub enum RouteKind {
     Openai,
+    /// Azure OpenAI: OpenAI's protocol, deployments in the path, `api-key` headers.
+    Azure,
     Anthropic,
     Mcp,
 }
@@ -274,6 +276,7 @@ impl RouteKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Openai => "openai",
+            Self::Azure => "azure",
             Self::Anthropic => "anthropic",
             Self::Mcp => "mcp",
         }

@@ -37,7 +37,8 @@ pub fn llm_body(data: &[u8]) {
     let full = match serde_json::from_slice::<Value>(data) {
         Err(e) if e.to_string().contains("recursion limit exceeded") => {
             for kind in [RouteKind::Openai, RouteKind::Anthropic] {
-                let _ = classify::request(&route(kind), Operation::ModelCall(Action::Chat), data);
+                let _ =
+                    classify::request(&route(kind), Operation::ModelCall(Action::Chat), "", data);
             }
             return;
         }
@@ -51,7 +52,7 @@ pub fn llm_body(data: &[u8]) {
     for kind in [RouteKind::Openai, RouteKind::Anthropic] {
         let route = route(kind);
         for action in [Action::Chat, Action::Embed, Action::Responses] {
-            let result = classify::request(&route, Operation::ModelCall(action), data);
+            let result = classify::request(&route, Operation::ModelCall(action), "", data);
             match (result, &expected) {
                 (Ok(c), Some((model, stream))) => {
                     assert_eq!(c.request.action, action);
@@ -85,7 +86,7 @@ pub fn llm_body(data: &[u8]) {
 /// message's own id, and renders as a well-formed JSON-RPC error response carrying that id.
 pub fn jsonrpc(data: &[u8]) {
     let route = route(RouteKind::Mcp);
-    let result = classify::request(&route, Operation::McpMessage, data);
+    let result = classify::request(&route, Operation::McpMessage, "", data);
     let parsed: Option<Value> = serde_json::from_slice(data).ok();
     let msg = parsed.as_ref().and_then(Value::as_object);
     let id = msg.and_then(|m| m.get("id")).filter(|i| !i.is_null());

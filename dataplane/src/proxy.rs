@@ -371,7 +371,7 @@ impl Edge {
             {
                 Ok(classify::unread_model_call(route, action))
             }
-            _ => classify::request(route, op, &body),
+            _ => classify::request(route, op, rest, &body),
         };
         let mut classified = match parsed {
             Ok(c) => c,
@@ -675,9 +675,15 @@ fn bearer(session: &Session, kind: RouteKind) -> Option<&str> {
             .then(|| token.trim())
             .filter(|t| !t.is_empty());
     }
-    if kind == RouteKind::Anthropic {
+    // Anthropic's SDKs send their key as `x-api-key`, Azure OpenAI's as `api-key`.
+    let key_header = match kind {
+        RouteKind::Anthropic => Some("x-api-key"),
+        RouteKind::Azure => Some("api-key"),
+        _ => None,
+    };
+    if let Some(name) = key_header {
         return headers
-            .get("x-api-key")
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|t| !t.is_empty());

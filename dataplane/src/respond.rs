@@ -135,7 +135,7 @@ impl Refusal {
                 }
                 json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": error })
             }
-            Some(RouteKind::Openai) | None => {
+            Some(RouteKind::Openai | RouteKind::Azure) | None => {
                 let (ty, code) = self.kind.openai();
                 json!({
                     "error": { "message": self.message, "type": ty, "param": null, "code": code },

@@ -55,6 +55,24 @@ def run_openai():
     except openai.APIStatusError as e:
         emit("chat_denied", **error_fields(e), permission=isinstance(e, openai.PermissionDeniedError))
 
+    # Azure OpenAI: the deployment in the path is the model, the key travels as `api-key`.
+    def azure(token):
+        return openai.AzureOpenAI(
+            azure_endpoint=f"{edge}/azure", api_key=token, api_version="2024-10-21", max_retries=0
+        )
+
+    chat = azure(os.environ["SALES_TOKEN"]).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+    )
+    emit("azure_chat", text=chat.choices[0].message.content)
+    try:
+        azure(os.environ["DENIED_TOKEN"]).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+        )
+        emit("azure_denied", error_type=None)
+    except openai.APIStatusError as e:
+        emit("azure_denied", **error_fields(e), permission=isinstance(e, openai.PermissionDeniedError))
+
 
 def run_anthropic():
     import anthropic

@@ -1,5 +1,6 @@
 //! The official client SDKs against the real edge, control plane and demo upstreams:
-//! `openai` (chat, streaming chat, responses, embeddings), `anthropic` (messages, streaming)
+//! `openai` (chat, streaming chat, responses, embeddings, and Azure OpenAI's deployment paths
+//! with its `api-key` header), `anthropic` (messages, streaming)
 //! and `mcp` (initialize, list tools, an allowed and a denied tool call, a resource read).
 //! Denials surface in each SDK as its own error type, with a message a user can act on.
 //!
@@ -108,6 +109,19 @@ async fn the_official_sdks_work_through_the_edge_and_see_denials_in_their_own_ty
         message.contains("no policy permits chat") && message.contains("gpt-4o-mini"),
         "the message says what was refused and why: {message}"
     );
+
+    assert!(
+        openai["azure_chat"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("demo OpenAI upstream (gpt-4o-mini)"),
+        "{openai:?}"
+    );
+    assert_eq!(
+        openai["azure_denied"]["error_type"],
+        "PermissionDeniedError"
+    );
+    assert_eq!(openai["azure_denied"]["permission"], true);
 
     let (py, env2) = (python.clone(), env.clone());
     let anthropic = tokio::task::spawn_blocking(move || run(&py, "anthropic", &env2)).await??;

@@ -158,6 +158,15 @@ prefix = "Bearer "
 value = "{UPSTREAM_OPENAI_KEY}"
 
 [[routes]]
+prefix = "/azure"
+kind = "azure"
+name = "azure"
+upstream = "http://{upstream}"
+[routes.credential]
+header = "api-key"
+value = "{UPSTREAM_OPENAI_KEY}"
+
+[[routes]]
 prefix = "/anthropic"
 kind = "anthropic"
 name = "anthropic"

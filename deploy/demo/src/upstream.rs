@@ -1,7 +1,8 @@
 //! Demo upstreams behind the edge, all on one listener:
 //!
 //! - an OpenAI-shaped API: `POST /v1/chat/completions` (JSON or SSE when `stream: true`),
-//!   `POST /v1/responses`,
+//!   `POST /v1/responses`, and Azure OpenAI's
+//!   `POST /openai/deployments/{deployment}/chat/completions` (key in `api-key`),
 //!   `POST /v1/embeddings`, `GET /v1/models`;
 //! - an Anthropic-shaped API: `POST /v1/messages` (JSON or SSE);
 //! - an MCP server (streamable HTTP; JSON responses, or an event stream for a client whose
@@ -52,6 +53,10 @@ pub fn router(options: UpstreamOptions) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/responses", post(responses))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_chat),
+        )
         .route("/v1/models", get(models))
         .route("/v1/messages", post(messages))
         .route("/mcp", post(mcp).get(mcp_stream).delete(mcp_end))
@@ -133,6 +138,33 @@ fn sse(events: Vec<String>) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// Azure OpenAI's deployment path: the deployment is the model; the key comes as `api-key`.
+async fn azure_chat(
+    State(state): State<AppState>,
+    axum::extract::Path(deployment): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    remember(&state, &req);
+    let (headers, mut body) = match read_json(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let key = headers.get("api-key").and_then(|v| v.to_str().ok());
+    if state
+        .options
+        .openai_key
+        .as_deref()
+        .is_some_and(|k| key != Some(k))
+    {
+        return openai_error(
+            StatusCode::UNAUTHORIZED,
+            "Access denied due to invalid subscription key.",
+        );
+    }
+    body["model"] = json!(deployment);
+    chat_answer(&body)
+}
+
 async fn chat_completions(State(state): State<AppState>, req: Request) -> Response {
     remember(&state, &req);
     let (headers, body) = match read_json(req).await {
@@ -142,6 +174,11 @@ async fn chat_completions(State(state): State<AppState>, req: Request) -> Respon
     if !check_bearer(&headers, &state.options.openai_key) {
         return openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided.");
     }
+    chat_answer(&body)
+}
+
+/// The chat answer (JSON, or SSE when `stream` is set) for a request body.
+fn chat_answer(body: &Value) -> Response {
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
     let prompt = body["messages"]
         .as_array()
