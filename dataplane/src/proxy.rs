@@ -483,14 +483,7 @@ impl Edge {
         ] {
             header.insert_header(k, v).map_err(|e| e.to_string())?;
         }
-        session
-            .write_response_header(Box::new(header), false)
-            .await
-            .map_err(|e| e.to_string())?;
-        session
-            .write_response_body(Some(body), true)
-            .await
-            .map_err(|e| e.to_string())
+        send(session, header, body).await
     }
 
     async fn unauthenticated(
@@ -570,15 +563,24 @@ impl Edge {
                 ),
             )?;
         }
-        session
-            .write_response_header(Box::new(header), false)
-            .await
-            .map_err(|e| e.to_string())?;
-        session
-            .write_response_body(Some(body), true)
-            .await
-            .map_err(|e| e.to_string())
+        send(session, header, body).await
     }
+}
+
+/// Writes a whole response.
+async fn send(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Bytes,
+) -> std::result::Result<(), String> {
+    session
+        .write_response_header(Box::new(header), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    session
+        .write_response_body(Some(body), true)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// For an MCP list request, the result field it lists and the action each item is used by.

@@ -3,7 +3,7 @@
 
 use super::StoreError;
 use portcullis_shared::audit::DecisionRecord;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -81,32 +81,11 @@ fn lock(m: &Mutex<Connection>) -> Result<std::sync::MutexGuard<'_, Connection>, 
 impl DecisionStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        let mut writer = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        writer.pragma_update(None, "journal_mode", "WAL")?;
-        // A node deletes what the control plane acknowledged, so the acknowledgement waits
-        // for the commit to be on disk.
-        writer.pragma_update(None, "synchronous", "FULL")?;
-        writer.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Synced at every commit: the node may delete what the control plane acknowledged.
+        let mut writer = super::open_writer(path)?;
         super::migrate_with(&mut writer, MIGRATIONS)?;
-        let read_only = || -> Result<_, StoreError> {
-            let c = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            c.busy_timeout(std::time::Duration::from_secs(10))?;
-            Ok(Arc::new(Mutex::new(c)))
-        };
+        let read_only =
+            || -> Result<_, StoreError> { Ok(Arc::new(Mutex::new(super::open_reader(path)?))) };
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: read_only()?,

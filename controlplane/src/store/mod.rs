@@ -70,33 +70,12 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, switches it to WAL and applies any
     /// pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        let mut conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
         // Durable at commit: the SCIM response is only sent after the write is on disk.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut conn = open_writer(path)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut conn)?;
         let readers = (0..READERS)
-            .map(|_| {
-                let r = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                r.busy_timeout(std::time::Duration::from_secs(10))?;
-                Ok(Mutex::new(r))
-            })
+            .map(|_| Ok(Mutex::new(open_reader(path)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -194,6 +173,37 @@ impl Store {
         })
         .await
     }
+}
+
+/// Opens (creating it and its directory if needed) a database for writing: WAL, every commit
+/// synced, waiting up to 10 s for a lock.
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// A read-only connection to the same database.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
