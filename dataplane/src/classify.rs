@@ -27,7 +27,8 @@ use serde_json::Value;
 pub enum Operation {
     /// A model call whose model is named in the JSON body.
     ModelCall(Action),
-    /// An Azure OpenAI deployment call: the deployment in the path is the model.
+    /// A model call whose model is named in the path: an Azure OpenAI deployment, or a
+    /// Gemini `models/{model}:{method}`.
     DeploymentCall(Action),
     /// Listing a provider's models (no body).
     ListModels,
@@ -174,6 +175,18 @@ pub fn operation(route: &Route, method: &str, rest: &str) -> Result<Operation, C
             },
             _ => Err(unknown()),
         },
+        RouteKind::Gemini => match (method, gemini_model(rest)) {
+            ("POST", Some((_, "generateContent" | "streamGenerateContent" | "countTokens"))) => {
+                Ok(Operation::DeploymentCall(Action::Chat))
+            }
+            ("POST", Some((_, "embedContent" | "batchEmbedContents"))) => {
+                Ok(Operation::DeploymentCall(Action::Embed))
+            }
+            ("GET", None) if matches!(rest, "/v1beta/models" | "/v1/models") => {
+                Ok(Operation::ListModels)
+            }
+            _ => Err(unknown()),
+        },
         RouteKind::Anthropic => match (method, rest) {
             ("POST", "/v1/messages" | "/v1/messages/count_tokens") => {
                 Ok(Operation::ModelCall(Action::Chat))
@@ -198,6 +211,25 @@ pub fn deployment(rest: &str) -> Option<(&str, &str)> {
     let tail = rest.strip_prefix("/openai/deployments/")?;
     let (name, op) = tail.split_once('/')?;
     (!name.is_empty()).then_some((name, op.trim_end_matches('/')))
+}
+
+/// A Gemini model path, `/v1beta/models/{model}:{method}` (or `/v1/…`): the model and the
+/// method.
+pub fn gemini_model(rest: &str) -> Option<(&str, &str)> {
+    let tail = rest
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| rest.strip_prefix("/v1/models/"))?;
+    let (model, method) = tail.rsplit_once(':')?;
+    (!model.is_empty() && !model.contains('/')).then_some((model, method))
+}
+
+/// The model a path names, for the kinds that name it there.
+fn model_in_path(kind: RouteKind, rest: &str) -> Option<(&str, &str)> {
+    match kind {
+        RouteKind::Azure => deployment(rest),
+        RouteKind::Gemini => gemini_model(rest),
+        _ => None,
+    }
 }
 
 /// Facts from an MCP message that the error response needs.
@@ -255,22 +287,24 @@ pub fn request(
             mcp: None,
         }),
         Operation::DeploymentCall(action) => {
-            let name = deployment(rest).map(|(d, _)| d).unwrap_or_default();
+            let (name, method) = model_in_path(route.kind, rest).unwrap_or_default();
             if let Err(e) = std::str::from_utf8(body) {
                 return Err(ClassifyError::BadJson(format!(
                     "invalid UTF-8 at byte {}",
                     e.valid_up_to()
                 )));
             }
+            // Gemini streams by method; OpenAI's protocol by the body's flag.
+            let streamed_by_path = method == "streamGenerateContent";
             let stream = match serde_json::from_slice::<ModelPeek<'_>>(body) {
-                Ok(peek) => peek.stream.unwrap_or(false),
+                Ok(peek) => streamed_by_path || peek.stream.unwrap_or(false),
                 Err(_) => {
                     let v: Value = serde_json::from_slice(body)
                         .map_err(|e| ClassifyError::BadJson(e.to_string()))?;
                     let obj = v.as_object().ok_or_else(|| {
                         ClassifyError::Invalid("request body must be a JSON object".into())
                     })?;
-                    obj.get("stream").and_then(Value::as_bool).unwrap_or(false)
+                    streamed_by_path || obj.get("stream").and_then(Value::as_bool).unwrap_or(false)
                 }
             };
             Ok(Classified {
@@ -542,6 +576,49 @@ mod tests {
             request(&r, op, path, b"[1]"),
             Err(ClassifyError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn gemini_names_the_model_and_streaming_in_the_path() {
+        let r = route(RouteKind::Gemini, "gemini");
+        let path = "/v1beta/models/gemini-2.0-flash:streamGenerateContent";
+        let op = operation(&r, "POST", path).expect("known");
+        assert_eq!(op, Operation::DeploymentCall(Action::Chat));
+        let c = request(&r, op, path, br#"{"contents":[]}"#).expect("ok");
+        assert_eq!(
+            c.request.resource,
+            Resource::Model {
+                provider: "gemini".into(),
+                kind: "gemini".into(),
+                name: "gemini-2.0-flash".into()
+            }
+        );
+        assert!(c.request.context.stream, "streamed by its method");
+        let plain = "/v1/models/gemini-2.0-flash:generateContent";
+        let op = operation(&r, "POST", plain).expect("known");
+        assert!(
+            !request(&r, op, plain, b"{}")
+                .expect("ok")
+                .request
+                .context
+                .stream
+        );
+        assert_eq!(
+            operation(&r, "POST", "/v1beta/models/text-embedding-004:embedContent"),
+            Ok(Operation::DeploymentCall(Action::Embed))
+        );
+        assert_eq!(
+            operation(&r, "GET", "/v1beta/models"),
+            Ok(Operation::ListModels)
+        );
+        for bad in [
+            "/v1beta/models/:generateContent",
+            "/v1beta/models/a/b:generateContent",
+            "/v1beta/models/x:deleteEverything",
+            "/v1beta/files",
+        ] {
+            assert!(operation(&r, "POST", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

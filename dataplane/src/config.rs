@@ -33,7 +33,7 @@
 //! prefix = "/openai"                       # clients use base URL http://edge/openai/v1
 //! max_staleness_ms = 30000                 # optional: fail closed (503) when the control
 //!                                          # plane has been silent this long
-//! kind = "openai"                          # openai | azure | anthropic | mcp
+//! kind = "openai"                          # openai | azure | gemini | anthropic | mcp
 //! name = "openai"                          # Provider::"openai" (or McpServer::"<name>")
 //! tenant = "acme"                          # optional: role bindings may hold only here
 //! parse_body = "always"                    # or "when_policies_read_it": skip reading a
@@ -268,6 +268,9 @@ pub enum RouteKind {
     Openai,
     /// Azure OpenAI: OpenAI's protocol, deployments in the path, `api-key` headers.
     Azure,
+    /// Google Gemini: the model and the operation in the path (`models/{m}:generateContent`),
+    /// `x-goog-api-key` headers.
+    Gemini,
     Anthropic,
     Mcp,
 }
@@ -277,6 +280,7 @@ impl RouteKind {
         match self {
             Self::Openai => "openai",
             Self::Azure => "azure",
+            Self::Gemini => "gemini",
             Self::Anthropic => "anthropic",
             Self::Mcp => "mcp",
         }

@@ -6,7 +6,8 @@
 //! from here with Pingora's own pooled upstream connector, and the response is streamed back
 //! chunk by chunk as it arrives (server-sent events are never buffered whole).
 //!
-//! The client's credentials (`Authorization`, `x-api-key`, `api-key`) are never forwarded;
+//! The client's credentials (`Authorization`, `x-api-key`, `api-key`, `x-goog-api-key`) are
+//! never forwarded;
 //! the route's upstream credential is injected instead.
 
 use crate::config::{Limits, Route};
@@ -49,6 +50,7 @@ const DROP_REQUEST: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",
+    "x-goog-api-key",
     // Client-supplied forwarding claims: the edge states its own.
     "forwarded",
     "x-forwarded-for",

@@ -677,10 +677,12 @@ fn bearer(session: &Session, kind: RouteKind) -> Option<&str> {
             .then(|| token.trim())
             .filter(|t| !t.is_empty());
     }
-    // Anthropic's SDKs send their key as `x-api-key`, Azure OpenAI's as `api-key`.
+    // Anthropic's SDKs send their key as `x-api-key`, Azure OpenAI's as `api-key`, Gemini's
+    // as `x-goog-api-key`.
     let key_header = match kind {
         RouteKind::Anthropic => Some("x-api-key"),
         RouteKind::Azure => Some("api-key"),
+        RouteKind::Gemini => Some("x-goog-api-key"),
         _ => None,
     };
     if let Some(name) = key_header {

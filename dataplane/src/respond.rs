@@ -53,6 +53,18 @@ impl Kind {
         }
     }
 
+    /// Google's canonical status names, as Gemini's errors carry them.
+    fn gemini(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Denied => "PERMISSION_DENIED",
+            Self::NotFound => "NOT_FOUND",
+            Self::BadRequest | Self::TooLarge => "INVALID_ARGUMENT",
+            Self::Timeout => "DEADLINE_EXCEEDED",
+            Self::Unavailable | Self::Upstream => "UNAVAILABLE",
+        }
+    }
+
     fn anthropic(self) -> &'static str {
         match self {
             Self::Unauthenticated => "authentication_error",
@@ -121,6 +133,13 @@ impl Refusal {
     /// the refused MCP request, if known.
     pub fn body(&self, kind: Option<RouteKind>, id: Option<&Value>) -> Bytes {
         let v = match kind {
+            Some(RouteKind::Gemini) => json!({
+                "error": {
+                    "code": self.kind.status(),
+                    "message": self.message,
+                    "status": self.kind.gemini(),
+                },
+            }),
             Some(RouteKind::Anthropic) => json!({
                 "type": "error",
                 "error": { "type": self.kind.anthropic(), "message": self.message },

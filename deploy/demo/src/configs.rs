@@ -27,6 +27,7 @@ pub const AUDIENCE: &str = "portcullis";
 /// The credential the edge injects towards the demo upstreams (never a client's).
 pub const UPSTREAM_OPENAI_KEY: &str = "sk-demo-upstream-openai";
 pub const UPSTREAM_ANTHROPIC_KEY: &str = "sk-demo-upstream-anthropic";
+pub const UPSTREAM_GEMINI_KEY: &str = "demo-upstream-gemini";
 
 /// Control-plane listeners.
 #[derive(Debug, Clone, Copy)]
@@ -165,6 +166,15 @@ upstream = "http://{upstream}"
 [routes.credential]
 header = "api-key"
 value = "{UPSTREAM_OPENAI_KEY}"
+
+[[routes]]
+prefix = "/gemini"
+kind = "gemini"
+name = "gemini"
+upstream = "http://{upstream}"
+[routes.credential]
+header = "x-goog-api-key"
+value = "{UPSTREAM_GEMINI_KEY}"
 
 [[routes]]
 prefix = "/anthropic"

@@ -5,6 +5,8 @@
 //!   `POST /openai/deployments/{deployment}/chat/completions` (key in `api-key`),
 //!   `POST /v1/embeddings`, `GET /v1/models`;
 //! - an Anthropic-shaped API: `POST /v1/messages` (JSON or SSE);
+//! - a Gemini-shaped API: `POST /v1beta/models/{model}:generateContent` and
+//!   `:streamGenerateContent` (SSE);
 //! - an MCP server (streamable HTTP; JSON responses, or an event stream for a client whose
 //!   `Accept` lists `text/event-stream` first) at `/mcp`: a small CRM with the tools
 //!   `search_accounts`, `update_opportunity` and `export_all_contacts`, one resource and one
@@ -59,6 +61,7 @@ pub fn router(options: UpstreamOptions) -> Router {
         )
         .route("/v1/models", get(models))
         .route("/v1/messages", post(messages))
+        .route("/v1beta/models/{call}", post(gemini))
         .route("/mcp", post(mcp).get(mcp_stream).delete(mcp_end))
         .route("/_demo/requests", get(seen))
         .with_state(state)
@@ -136,6 +139,36 @@ fn sse(events: Vec<String>) -> Response {
         .header("cache-control", "no-cache")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Gemini's `models/{model}:generateContent` and `:streamGenerateContent` (SSE with
+/// `alt=sse`).
+async fn gemini(
+    State(state): State<AppState>,
+    axum::extract::Path(call): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    remember(&state, &req);
+    let (model, method) = call.rsplit_once(':').unwrap_or((call.as_str(), ""));
+    let text = format!("Hello from the demo Gemini upstream ({model}).");
+    let chunk = |t: &str| {
+        json!({
+            "candidates": [{"content": {"parts": [{"text": t}], "role": "model"}, "index": 0}],
+            "modelVersion": model
+        })
+    };
+    match method {
+        "generateContent" => axum::Json(chunk(&text)).into_response(),
+        "streamGenerateContent" => sse(text
+            .split_inclusive(' ')
+            .map(|piece| format!("data: {}\r\n\r\n", chunk(piece)))
+            .collect()),
+        other => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": {"code": 404, "message": format!("unknown method {other}"), "status": "NOT_FOUND"}})),
+        )
+            .into_response(),
+    }
 }
 
 /// Azure OpenAI's deployment path: the deployment is the model; the key comes as `api-key`.
