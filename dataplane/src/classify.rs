@@ -288,12 +288,7 @@ pub fn request(
         }),
         Operation::DeploymentCall(action) => {
             let (name, method) = model_in_path(route.kind, rest).unwrap_or_default();
-            if let Err(e) = std::str::from_utf8(body) {
-                return Err(ClassifyError::BadJson(format!(
-                    "invalid UTF-8 at byte {}",
-                    e.valid_up_to()
-                )));
-            }
+            check_utf8(body)?;
             // Gemini streams by method; OpenAI's protocol by the body's flag.
             let streamed_by_path = method == "streamGenerateContent";
             let stream = match serde_json::from_slice::<ModelPeek<'_>>(body) {
@@ -323,12 +318,7 @@ pub fn request(
         Operation::ModelCall(action) => {
             // The peek below skips most of the body without checking its strings: check the
             // whole body is UTF-8 first, so no malformed JSON is forwarded (fuzzing found it).
-            if let Err(e) = std::str::from_utf8(body) {
-                return Err(ClassifyError::BadJson(format!(
-                    "invalid UTF-8 at byte {}",
-                    e.valid_up_to()
-                )));
-            }
+            check_utf8(body)?;
             // The common case, read without building the whole document: an object whose
             // `model` is a string and whose `stream`, if present, is a boolean.
             let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -378,6 +368,13 @@ pub fn request(
         }
         Operation::McpMessage => mcp(route, body, context(false)),
     }
+}
+
+/// Refuses a body that is not UTF-8 throughout.
+fn check_utf8(body: &[u8]) -> Result<(), ClassifyError> {
+    std::str::from_utf8(body)
+        .map(|_| ())
+        .map_err(|e| ClassifyError::BadJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))
 }
 
 /// The fields of a model call a decision reads; everything else in the body is skipped.
