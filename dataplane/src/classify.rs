@@ -21,6 +21,7 @@
 use crate::config::{Route, RouteKind};
 use portcullis_shared::request::{Action, Request, RequestContext, Resource};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// What the path says, before the body is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,25 +72,19 @@ impl Operation {
 /// A model call decided without reading its body: no policy for the action reads the model or
 /// the stream flag, so any value decides the same. The record's model is empty.
 pub fn unread_model_call(route: &Route, action: Action) -> Classified {
-    Classified {
-        request: Request {
-            action,
-            resource: Resource::Model {
-                provider: route.name.clone(),
-                kind: route.kind.as_str().to_owned(),
-                name: String::new(),
-            },
-            context: RequestContext {
-                route: route.prefix.clone(),
-                stream: false,
-                now_ms: portcullis_shared::request::now_ms(),
-                environment: route.environment.clone(),
-                tenant: route.tenant.clone(),
-                claims: Vec::new(),
-            },
+    model_call(
+        route,
+        action,
+        String::new(),
+        RequestContext {
+            route: route.prefix.clone(),
+            stream: false,
+            now_ms: portcullis_shared::request::now_ms(),
+            environment: route.environment.clone(),
+            tenant: route.tenant.clone(),
+            claims: Vec::new(),
         },
-        mcp: None,
-    }
+    )
 }
 
 /// Why a request could not be classified. The text is shown to the client.
@@ -288,86 +283,65 @@ pub fn request(
         }),
         Operation::DeploymentCall(action) => {
             let (name, method) = model_in_path(route.kind, rest).unwrap_or_default();
-            check_utf8(body)?;
+            let (_, stream) = model_fields(body)?;
             // Gemini streams by method; OpenAI's protocol by the body's flag.
-            let streamed_by_path = method == "streamGenerateContent";
-            let stream = match serde_json::from_slice::<ModelPeek<'_>>(body) {
-                Ok(peek) => streamed_by_path || peek.stream.unwrap_or(false),
-                Err(_) => {
-                    let v: Value = serde_json::from_slice(body)
-                        .map_err(|e| ClassifyError::BadJson(e.to_string()))?;
-                    let obj = v.as_object().ok_or_else(|| {
-                        ClassifyError::Invalid("request body must be a JSON object".into())
-                    })?;
-                    streamed_by_path || obj.get("stream").and_then(Value::as_bool).unwrap_or(false)
-                }
-            };
-            Ok(Classified {
-                request: Request {
-                    action,
-                    resource: Resource::Model {
-                        provider: route.name.clone(),
-                        kind: route.kind.as_str().to_owned(),
-                        name: name.to_owned(),
-                    },
-                    context: context(stream),
-                },
-                mcp: None,
-            })
+            let stream = stream || method == "streamGenerateContent";
+            Ok(model_call(route, action, name.to_owned(), context(stream)))
         }
         Operation::ModelCall(action) => {
-            // The peek below skips most of the body without checking its strings: check the
-            // whole body is UTF-8 first, so no malformed JSON is forwarded (fuzzing found it).
-            check_utf8(body)?;
-            // The common case, read without building the whole document: an object whose
-            // `model` is a string and whose `stream`, if present, is a boolean.
-            let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-            if is_object
-                && let Ok(peek) = serde_json::from_slice::<ModelPeek<'_>>(body)
-                && let Some(model) = peek.model.filter(|m| !m.is_empty())
-            {
-                return Ok(Classified {
-                    request: Request {
-                        action,
-                        resource: Resource::Model {
-                            provider: route.name.clone(),
-                            kind: route.kind.as_str().to_owned(),
-                            name: model.into_owned(),
-                        },
-                        context: context(peek.stream.unwrap_or(false)),
-                    },
-                    mcp: None,
-                });
-            }
-            // Anything else is read in full, for the precise error (or the odd valid shape).
-            let v: Value =
-                serde_json::from_slice(body).map_err(|e| ClassifyError::BadJson(e.to_string()))?;
-            let obj = v.as_object().ok_or_else(|| {
-                ClassifyError::Invalid("request body must be a JSON object".into())
+            let (model, stream) = model_fields(body)?;
+            let model = model.filter(|m| !m.is_empty()).ok_or_else(|| {
+                ClassifyError::Invalid("`model` is required and must be a string".into())
             })?;
-            let model = obj
-                .get("model")
-                .and_then(Value::as_str)
-                .filter(|m| !m.is_empty())
-                .ok_or_else(|| {
-                    ClassifyError::Invalid("`model` is required and must be a string".into())
-                })?;
-            let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-            Ok(Classified {
-                request: Request {
-                    action,
-                    resource: Resource::Model {
-                        provider: route.name.clone(),
-                        kind: route.kind.as_str().to_owned(),
-                        name: model.to_owned(),
-                    },
-                    context: context(stream),
-                },
-                mcp: None,
-            })
+            Ok(model_call(
+                route,
+                action,
+                model.into_owned(),
+                context(stream),
+            ))
         }
         Operation::McpMessage => mcp(route, body, context(false)),
     }
+}
+
+/// A model call on `route`'s provider.
+fn model_call(route: &Route, action: Action, name: String, context: RequestContext) -> Classified {
+    Classified {
+        request: Request {
+            action,
+            resource: Resource::Model {
+                provider: route.name.clone(),
+                kind: route.kind.as_str().to_owned(),
+                name,
+            },
+            context,
+        },
+        mcp: None,
+    }
+}
+
+/// A model call's `model` (if a string) and `stream` flag. The common case is read without
+/// building the whole document (an object whose `model` is a string and whose `stream`, if
+/// present, is a boolean); anything else is read in full, for the precise error. The body
+/// must be UTF-8 throughout: the peek skips most strings unchecked, and malformed JSON must
+/// not be forwarded (fuzzing found it).
+fn model_fields(body: &[u8]) -> Result<(Option<Cow<'_, str>>, bool), ClassifyError> {
+    check_utf8(body)?;
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if is_object && let Ok(peek) = serde_json::from_slice::<ModelPeek<'_>>(body) {
+        return Ok((peek.model, peek.stream.unwrap_or(false)));
+    }
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ClassifyError::BadJson(e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ClassifyError::Invalid("request body must be a JSON object".into()))?;
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .map(|m| Cow::Owned(m.to_owned()));
+    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    Ok((model, stream))
 }
 
 /// Refuses a body that is not UTF-8 throughout.
@@ -381,7 +355,7 @@ fn check_utf8(body: &[u8]) -> Result<(), ClassifyError> {
 #[derive(serde::Deserialize)]
 struct ModelPeek<'a> {
     #[serde(default, borrow)]
-    model: Option<std::borrow::Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
 }

@@ -693,6 +693,25 @@ mod tests {
         }
     }
 
+    /// Writes records `ids` through a sink with `config` (set up by `before` first), waits for
+    /// its writer to finish; returns the counters.
+    fn write(
+        dir: &Path,
+        config: &RecordsConfig,
+        ids: std::ops::Range<u64>,
+        before: impl FnOnce(&Sink),
+    ) -> Arc<Counters> {
+        let (sink, writer) = spawn(dir, config).expect("spawn");
+        before(&sink);
+        for i in ids {
+            sink.submit(record(i));
+        }
+        let counters = sink.counters.clone();
+        drop(sink);
+        writer.join().expect("writer");
+        counters
+    }
+
     #[test]
     fn every_record_is_written_once_in_order_even_when_the_queue_overflows() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -701,13 +720,7 @@ mod tests {
             segment_bytes: 8 * 1024,
             max_bytes: 1 << 30,
         };
-        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
-        for i in 0..3000 {
-            sink.submit(record(i));
-        }
-        let c = sink.counters.clone();
-        drop(sink);
-        writer.join().expect("writer");
+        let c = write(dir.path(), &config, 0..3000, |_| {});
         let all = read_all(dir.path()).expect("read");
         assert_eq!(all.len(), 3000);
         let seqs: Vec<u64> = all.iter().map(|r| r.seq).collect();
@@ -762,12 +775,7 @@ mod tests {
     fn a_torn_last_line_is_cut_and_numbering_continues() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = RecordsConfig::default();
-        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
-        for i in 0..10 {
-            sink.submit(record(i));
-        }
-        drop(sink);
-        writer.join().expect("writer");
+        write(dir.path(), &config, 0..10, |_| {});
         let (last, _) = segments(dir.path())
             .expect("list")
             .pop()
@@ -775,10 +783,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&last).expect("open");
         f.write_all(b"{\"seq\":10,\"at_ms\":").expect("torn write");
         drop(f);
-        let (sink, writer) = spawn(dir.path(), &config).expect("respawn");
-        sink.submit(record(10));
-        drop(sink);
-        writer.join().expect("writer");
+        write(dir.path(), &config, 10..11, |_| {});
         let all = read_all(dir.path()).expect("read");
         assert_eq!(
             all.iter().map(|r| r.seq).collect::<Vec<_>>(),
@@ -813,12 +818,7 @@ mod tests {
             segment_bytes: 8 * 1024,
             max_bytes: 1 << 30,
         };
-        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
-        for i in 0..2000 {
-            sink.submit(record(i));
-        }
-        drop(sink);
-        writer.join().expect("writer");
+        write(dir.path(), &config, 0..2000, |_| {});
         assert!(segments(dir.path()).expect("list").len() > 5);
         assert_eq!(shipped(dir.path(), 0, 4096), (0..2000).collect::<Vec<_>>());
         assert_eq!(
@@ -880,11 +880,10 @@ mod tests {
         segment(dir.path(), 0, 0..10);
         std::fs::write(dir.path().join(segment_name(10)), b"").expect("empty segment");
         let config = RecordsConfig::default();
-        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
-        let epoch = sink.progress.epoch.clone();
-        sink.submit(record(99));
-        drop(sink);
-        writer.join().expect("writer");
+        let mut epoch = String::new();
+        write(dir.path(), &config, 99..100, |sink| {
+            epoch.clone_from(&sink.progress.epoch)
+        });
         let all = read_all(dir.path()).expect("read");
         assert_eq!(all.last().map(|r| r.seq), Some(10), "not 0 again");
 
@@ -906,17 +905,12 @@ mod tests {
             segment_bytes: 4 * 1024,
             max_bytes: 16 * 1024,
         };
-        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
         // The control plane holds everything.
-        sink.progress
-            .shipped_next
-            .store(u64::MAX, Ordering::Release);
-        for i in 0..2000 {
-            sink.submit(record(i));
-        }
-        let c = sink.counters.clone();
-        drop(sink);
-        writer.join().expect("writer");
+        let c = write(dir.path(), &config, 0..2000, |sink| {
+            sink.progress
+                .shipped_next
+                .store(u64::MAX, Ordering::Release)
+        });
         assert!((read_all(dir.path()).expect("read").len() as u64) < 2000);
         assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
     }
@@ -929,13 +923,7 @@ mod tests {
             segment_bytes: 4 * 1024,
             max_bytes: 16 * 1024,
         };
-        let (sink, writer) = spawn(dir.path(), &config).expect("spawn");
-        for i in 0..2000 {
-            sink.submit(record(i));
-        }
-        let c = sink.counters.clone();
-        drop(sink);
-        writer.join().expect("writer");
+        let c = write(dir.path(), &config, 0..2000, |_| {});
         let kept = read_all(dir.path()).expect("read").len() as u64;
         let dropped = c.dropped.load(Ordering::Relaxed);
         assert!(dropped > 0);

@@ -402,7 +402,6 @@ async fn a_trickled_body_times_out_and_invalid_utf8_is_refused() -> anyhow::Resu
             body.len()
         );
         write.write_all(head.as_bytes()).await?;
-        let started = std::time::Instant::now();
         let body = body.as_bytes().to_vec();
         let trickle = tokio::spawn(async move {
             for b in body {
@@ -413,13 +412,10 @@ async fn a_trickled_body_times_out_and_invalid_utf8_is_refused() -> anyhow::Resu
             }
         });
         let response = read_response(read).await?;
-        let took = started.elapsed();
         trickle.abort();
+        // Trickled to the end the body would take 8 s and be answered 200: the 408 is the
+        // deadline (1 s here).
         assert!(response.starts_with("HTTP/1.1 408"), "{path}: {response}");
-        assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-            "{path}: answered after {took:?}"
-        );
         if path.starts_with("/mcp") {
             assert!(response.contains("\"code\":-32600"), "{response}");
         } else {
