@@ -12,7 +12,8 @@
 
 use crate::config::{Limits, Route};
 use crate::listfilter::{ListFilter, MAX_LIST_BYTES};
-use bytes::Bytes;
+use crate::standing::{Standing, Verdict, last_event_end};
+use bytes::{Bytes, BytesMut};
 use http::HeaderName;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -75,7 +76,12 @@ const DROP_RESPONSE: &[&str] = &[
 pub struct Forwarded {
     pub status: u16,
     pub bytes: usize,
+    /// The response was ended early: a new snapshot no longer allows it.
+    pub revoked: bool,
 }
+
+/// The most of one server-sent event held back waiting for its end (see [`Events`]).
+const MAX_HELD: usize = 1 << 20;
 
 /// The upstream path for a request whose path after the route's prefix is `rest`: the
 /// upstream's base path, `rest`, and the client's query string.
@@ -88,7 +94,9 @@ pub fn upstream_path(session: &Session, route: &Route, rest: &str) -> String {
 
 /// Sends the request to `route`'s upstream and streams the response to the client. With a
 /// `filter` (an MCP list request) a successful response is read whole and filtered instead
-/// (see [`crate::listfilter`]).
+/// (see [`crate::listfilter`]). A streamed response (one without a length) is re-decided on
+/// every new snapshot through the [`Standing`] that `standing` makes, and ended when it is
+/// no longer allowed.
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     session: &mut Session,
@@ -99,6 +107,7 @@ pub async fn forward(
     body: Bytes,
     request_id: &str,
     filter: Option<&ListFilter<'_>>,
+    standing: Option<impl FnOnce() -> Standing + Send>,
 ) -> Result<Forwarded, ForwardError> {
     let before = ForwardError::BeforeResponse;
     let peer = peer(route, limits).await.map_err(before)?;
@@ -140,11 +149,7 @@ pub async fn forward(
     if let Some(filter) = filter
         && response.status.is_success()
     {
-        let event_stream = response
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        let event_stream = is_event_stream(&response);
         let mut whole = Vec::new();
         loop {
             match up.read_response_body().await {
@@ -189,18 +194,76 @@ pub async fn forward(
                 .release_http_session(up, &peer, Some(Duration::from_secs(60)))
                 .await;
         }
-        return Ok(Forwarded { status, bytes });
+        return Ok(Forwarded {
+            status,
+            bytes,
+            revoked: false,
+        });
     }
     let mid = ForwardError::MidResponse;
+    let streamed = !response.headers.contains_key(http::header::CONTENT_LENGTH);
+    let event_stream = is_event_stream(&response);
     session
         .write_response_header(Box::new(response), false)
         .await
         .map_err(|e| mid(format!("writing the response header: {e}")))?;
 
+    let mut standing = standing.filter(|_| streamed).map(|make| make());
+    let mut events = Events::new();
     let mut bytes = 0;
     loop {
-        match up.read_response_body().await {
+        let read = up.read_response_body();
+        tokio::pin!(read);
+        let next = loop {
+            let Some(s) = standing.as_mut() else {
+                break (&mut read).await;
+            };
+            tokio::select! {
+                biased;
+                r = &mut read => break r,
+                () = s.changed() => match s.check() {
+                    Verdict::Keep => {}
+                    Verdict::Notify(notes) => {
+                        if event_stream && events.at_boundary() {
+                            session
+                                .write_response_body(Some(notes), false)
+                                .await
+                                .map_err(|e| mid(format!("client went away: {e}")))?;
+                        }
+                    }
+                    Verdict::Revoked(refusal) => {
+                        tracing::info!(request_id, reason = %refusal.message, "open response revoked by a new snapshot");
+                        let last = s.final_event(&refusal);
+                        // An event stream ends on a whole event with the reason; anything
+                        // else is cut, so the client cannot take it for a complete answer.
+                        let Some(last) = last.filter(|_| event_stream && events.at_boundary())
+                        else {
+                            return Err(mid(format!("revoked: {}", refusal.message)));
+                        };
+                        bytes += last.len();
+                        session
+                            .write_response_body(Some(last), true)
+                            .await
+                            .map_err(|e| mid(format!("client went away: {e}")))?;
+                        return Ok(Forwarded {
+                            status,
+                            bytes,
+                            revoked: true,
+                        });
+                    }
+                },
+            }
+        };
+        match next {
             Ok(Some(chunk)) => {
+                let chunk = if event_stream && standing.is_some() {
+                    match events.push(chunk) {
+                        Some(c) => c,
+                        None => continue,
+                    }
+                } else {
+                    chunk
+                };
                 bytes += chunk.len();
                 session
                     .write_response_body(Some(chunk), false)
@@ -211,8 +274,11 @@ pub async fn forward(
             Err(e) => return Err(mid(format!("upstream failed mid-response: {e}"))),
         }
     }
+    // Whatever the upstream left unterminated goes out as it came.
+    let tail = events.rest();
+    bytes += tail.as_ref().map_or(0, Bytes::len);
     session
-        .write_response_body(None, true)
+        .write_response_body(tail, true)
         .await
         .map_err(|e| mid(format!("finishing the response: {e}")))?;
     if up.response_done() {
@@ -220,7 +286,77 @@ pub async fn forward(
             .release_http_session(up, &peer, Some(Duration::from_secs(60)))
             .await;
     }
-    Ok(Forwarded { status, bytes })
+    Ok(Forwarded {
+        status,
+        bytes,
+        revoked: false,
+    })
+}
+
+/// Passes an event stream on in whole events, so that the edge can put events of its own
+/// between the upstream's, and end a stream on a whole event.
+#[derive(Debug, Default)]
+struct Events {
+    /// The tail not yet at an event boundary.
+    held: BytesMut,
+    /// Whether what was passed on ends at an event boundary. Lost only when an event grows
+    /// past [`MAX_HELD`] and is let through unfinished.
+    aligned: bool,
+}
+
+impl Events {
+    fn new() -> Self {
+        Self {
+            held: BytesMut::new(),
+            aligned: true,
+        }
+    }
+
+    /// The whole events of the held tail followed by `chunk`; `None` when there is none yet.
+    /// A chunk ending on an event boundary (the usual case) passes through without a copy.
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if !self.aligned {
+            self.aligned = [&b"\n\n"[..], b"\r\n\r\n", b"\r\r"]
+                .iter()
+                .any(|end| chunk.ends_with(end));
+            return Some(chunk);
+        }
+        if self.held.is_empty() {
+            let end = last_event_end(&chunk);
+            if end == chunk.len() {
+                return Some(chunk);
+            }
+            self.held.extend_from_slice(&chunk[end..]);
+            return (end > 0).then(|| chunk.slice(..end));
+        }
+        self.held.extend_from_slice(&chunk);
+        match last_event_end(&self.held) {
+            0 if self.held.len() > MAX_HELD => {
+                self.aligned = false;
+                Some(self.held.split().freeze())
+            }
+            0 => None,
+            end => Some(self.held.split_to(end).freeze()),
+        }
+    }
+
+    /// Whether the edge may write an event of its own now.
+    fn at_boundary(&self) -> bool {
+        self.aligned
+    }
+
+    /// What is held at the end of the stream.
+    fn rest(&mut self) -> Option<Bytes> {
+        (!self.held.is_empty()).then(|| self.held.split().freeze())
+    }
+}
+
+fn is_event_stream(response: &ResponseHeader) -> bool {
+    response
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().starts_with("text/event-stream"))
 }
 
 async fn peer(route: &Route, limits: &Limits) -> Result<HttpPeer, String> {

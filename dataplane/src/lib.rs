@@ -22,5 +22,6 @@ pub mod passthrough;
 pub mod proxy;
 pub mod records;
 pub mod respond;
+pub mod standing;
 pub mod state;
 pub mod subscriber;

@@ -60,6 +60,7 @@ impl ProxyHttp for Passthrough {
             body,
             "passthrough",
             None,
+            None::<fn() -> crate::standing::Standing>,
         )
         .await
         {

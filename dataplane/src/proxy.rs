@@ -11,13 +11,14 @@
 //! is logged as one structured record (see [`crate::decision_log`]). Allowed requests are
 //! forwarded from the same filter (see [`crate::forward`] for why).
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Verified};
 use crate::classify::{self, ClassifyError};
 use crate::config::{Config, Route, RouteKind};
 use crate::decision_log::{self, Outcome};
 use crate::forward::{self, ForwardError};
 use crate::listfilter::ListFilter;
 use crate::respond::{Kind, Refusal};
+use crate::standing::Standing;
 use crate::state::{NodeSnapshot, NodeState, now_ms};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -297,44 +298,9 @@ impl Edge {
                 return self.refuse(session, ctx, kind, None, r).await;
             }
         }
-        let lookup =
-            snapshot
-                .engine
-                .find_user(&verified.source, verified.claim, &verified.principal);
-        // A federated issuer's token for someone not provisioned: a partner principal if the
-        // bindings admit the token's home tenant.
-        let partner = match (&lookup, &verified.tenant) {
-            (Lookup::Missing, Some(tenant)) => {
-                snapshot.engine.find_partner(&verified.source, tenant)
-            }
-            _ => None,
-        };
-        let found;
-        let guest;
-        let user: &User = match (lookup, partner) {
-            (Lookup::Found(u), _) => {
-                found = u;
-                &found
-            }
-            (Lookup::Missing, Some(p)) => {
-                guest = snapshot.engine.guest(p, &verified.principal);
-                &guest
-            }
-            (lookup, _) => {
-                let (label, why) = match (lookup, &verified.tenant) {
-                    (Lookup::Ambiguous, _) => (
-                        "ambiguous_principal",
-                        "names more than one user of".to_owned(),
-                    ),
-                    (_, Some(tenant)) => (
-                        "tenant_not_admitted",
-                        format!("is from tenant {tenant}, which is not an admitted partner of"),
-                    ),
-                    _ => (
-                        "unknown_principal",
-                        "is not provisioned for this gateway by".to_owned(),
-                    ),
-                };
+        let who = match resolve(&snapshot.engine, &verified) {
+            Ok(who) => who,
+            Err((label, why)) => {
                 decision_log::record(
                     &self.config.node_id,
                     &ctx.request_id,
@@ -355,6 +321,7 @@ impl Edge {
                 return self.refuse(session, ctx, kind, None, r).await;
             }
         };
+        let user: &User = &who;
 
         let body = if op.needs_body() {
             match self.read_body(session).await {
@@ -430,6 +397,19 @@ impl Edge {
             body,
             &ctx.request_id,
             filter.as_ref(),
+            Some(|| {
+                Standing::new(
+                    self.state.clone(),
+                    snapshot.clone(),
+                    who.clone(),
+                    verified.clone(),
+                    classified.request.clone(),
+                    &self.config.node_id,
+                    &ctx.request_id,
+                    route.kind,
+                    mcp_id.clone(),
+                )
+            }),
         )
         .await
         {
@@ -637,8 +617,58 @@ fn may_use_listed(
     engine.decide(user, &request).is_allowed()
 }
 
+/// The principal a verified token names in a snapshot.
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// A provisioned user.
+    User(Arc<User>),
+    /// A guest of an admitted partner tenant.
+    Guest(Box<User>),
+}
+
+impl std::ops::Deref for Who {
+    type Target = User;
+    fn deref(&self) -> &User {
+        match self {
+            Self::User(u) => u,
+            Self::Guest(u) => u,
+        }
+    }
+}
+
+/// Looks the token's principal up: a provisioned user, or (for a federated issuer's token
+/// naming no one provisioned) a guest of a partner whose tenant the bindings admit. Else the
+/// refusal's label and the reason, to follow the principal's name.
+pub(crate) fn resolve(
+    engine: &portcullis_shared::engine::Engine,
+    verified: &Verified,
+) -> std::result::Result<Who, (&'static str, String)> {
+    let lookup = engine.find_user(&verified.source, verified.claim, &verified.principal);
+    match (lookup, &verified.tenant) {
+        (Lookup::Found(u), _) => Ok(Who::User(u)),
+        (Lookup::Ambiguous, _) => Err((
+            "ambiguous_principal",
+            "names more than one user of".to_owned(),
+        )),
+        (Lookup::Missing, Some(tenant)) => match engine.find_partner(&verified.source, tenant) {
+            Some(p) => Ok(Who::Guest(Box::new(engine.guest(p, &verified.principal)))),
+            None => Err((
+                "tenant_not_admitted",
+                format!("is from tenant {tenant}, which is not an admitted partner of"),
+            )),
+        },
+        (Lookup::Missing, None) => Err((
+            "unknown_principal",
+            "is not provisioned for this gateway by".to_owned(),
+        )),
+    }
+}
+
 /// The client-facing explanation of a denial.
-fn denial(decision: &Decision, request: &portcullis_shared::request::Request) -> Refusal {
+pub(crate) fn denial(
+    decision: &Decision,
+    request: &portcullis_shared::request::Request,
+) -> Refusal {
     let message = match &decision.reason {
         Reason::Forbidden => format!(
             "{} on {} is forbidden by policy {}",

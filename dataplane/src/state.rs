@@ -102,6 +102,9 @@ pub struct NodeState {
     latest_known: AtomicU64,
     /// When this node last knew it held the latest version (Unix ms; 0: never).
     fresh_at_ms: AtomicU64,
+    /// Told the version of every snapshot swapped in, so open responses re-decide at once
+    /// (see [`crate::standing`]).
+    installed: tokio::sync::watch::Sender<u64>,
 }
 
 impl NodeState {
@@ -116,6 +119,11 @@ impl NodeState {
 
     pub fn version(&self) -> u64 {
         self.current.load().as_ref().map_or(0, |s| s.version())
+    }
+
+    /// Wakes when a snapshot is swapped in after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.installed.subscribe()
     }
 
     /// Swaps in `next` if it is newer than the live snapshot, or the same version number with
@@ -143,6 +151,7 @@ impl NodeState {
                 live,
             });
         }
+        self.installed.send_replace(next.version());
         metrics::gauge!("portcullis_snapshot_version").set(next.version() as f64);
         metrics::gauge!("portcullis_identity_revision").set(next.engine.identity_revision() as f64);
         Ok(next)

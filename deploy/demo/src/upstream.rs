@@ -10,7 +10,7 @@
 //! - an MCP server (streamable HTTP; JSON responses, or an event stream for a client whose
 //!   `Accept` lists `text/event-stream` first) at `/mcp`: a small CRM with the tools
 //!   `search_accounts`, `update_opportunity` and `export_all_contacts`, one resource and one
-//!   prompt;
+//!   prompt; `GET /mcp` opens the session's (quiet) server-to-client event stream;
 //! - `GET /_demo/requests`: the headers of the last requests received, so tests can check what
 //!   the edge forwarded (for example, that a client's token never arrives here).
 //!
@@ -325,7 +325,12 @@ async fn messages(State(state): State<AppState>, req: Request) -> Response {
             .into_response();
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
-    let text = format!("Hello from the demo Anthropic upstream ({model}).");
+    let prompt = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    let text = format!("Hello from the demo Anthropic upstream ({model}). You said: {prompt}");
     if body["stream"].as_bool() == Some(true) {
         let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
         let mut events = vec![
@@ -475,9 +480,35 @@ async fn mcp(State(state): State<AppState>, req: Request) -> Response {
     resp
 }
 
+/// The session's server-to-client stream (`GET`): this server sends no requests of its own,
+/// so the stream carries a comment when it opens and one every 15 s, and ends after 30
+/// minutes (clients open it again).
 async fn mcp_stream(State(state): State<AppState>, req: Request) -> Response {
     remember(&state, &req);
-    StatusCode::METHOD_NOT_ALLOWED.into_response()
+    let accepts_sse = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
+    if !accepts_sse {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let ticks = futures::stream::iter(0..120).then(|i| async move {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+        Ok::<_, std::convert::Infallible>(if i == 0 {
+            ": open\n\n"
+        } else {
+            ": keep-alive\n\n"
+        })
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(ticks))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 async fn mcp_end(State(state): State<AppState>, req: Request) -> Response {
