@@ -333,6 +333,15 @@ async fn candidates(
                     .find(|(p, _)| p == id)
                     .map_or(id.clone(), |(_, k)| k.clone()),
             }],
+            // A tool offered to models, under every provider known.
+            "LlmTool" => providers
+                .iter()
+                .map(|(provider, kind)| Resource::LlmTool {
+                    provider: provider.clone(),
+                    kind: kind.clone(),
+                    name: id.clone(),
+                })
+                .collect(),
             "McpServer" => vec![Resource::McpServer { server: id.clone() }],
             "McpTool" => split()
                 .map(|(server, tool)| Resource::McpTool { server, tool })

@@ -49,6 +49,10 @@ pub struct ExplainRequest {
     #[serde(default)]
     #[arg(long)]
     pub model: Option<String>,
+    /// A tool an LLM request offers the model, under the provider (`llm:tool`).
+    #[serde(default)]
+    #[arg(long, conflicts_with = "model")]
+    pub llm_tool: Option<String>,
     /// An MCP server (with `tool`, `uri` or `prompt`).
     #[serde(default)]
     #[arg(long)]
@@ -93,6 +97,7 @@ pub(crate) fn actions_for(resource: &Resource) -> &'static [Action] {
     match resource {
         Resource::Model { .. } => &[Action::Chat, Action::Embed, Action::Responses],
         Resource::Provider { .. } => &[Action::ModelsList],
+        Resource::LlmTool { .. } => &[Action::LlmTool],
         Resource::McpTool { .. } => &[Action::McpToolsCall],
         Resource::McpResource { .. } => &[Action::McpResourcesRead],
         Resource::McpPrompt { .. } => &[Action::McpPromptsGet],
@@ -112,6 +117,14 @@ pub(crate) fn actions_for(resource: &Resource) -> &'static [Action] {
 /// Builds the engine's request from the fields given, or says what is missing.
 pub fn request(e: &ExplainRequest) -> Result<Request, String> {
     let resource = match (&e.model, &e.provider, &e.server) {
+        (Some(_), _, _) if e.llm_tool.is_some() => {
+            return Err("give a model or an llm_tool, not both".into());
+        }
+        (None, Some(provider), None) if e.llm_tool.is_some() => Resource::LlmTool {
+            provider: provider.clone(),
+            kind: e.kind.clone().unwrap_or_else(|| provider.clone()),
+            name: e.llm_tool.clone().unwrap_or_default(),
+        },
         (Some(model), Some(provider), None) => Resource::Model {
             provider: provider.clone(),
             kind: e.kind.clone().unwrap_or_else(|| provider.clone()),
@@ -142,8 +155,8 @@ pub fn request(e: &ExplainRequest) -> Result<Request, String> {
         (Some(_), None, _) => return Err("a model needs its provider".into()),
         _ => {
             return Err(
-                "name the resource: provider and model, a provider, or an MCP server \
-                 (with a tool, uri or prompt)"
+                "name the resource: provider and model (or llm_tool), a provider, or an MCP \
+                 server (with a tool, uri or prompt)"
                     .into(),
             );
         }
@@ -158,6 +171,7 @@ pub fn request(e: &ExplainRequest) -> Result<Request, String> {
         None => match &resource {
             Resource::Model { .. } => Action::Chat,
             Resource::Provider { .. } => Action::ModelsList,
+            Resource::LlmTool { .. } => Action::LlmTool,
             Resource::McpServer { .. } => Action::McpToolsList,
             Resource::McpTool { .. } => Action::McpToolsCall,
             Resource::McpResource { .. } => Action::McpResourcesRead,

@@ -25,3 +25,4 @@ pub mod respond;
 pub mod standing;
 pub mod state;
 pub mod subscriber;
+pub mod tools;

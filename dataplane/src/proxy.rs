@@ -20,6 +20,7 @@ use crate::listfilter::ListFilter;
 use crate::respond::{Kind, Refusal};
 use crate::standing::Standing;
 use crate::state::{NodeSnapshot, NodeState, now_ms};
+use crate::tools;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
@@ -376,6 +377,19 @@ impl Edge {
             let r = denial(&decision, &classified.request);
             return self.refuse(session, ctx, kind, mcp_id.as_ref(), r).await;
         }
+        let offers_tools = matches!(classified.request.action, Action::Chat | Action::Responses)
+            && matches!(
+                route.kind,
+                RouteKind::Openai | RouteKind::Azure | RouteKind::Anthropic
+            );
+        let body = if offers_tools && snapshot.engine.governs_tools() {
+            match self.decide_tools(&snapshot, &ctx.request_id, user, &classified.request, body) {
+                Ok(body) => body,
+                Err(r) => return self.refuse(session, ctx, kind, None, r).await,
+            }
+        } else {
+            body
+        };
 
         let upstream_path = forward::upstream_path(session, route, rest);
         // An MCP list answer shows only what this principal may use.
@@ -428,6 +442,63 @@ impl Edge {
                 Err(e)
             }
         }
+    }
+
+    /// Decides each tool a model call offers (see [`crate::tools`]): the body to forward, with
+    /// the tools policies strip removed, or the refusal for a forbidden one.
+    #[allow(clippy::result_large_err)] // a refusal is the rare path, answered at once
+    fn decide_tools(
+        &self,
+        snapshot: &NodeSnapshot,
+        request_id: &str,
+        user: &User,
+        request: &Request,
+        body: Bytes,
+    ) -> std::result::Result<Bytes, Refusal> {
+        let Resource::Model { provider, kind, .. } = &request.resource else {
+            return Ok(body);
+        };
+        let mut names = tools::offered(&body).map_err(|e| Refusal::new(Kind::BadRequest, e))?;
+        names.sort_unstable();
+        names.dedup();
+        let mut stripped = Vec::new();
+        for name in names {
+            let offered = Request {
+                action: Action::LlmTool,
+                resource: Resource::LlmTool {
+                    provider: provider.clone(),
+                    kind: kind.clone(),
+                    name,
+                },
+                context: request.context.clone(),
+            };
+            let decision = snapshot.engine.decide(user, &offered);
+            if decision.is_allowed() {
+                continue;
+            }
+            decision_log::record(
+                &self.config.node_id,
+                request_id,
+                snapshot,
+                Some(user),
+                Some(&offered),
+                Outcome::Decided(&decision),
+                0,
+            );
+            if !snapshot.engine.strips_tool(&decision) {
+                return Err(denial(&decision, &offered));
+            }
+            if let Resource::LlmTool { name, .. } = offered.resource {
+                stripped.push(name);
+            }
+        }
+        if stripped.is_empty() {
+            return Ok(body);
+        }
+        metrics::counter!("portcullis_llm_tools_stripped_total").increment(stripped.len() as u64);
+        tools::strip(&body, &stripped)
+            .map(Bytes::from)
+            .map_err(|e| Refusal::new(Kind::BadRequest, e))
     }
 
     /// `GET /.well-known/oauth-protected-resource<path>`: the metadata of the MCP route whose

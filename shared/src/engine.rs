@@ -300,6 +300,11 @@ struct Fixed {
     literal_users: Vec<String>,
     /// The resources policies name (entity type and id), for "what could they use".
     named_resources: Vec<(String, String)>,
+    /// Whether some policy names `Action::"llm:tool"` in its scope: only then are the tools
+    /// an LLM request offers decided (see [`Engine::governs_tools`]).
+    governs_tools: bool,
+    /// Ids of the policies annotated `@tool("strip")`.
+    strip_tools: Vec<String>,
     sources_known: Vec<String>,
     group_uids: Vec<EntityUid>,
     role_uids: Vec<EntityUid>,
@@ -319,7 +324,7 @@ struct Labels {
     /// Each declared label with its default.
     decls: Vec<(String, Option<RestrictedExpression>)>,
     /// Per [`ResourceKind`] (in `ResourceKind::ALL` order): id → label name → value.
-    own: [HashMap<String, HashMap<String, RestrictedExpression>>; 6],
+    own: [HashMap<String, HashMap<String, RestrictedExpression>>; ResourceKind::ALL.len()],
 }
 
 type ResourceAttrs = HashMap<String, RestrictedExpression>;
@@ -331,7 +336,7 @@ impl Labels {
             .iter()
             .map(|d| (d.name.clone(), d.default.as_ref().map(attr_expr)))
             .collect();
-        let mut own: [HashMap<String, ResourceAttrs>; 6] = Default::default();
+        let mut own: [HashMap<String, ResourceAttrs>; ResourceKind::ALL.len()] = Default::default();
         for r in &snapshot.labeled_resources {
             own[r.kind as usize].insert(
                 r.id.clone(),
@@ -465,7 +470,18 @@ impl Engine {
         let mut literal_groups = Vec::new();
         let mut literal_users = Vec::new();
         let mut named_resources = Vec::new();
+        let tool = uid("Action", Action::LlmTool.cedar_id());
+        let mut governs_tools = false;
+        let mut strip_tools = Vec::new();
         for p in policies.set.policies() {
+            governs_tools |= match p.action_constraint() {
+                cedar_policy::ActionConstraint::Eq(a) => a == tool,
+                cedar_policy::ActionConstraint::In(list) => list.contains(&tool),
+                cedar_policy::ActionConstraint::Any => false,
+            };
+            if p.annotation(policy::TOOL_ANNOTATION) == Some("strip") {
+                strip_tools.push(p.id().to_string());
+            }
             if let Ok(json) = p.to_json() {
                 literal_ids(
                     &json,
@@ -512,6 +528,8 @@ impl Engine {
                 literal_groups,
                 literal_users,
                 named_resources,
+                governs_tools,
+                strip_tools,
                 sources_known,
                 group_uids,
                 role_uids,
@@ -786,6 +804,25 @@ impl Engine {
     /// The resources the policies name, as (entity type, id), sorted.
     pub fn named_resources(&self) -> &[(String, String)] {
         &self.fixed.named_resources
+    }
+
+    /// Whether the tools an LLM request offers the model are decided (`llm:tool`, one
+    /// decision per tool). Opt-in: only when some policy names `Action::"llm:tool"` in its
+    /// action scope, so a policy set that says nothing of tools is not made to deny every
+    /// request that carries some. Once one does, tools are default-deny like everything else.
+    pub fn governs_tools(&self) -> bool {
+        self.fixed.governs_tools
+    }
+
+    /// Whether a tool's denial removes the tool rather than refusing the request: the tool is
+    /// forbidden, and every forbidding policy is annotated `@tool("strip")`.
+    pub fn strips_tool(&self, decision: &Decision) -> bool {
+        decision.reason == Reason::Forbidden
+            && !decision.policies.is_empty()
+            && decision
+                .policies
+                .iter()
+                .all(|id| self.fixed.strip_tools.iter().any(|s| s == id))
     }
 
     /// The principal a decision record names: a user of the snapshot, or the partner guest
@@ -1269,6 +1306,23 @@ fn resource_entities(
         }
         Resource::Provider { name, kind } => {
             out.push(provider_entity(resource.clone(), name, kind, labels)?)
+        }
+        Resource::LlmTool {
+            provider,
+            kind,
+            name,
+        } => {
+            let p = uid(entity::PROVIDER, provider);
+            out.push(entity(
+                ResourceKind::LlmTool,
+                provider,
+                HashMap::from([
+                    ("name".to_owned(), s(name)),
+                    ("provider".to_owned(), s(provider)),
+                ]),
+                one(p.clone()),
+            )?);
+            out.push(provider_entity(p, provider, kind, labels)?);
         }
         Resource::McpServer { server: name } => out.push(server(name)?),
         Resource::McpTool { server: srv, tool } => {

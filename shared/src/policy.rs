@@ -7,6 +7,10 @@
 //! Policy ids: a policy's `@id("…")` annotation when it has one (recommended: stable across
 //! edits), otherwise `<file>:<line>` of its first line. Ids appear in decision logs and audit
 //! records as the policies that determined a decision.
+//!
+//! `@tool("strip")` on a `forbid` of `Action::"llm:tool"` makes the data plane remove the
+//! forbidden tool from the request rather than refuse the request (`@tool("deny")`, the
+//! default, refuses it).
 
 use crate::Hash32;
 use crate::snapshot::PolicyFile;
@@ -15,6 +19,9 @@ use miette::Diagnostic;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+
+/// The annotation that says what a tool's denial does: `strip` or `deny`.
+pub const TOOL_ANNOTATION: &str = "tool";
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +151,19 @@ pub fn compile(schema_text: &str, files: &[PolicyFile]) -> Result<CompiledPolici
                 Some(id) => id.to_owned(),
                 None => format!("{}:{}", file.name, line),
             };
+            if let Some(how) = policy.annotation(TOOL_ANNOTATION)
+                && !matches!(how, "strip" | "deny")
+            {
+                diagnostics.push(PolicyDiagnostic {
+                    file: file.name.clone(),
+                    line,
+                    column: 1,
+                    message: format!(
+                        "policy `{id}`: @{TOOL_ANNOTATION}(\"{how}\") is not understood; write @{TOOL_ANNOTATION}(\"strip\") to remove a forbidden tool from the request, or @{TOOL_ANNOTATION}(\"deny\") to refuse the request"
+                    ),
+                });
+                continue;
+            }
             if let Some(&other) = owner.get(&id) {
                 diagnostics.push(PolicyDiagnostic {
                     file: file.name.clone(),

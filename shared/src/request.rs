@@ -23,11 +23,12 @@ pub enum Action {
     McpResourcesRead,
     McpPromptsGet,
     McpOther,
+    LlmTool,
 }
 
 impl Action {
     /// Every action, in declaration order ([`Action::index`] is the position).
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Self::Chat,
         Self::Embed,
         Self::Responses,
@@ -43,6 +44,7 @@ impl Action {
         Self::McpResourcesRead,
         Self::McpPromptsGet,
         Self::McpOther,
+        Self::LlmTool,
     ];
 
     /// The action's position in [`Action::ALL`].
@@ -68,6 +70,7 @@ impl Action {
             Self::McpResourcesRead => "mcp:resources/read",
             Self::McpPromptsGet => "mcp:prompts/get",
             Self::McpOther => "mcp:other",
+            Self::LlmTool => "llm:tool",
         }
     }
 
@@ -150,6 +153,13 @@ pub enum Resource {
         server: String,
         name: String,
     },
+    /// A tool an LLM request offers the model (an entry of its `tools` array), by name:
+    /// `LlmTool::"Bash"`, under the route's provider.
+    LlmTool {
+        provider: String,
+        kind: String,
+        name: String,
+    },
 }
 
 impl Resource {
@@ -164,6 +174,7 @@ impl Resource {
             Self::McpTool { server, tool } => (entity::MCP_TOOL, format!("{server}/{tool}")),
             Self::McpResource { server, uri } => (entity::MCP_RESOURCE, format!("{server}/{uri}")),
             Self::McpPrompt { server, name } => (entity::MCP_PROMPT, format!("{server}/{name}")),
+            Self::LlmTool { name, .. } => (entity::LLM_TOOL, name.clone()),
         }
     }
 }

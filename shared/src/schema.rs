@@ -74,4 +74,5 @@ pub mod entity {
     pub const MCP_TOOL: &str = "McpTool";
     pub const MCP_RESOURCE: &str = "McpResource";
     pub const MCP_PROMPT: &str = "McpPrompt";
+    pub const LLM_TOOL: &str = "LlmTool";
 }

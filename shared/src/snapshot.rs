@@ -89,20 +89,22 @@ pub enum ResourceKind {
     McpTool,
     McpResource,
     McpPrompt,
+    LlmTool,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 6] = [
+    pub const ALL: [ResourceKind; 7] = [
         Self::Provider,
         Self::Model,
         Self::McpServer,
         Self::McpTool,
         Self::McpResource,
         Self::McpPrompt,
+        Self::LlmTool,
     ];
 
     /// The configuration spelling: `provider`, `model`, `mcp_server`, `mcp_tool`,
-    /// `mcp_resource`, `mcp_prompt`.
+    /// `mcp_resource`, `mcp_prompt`, `llm_tool`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Provider => "provider",
@@ -111,6 +113,7 @@ impl ResourceKind {
             Self::McpTool => "mcp_tool",
             Self::McpResource => "mcp_resource",
             Self::McpPrompt => "mcp_prompt",
+            Self::LlmTool => "llm_tool",
         }
     }
 
@@ -122,7 +125,7 @@ impl ResourceKind {
     /// prompts, a provider's for its models.
     pub fn parent(self) -> Option<Self> {
         match self {
-            Self::Model => Some(Self::Provider),
+            Self::Model | Self::LlmTool => Some(Self::Provider),
             Self::McpTool | Self::McpResource | Self::McpPrompt => Some(Self::McpServer),
             Self::Provider | Self::McpServer => None,
         }

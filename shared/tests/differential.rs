@@ -221,8 +221,9 @@ impl Gen<'_> {
     }
 
     fn resource_entity(&mut self) -> String {
-        match self.rng.below(7) {
+        match self.rng.below(8) {
             0 => format!("Provider::\"p{}\"", self.rng.below(2)),
+            7 => format!("LlmTool::{:?}", self.rng.pick(&ITEMS)),
             1 | 2 => format!("Model::{:?}", self.rng.pick(&MODELS).0),
             3 => format!("McpServer::{:?}", self.rng.pick(&SERVERS)),
             4 => format!(
@@ -275,8 +276,14 @@ impl Gen<'_> {
             4 => format!("resource in {}", self.resource_entity()),
             5 => format!(
                 "resource is {}",
-                self.rng
-                    .pick(&["Model", "McpTool", "McpServer", "Provider", "McpResource"])
+                self.rng.pick(&[
+                    "Model",
+                    "McpTool",
+                    "McpServer",
+                    "Provider",
+                    "McpResource",
+                    "LlmTool"
+                ])
             ),
             _ => format!(
                 "resource is McpTool in McpServer::{:?}",
@@ -570,6 +577,29 @@ impl Oracle {
                 out.push(provider(p, kind));
             }
             Resource::Provider { name, kind } => out.push(provider(name, kind)),
+            Resource::LlmTool {
+                provider: p,
+                kind,
+                name,
+            } => {
+                out.push(
+                    Entity::new(
+                        uid("LlmTool", name),
+                        self.with_labels(
+                            ResourceKind::LlmTool,
+                            name,
+                            Some((ResourceKind::Provider, p)),
+                            HashMap::from([
+                                ("name".to_owned(), s(name)),
+                                ("provider".to_owned(), s(p)),
+                            ]),
+                        ),
+                        HashSet::from([uid("Provider", p)]),
+                    )
+                    .unwrap(),
+                );
+                out.push(provider(p, kind));
+            }
             Resource::McpServer { server: srv } => out.push(server(srv)),
             Resource::McpTool { server: srv, tool } => {
                 out.push(child(ResourceKind::McpTool, "McpTool", srv, tool, "name"));
@@ -662,6 +692,11 @@ fn request(rng: &mut Rng) -> Request {
                 name: m.into(),
             }
         }
+        Action::LlmTool => Resource::LlmTool {
+            provider: format!("p{}", rng.below(2)),
+            kind: "anthropic".into(),
+            name: item,
+        },
         Action::ModelsList => Resource::Provider {
             name: format!("p{}", rng.below(2)),
             kind: "anthropic".into(),

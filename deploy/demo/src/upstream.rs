@@ -210,6 +210,26 @@ async fn chat_completions(State(state): State<AppState>, req: Request) -> Respon
     chat_answer(&body)
 }
 
+/// The tools a request offered, as the answer tells them (` Tools offered: a, b.`), so
+/// clients and tests can see what reached the model.
+fn tools_offered(body: &Value) -> String {
+    let names: Vec<&str> = body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t["name"]
+                .as_str()
+                .or_else(|| t["function"]["name"].as_str())
+                .or_else(|| t["type"].as_str())
+        })
+        .collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    format!(" Tools offered: {}.", names.join(", "))
+}
+
 /// The chat answer (JSON, or SSE when `stream` is set) for a request body.
 fn chat_answer(body: &Value) -> Response {
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
@@ -219,7 +239,10 @@ fn chat_answer(body: &Value) -> Response {
         .and_then(|m| m["content"].as_str())
         .unwrap_or("")
         .to_owned();
-    let text = format!("Hello from the demo OpenAI upstream ({model}). You said: {prompt}");
+    let text = format!(
+        "Hello from the demo OpenAI upstream ({model}). You said: {prompt}{}",
+        tools_offered(body)
+    );
     if body["stream"].as_bool() == Some(true) {
         let mut events: Vec<String> = text
             .split_inclusive(' ')
@@ -330,7 +353,10 @@ async fn messages(State(state): State<AppState>, req: Request) -> Response {
         .and_then(|m| m.last())
         .and_then(|m| m["content"].as_str())
         .unwrap_or("");
-    let text = format!("Hello from the demo Anthropic upstream ({model}). You said: {prompt}");
+    let text = format!(
+        "Hello from the demo Anthropic upstream ({model}). You said: {prompt}{}",
+        tools_offered(&body)
+    );
     if body["stream"].as_bool() == Some(true) {
         let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
         let mut events = vec![

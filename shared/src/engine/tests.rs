@@ -747,3 +747,72 @@ permit(principal in Group::"partner/contoso", action == Action::"embed", resourc
     embed.action = Action::Embed;
     assert!(e.decide(&pat, &embed).is_allowed());
 }
+
+fn offered(provider: &str, name: &str) -> Request {
+    Request {
+        action: Action::LlmTool,
+        resource: Resource::LlmTool {
+            provider: provider.into(),
+            kind: provider.into(),
+            name: name.into(),
+        },
+        context: RequestContext::default(),
+    }
+}
+
+#[test]
+fn tools_are_decided_only_when_a_policy_names_the_tool_action() {
+    // The usual policies say nothing of tools: requests carrying some are not touched.
+    assert!(!engine().governs_tools());
+    // `action` unscoped does not count: it is not a statement about tools.
+    assert!(!engine_with("permit(principal, action, resource);").governs_tools());
+
+    let e = engine_with(
+        r#"
+@id("tools")
+permit(principal, action == Action::"llm:tool", resource);
+
+@id("sales-no-bash")
+@tool("strip")
+forbid(principal in Group::"okta/Sales", action == Action::"llm:tool", resource == LlmTool::"Bash");
+
+@id("no-webfetch-on-anthropic")
+forbid(principal, action in [Action::"llm:tool"], resource == LlmTool::"WebFetch")
+  when { resource.provider == "anthropic" };
+
+@id("sales-no-webfetch")
+@tool("strip")
+forbid(principal in Group::"okta/Sales", action == Action::"llm:tool", resource == LlmTool::"WebFetch");
+"#,
+    );
+    assert!(e.governs_tools());
+    let ana = who(&e, "ana@example.com");
+    let ben = who(&e, "ben@example.com");
+    let d = e.decide(&ana, &offered("anthropic", "Bash"));
+    assert!(!d.is_allowed());
+    assert_eq!(d.policy_ids(), ["sales-no-bash"]);
+    assert!(e.strips_tool(&d), "forbidden by a stripping policy only");
+    assert!(e.decide(&ben, &offered("anthropic", "Bash")).is_allowed());
+    let d = e.decide(&ben, &offered("anthropic", "WebFetch"));
+    assert!(!d.is_allowed());
+    assert!(!e.strips_tool(&d), "a plain forbid refuses the request");
+    assert!(e.decide(&ben, &offered("openai", "WebFetch")).is_allowed());
+    // Forbidden by a stripping and a plain policy at once: the plain one wins.
+    let d = e.decide(&ana, &offered("anthropic", "WebFetch"));
+    assert_eq!(d.policy_ids().len(), 2);
+    assert!(!e.strips_tool(&d), "{:?}", d.policy_ids());
+    // An allowed decision strips nothing.
+    assert!(!e.strips_tool(&e.decide(&ana, &offered("openai", "Read"))));
+}
+
+#[test]
+fn tool_annotation_values_are_checked() {
+    let mut s = Snapshot::empty(1);
+    s.policies = vec![PolicyFile {
+        name: "t.cedar".into(),
+        text: "@tool(\"remove\")\nforbid(principal, action == Action::\"llm:tool\", resource);"
+            .into(),
+    }];
+    let err = policy::compile(&s.schema, &s.policies).expect_err("refused");
+    assert!(err.to_string().contains("@tool(\"strip\")"), "{err}");
+}

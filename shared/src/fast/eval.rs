@@ -154,6 +154,11 @@ pub fn resource_identity(r: &Resource) -> (ResourceKind, Id<'_>, Option<(Ty, &st
             Id::Two(server, name),
             Some((Ty::McpServer, server.as_str())),
         ),
+        Resource::LlmTool { provider, name, .. } => (
+            ResourceKind::LlmTool,
+            Id::One(name),
+            Some((Ty::Provider, provider.as_str())),
+        ),
     }
 }
 
@@ -376,8 +381,10 @@ impl<'a> Cx<'a> {
         Ok(match (a, r) {
             (RAttr::Name, Resource::Model { name, .. })
             | (RAttr::Name, Resource::McpTool { tool: name, .. })
-            | (RAttr::Name, Resource::McpPrompt { name, .. }) => Some(V::Str(name)),
-            (RAttr::Provider, Resource::Model { provider, .. }) => Some(V::Str(provider)),
+            | (RAttr::Name, Resource::McpPrompt { name, .. })
+            | (RAttr::Name, Resource::LlmTool { name, .. }) => Some(V::Str(name)),
+            (RAttr::Provider, Resource::Model { provider, .. })
+            | (RAttr::Provider, Resource::LlmTool { provider, .. }) => Some(V::Str(provider)),
             (RAttr::Kind, Resource::Provider { kind, .. }) => Some(V::Str(kind)),
             (RAttr::Server, Resource::McpTool { server, .. })
             | (RAttr::Server, Resource::McpResource { server, .. })

@@ -18,6 +18,7 @@ pub enum Ty {
     McpTool,
     McpResource,
     McpPrompt,
+    LlmTool,
     Action,
 }
 
@@ -34,6 +35,7 @@ impl Ty {
             "McpTool" => Self::McpTool,
             "McpResource" => Self::McpResource,
             "McpPrompt" => Self::McpPrompt,
+            "LlmTool" => Self::LlmTool,
             "Action" => Self::Action,
             _ => return None,
         })
@@ -51,6 +53,7 @@ impl Ty {
             Self::McpTool => "McpTool",
             Self::McpResource => "McpResource",
             Self::McpPrompt => "McpPrompt",
+            Self::LlmTool => "LlmTool",
             Self::Action => "Action",
         }
     }
@@ -63,6 +66,7 @@ impl Ty {
             ResourceKind::McpTool => Self::McpTool,
             ResourceKind::McpResource => Self::McpResource,
             ResourceKind::McpPrompt => Self::McpPrompt,
+            ResourceKind::LlmTool => Self::LlmTool,
         }
     }
 }

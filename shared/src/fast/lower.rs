@@ -202,7 +202,7 @@ fn action_scope(v: &Value, names: &Names<'_>) -> R<u16> {
 }
 
 /// Every action's bit.
-pub const ALL_ACTIONS: u16 = (1 << Action::ALL.len()) - 1;
+pub const ALL_ACTIONS: u16 = ((1u32 << Action::ALL.len()) - 1) as u16;
 
 fn resource_scope(v: &Value, names: &Names<'_>) -> R<RScope> {
     let (op, obj) = op(v)?;
