@@ -459,6 +459,7 @@ impl Compiler {
             resource_labels: self.policy.labels.clone(),
             partners: self.partners.clone(),
             labeled_resources: self.labeled_resources.clone(),
+            api_keys: Vec::new(),
         }
     }
 

@@ -370,7 +370,8 @@ impl TokenCache {
 fn principal(issuer: &Issuer, claims: &Value) -> Result<Verified, AuthError> {
     let (name, value) = match issuer.principal_claim {
         PrincipalClaim::EmailToUserName => ("email", claims.get("email")),
-        PrincipalClaim::SubToExternalId => ("sub", claims.get("sub")),
+        // No issuer is configured to name SCIM ids (API keys do); read as `sub` would be.
+        PrincipalClaim::SubToExternalId | PrincipalClaim::ScimId => ("sub", claims.get("sub")),
     };
     let value = value
         .and_then(Value::as_str)

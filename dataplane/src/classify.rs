@@ -6,7 +6,7 @@
 //!
 //! | route kind | method and path (after the prefix) | action | resource |
 //! |---|---|---|---|
-//! | openai | `POST /v1/chat/completions` | `chat` | `Model` from `model` |
+//! | openai | `POST /v1/chat/completions` (and legacy `/v1/completions`) | `chat` | `Model` from `model` |
 //! | openai | `POST /v1/embeddings` | `embed` | `Model` |
 //! | openai | `POST /v1/responses` | `responses` | `Model` |
 //! | openai, anthropic | `GET /v1/models` | `models:list` | the `Provider` |
@@ -148,7 +148,10 @@ pub fn operation(route: &Route, method: &str, rest: &str) -> Result<Operation, C
     };
     match route.kind {
         RouteKind::Openai => match (method, rest) {
-            ("POST", "/v1/chat/completions" | "/chat/completions") => {
+            // Legacy completions (still served by OpenAI and by most compatible servers) are
+            // chat as far as policy goes: text generation by a model.
+            ("POST", "/v1/chat/completions" | "/chat/completions")
+            | ("POST", "/v1/completions" | "/completions") => {
                 Ok(Operation::ModelCall(Action::Chat))
             }
             ("POST", "/v1/embeddings" | "/embeddings") => Ok(Operation::ModelCall(Action::Embed)),
@@ -265,7 +268,7 @@ pub fn request(
                 action: Action::ModelsList,
                 resource: Resource::Provider {
                     name: route.name.clone(),
-                    kind: route.kind.as_str().to_owned(),
+                    kind: route.provider_kind.to_owned(),
                 },
                 context: context(false),
             },
@@ -311,7 +314,7 @@ fn model_call(route: &Route, action: Action, name: String, context: RequestConte
             action,
             resource: Resource::Model {
                 provider: route.name.clone(),
-                kind: route.kind.as_str().to_owned(),
+                kind: route.provider_kind.to_owned(),
                 name,
             },
             context,
@@ -501,6 +504,7 @@ mod tests {
             prefix: "/x".into(),
             label: "/x".into(),
             kind,
+            provider_kind: kind.as_str(),
             name: name.into(),
             upstream: Upstream::parse("http://127.0.0.1:1").expect("url"),
             credential: None,

@@ -33,7 +33,8 @@
 //! prefix = "/openai"                       # clients use base URL http://edge/openai/v1
 //! max_staleness_ms = 30000                 # optional: fail closed (503) when the control
 //!                                          # plane has been silent this long
-//! kind = "openai"                          # openai | azure | gemini | anthropic | mcp
+//! kind = "openai"                          # openai | openai-compatible | azure | gemini |
+//!                                          # anthropic | mcp
 //! name = "openai"                          # Provider::"openai" (or McpServer::"<name>")
 //! tenant = "acme"                          # optional: role bindings may hold only here
 //! parse_body = "always"                    # or "when_policies_read_it": skip reading a
@@ -166,7 +167,7 @@ impl Default for Limits {
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     prefix: String,
-    kind: RouteKind,
+    kind: RawKind,
     name: String,
     upstream: String,
     credential: Option<RawCredential>,
@@ -261,9 +262,38 @@ struct RawCredential {
     value_env: Option<String>,
 }
 
-/// The API family a route speaks: decides how requests are classified and how errors look.
+/// A route's `kind` as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
+enum RawKind {
+    Openai,
+    /// An API speaking OpenAI's protocol that is not OpenAI (GitHub Copilot-style gateways,
+    /// self-hosted vLLM, Ollama or LiteLLM): handled as `openai`, but its `Provider` has
+    /// `kind == "openai-compatible"`, so policies can tell them apart.
+    OpenaiCompatible,
+    Azure,
+    Gemini,
+    Anthropic,
+    Mcp,
+}
+
+impl RawKind {
+    /// The protocol, and the provider kind policies see.
+    fn split(self) -> (RouteKind, &'static str) {
+        let kind = match self {
+            Self::OpenaiCompatible => return (RouteKind::Openai, "openai-compatible"),
+            Self::Openai => RouteKind::Openai,
+            Self::Azure => RouteKind::Azure,
+            Self::Gemini => RouteKind::Gemini,
+            Self::Anthropic => RouteKind::Anthropic,
+            Self::Mcp => RouteKind::Mcp,
+        };
+        (kind, kind.as_str())
+    }
+}
+
+/// The API family a route speaks: decides how requests are classified and how errors look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
     Openai,
     /// Azure OpenAI: OpenAI's protocol, deployments in the path, `api-key` headers.
@@ -377,6 +407,9 @@ pub struct Route {
     /// The prefix again, shared: what metrics and logs label the route with.
     pub label: std::sync::Arc<str>,
     pub kind: RouteKind,
+    /// The provider's kind as policies see it (`Provider`'s `kind`, `Model`s' records): the
+    /// protocol's name, or `openai-compatible`.
+    pub provider_kind: &'static str,
     pub name: String,
     pub upstream: Upstream,
     pub credential: Option<Credential>,
@@ -534,7 +567,7 @@ impl Config {
             }
             let upstream = Upstream::parse(&r.upstream).map_err(invalid)?;
             if let Some(o) = &r.oauth {
-                if r.kind != RouteKind::Mcp {
+                if r.kind != RawKind::Mcp {
                     return Err(invalid(format!(
                         "route {:?}: [routes.oauth] is for MCP routes",
                         r.prefix
@@ -591,10 +624,12 @@ impl Config {
                     Some(Credential { header, value })
                 }
             };
+            let (kind, provider_kind) = r.kind.split();
             routes.push(Route {
                 label: r.prefix.as_str().into(),
                 prefix: r.prefix,
-                kind: r.kind,
+                kind,
+                provider_kind,
                 name: r.name,
                 upstream,
                 credential,
@@ -749,6 +784,22 @@ upstream = "http://127.0.0.1:9100/mcp/"
         );
         assert!(Upstream::parse("ftp://x").is_err());
         assert!(Upstream::parse("http://x:notaport").is_err());
+    }
+
+    #[test]
+    fn openai_compatible_routes_speak_openai_under_their_own_kind() {
+        let text = TEXT.replace(
+            "prefix = \"/openai\"\nkind = \"openai\"",
+            "prefix = \"/openai\"\nkind = \"openai-compatible\"",
+        );
+        let c = Config::parse(Path::new("dp.toml"), &text, env).expect("valid");
+        let r = c.route_for("/openai/v1/chat/completions").expect("route");
+        assert_eq!(r.kind, RouteKind::Openai);
+        assert_eq!(r.provider_kind, "openai-compatible");
+        let mcp = c.route_for("/mcp/crm").expect("route");
+        assert_eq!((mcp.kind, mcp.provider_kind), (RouteKind::Mcp, "mcp"));
+        let bad = TEXT.replace("kind = \"openai\"", "kind = \"openai_compatible\"");
+        assert!(Config::parse(Path::new("dp.toml"), &bad, env).is_err());
     }
 
     #[test]

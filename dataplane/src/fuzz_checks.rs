@@ -13,6 +13,7 @@ fn route(kind: RouteKind) -> Route {
         prefix: "/fuzz".into(),
         label: "/fuzz".into(),
         kind,
+        provider_kind: kind.as_str(),
         name: "fuzz".into(),
         upstream: Upstream::parse("http://127.0.0.1:1").expect("a valid upstream"),
         credential: None,

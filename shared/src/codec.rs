@@ -36,7 +36,10 @@ use crate::snapshot::Snapshot;
 /// "PCSN": Portcullis snapshot.
 pub const MAGIC: [u8; 4] = *b"PCSN";
 /// The format this build writes and reads.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
+/// The format before it, which this build still reads (stored history, last-known-good
+/// files): format 4 snapshots carry no API keys; deltas are the same in both.
+pub const PREVIOUS_FORMAT: u16 = 4;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 56;
 /// "PCSD": Portcullis snapshot delta.
@@ -94,7 +97,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 
 fn check_format(bytes: &[u8]) -> Result<u16, CodecError> {
     let format = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if format != FORMAT_VERSION {
+    if format != FORMAT_VERSION && format != PREVIOUS_FORMAT {
         return Err(CodecError::UnsupportedFormat {
             found: format,
             supported: FORMAT_VERSION,
@@ -231,8 +234,13 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), CodecError> {
     let header = peek_header(bytes)?;
     let body = &bytes[HEADER_LEN..];
     check_body(body, &header.content_hash)?;
-    let snapshot: Snapshot =
-        postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?;
+    let snapshot: Snapshot = if header.format == PREVIOUS_FORMAT {
+        postcard::from_bytes::<v4::Snapshot>(body)
+            .map_err(|e| CodecError::Body(e.to_string()))?
+            .into()
+    } else {
+        postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?
+    };
     if snapshot.version != header.version {
         return Err(CodecError::VersionMismatch {
             header: header.version,
@@ -240,6 +248,59 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), CodecError> {
         });
     }
     Ok((header, snapshot))
+}
+
+/// Format 4: the snapshot before API keys.
+mod v4 {
+    use crate::snapshot::{
+        AttributeDecl, Condition, Group, Issuer, LabeledResource, Partner, PolicyFile,
+        PolicyVersion, User,
+    };
+    use std::sync::Arc;
+
+    #[derive(Debug, serde::Deserialize)]
+    pub struct Snapshot {
+        version: u64,
+        id: u64,
+        identity_revision: u64,
+        policy_version: PolicyVersion,
+        created_at_ms: u64,
+        issuers: Vec<Issuer>,
+        groups: Vec<Arc<Group>>,
+        users: Vec<Arc<User>>,
+        principal_attributes: Vec<AttributeDecl>,
+        schema: String,
+        policies: Vec<PolicyFile>,
+        roles: Vec<String>,
+        conditions: Vec<Condition>,
+        resource_labels: Vec<AttributeDecl>,
+        partners: Vec<Partner>,
+        labeled_resources: Vec<LabeledResource>,
+    }
+
+    impl From<Snapshot> for crate::snapshot::Snapshot {
+        fn from(s: Snapshot) -> Self {
+            Self {
+                version: s.version,
+                id: s.id,
+                identity_revision: s.identity_revision,
+                policy_version: s.policy_version,
+                created_at_ms: s.created_at_ms,
+                issuers: s.issuers,
+                groups: s.groups,
+                users: s.users,
+                principal_attributes: s.principal_attributes,
+                schema: s.schema,
+                policies: s.policies,
+                roles: s.roles,
+                conditions: s.conditions,
+                resource_labels: s.resource_labels,
+                partners: s.partners,
+                labeled_resources: s.labeled_resources,
+                api_keys: Vec::new(),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -324,6 +385,32 @@ mod tests {
         assert!(matches!(
             decode(&b),
             Err(CodecError::VersionMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn format_4_snapshots_still_decode_without_api_keys() {
+        let s = sample();
+        assert!(s.api_keys.is_empty());
+        let framed = encode(&s);
+        // Format 4's body is format 5's without the trailing (empty) key list.
+        let body = &framed[HEADER_LEN..framed.len() - 1];
+        let mut old = Vec::new();
+        old.extend_from_slice(&MAGIC);
+        old.extend_from_slice(&PREVIOUS_FORMAT.to_le_bytes());
+        old.extend_from_slice(&0u16.to_le_bytes());
+        old.extend_from_slice(&s.version.to_le_bytes());
+        old.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        old.extend_from_slice(&Hash32::of(body).0);
+        old.extend_from_slice(body);
+        let (header, decoded) = decode(&old).expect("format 4 decodes");
+        assert_eq!(header.format, PREVIOUS_FORMAT);
+        assert_eq!(decoded, s);
+        // Format 3 is refused.
+        old[4..6].copy_from_slice(&3u16.to_le_bytes());
+        assert!(matches!(
+            decode(&old),
+            Err(CodecError::UnsupportedFormat { found: 3, .. })
         ));
     }
 }

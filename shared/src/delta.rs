@@ -155,11 +155,12 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
         resource_labels,
         partners,
         labeled_resources,
+        api_keys,
     } = new;
     if *version <= old.version {
         return Err(NotDelta::NotNewer);
     }
-    let unchanged: [(bool, &'static str); 10] = [
+    let unchanged: [(bool, &'static str); 11] = [
         (*policy_version == old.policy_version, "policy version"),
         (*issuers == old.issuers, "issuers"),
         (
@@ -176,6 +177,8 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<Delta, NotDelta> {
             *labeled_resources == old.labeled_resources,
             "labeled resources",
         ),
+        // Rare (issuing and revoking keys): a full snapshot carries them.
+        (*api_keys == old.api_keys, "API keys"),
     ];
     if let Some((_, what)) = unchanged.iter().find(|(same, _)| !same) {
         return Err(NotDelta::Changed(what));

@@ -15,7 +15,7 @@ use crate::request::{Action, Request, Resource};
 use crate::schema::entity;
 use crate::sharded::ShardedMap;
 use crate::snapshot::{
-    AttrValue, AttributeDecl, Group, Issuer, PolicyVersion, PrincipalClaim, ResourceKind, Snapshot,
+    ApiKey, AttrValue, AttributeDecl, Group, Issuer, PolicyVersion, PrincipalClaim, ResourceKind, Snapshot,
     User,
 };
 use cedar_policy::{
@@ -508,6 +508,7 @@ impl Engine {
         literal_groups.dedup();
         let users = std::mem::take(&mut snapshot.users);
         let groups = std::mem::take(&mut snapshot.groups);
+        snapshot.api_keys.sort_by(|a, b| a.id.cmp(&b.id));
         let mut engine = Self {
             version: snapshot.version,
             id: snapshot.id,
@@ -736,6 +737,14 @@ impl Engine {
         self.users.get(&(Arc::from(source), Arc::from(id)))
     }
 
+    /// The live API key with this id.
+    pub fn api_key(&self, id: &str) -> Option<&ApiKey> {
+        let keys = &self.fixed.rest.api_keys;
+        keys.binary_search_by(|k| k.id.as_str().cmp(id))
+            .ok()
+            .map(|i| &keys[i])
+    }
+
     /// The issuer whose `iss` is exactly `iss`.
     pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
         self.fixed
@@ -753,6 +762,12 @@ impl Engine {
                 lookup_key(source, &value.to_lowercase()),
             ),
             PrincipalClaim::SubToExternalId => (&self.by_external_id, lookup_key(source, value)),
+            PrincipalClaim::ScimId => {
+                return match self.user(source, value) {
+                    Some(u) => Lookup::Found(u.clone()),
+                    None => Lookup::Missing,
+                };
+            }
         };
         match map.get(key.as_str()) {
             Some(Slot::One(u)) => Lookup::Found(u.clone()),

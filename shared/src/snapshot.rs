@@ -53,6 +53,37 @@ pub struct Snapshot {
     /// server's labels and a model its provider's, unless it sets them itself; a label nothing
     /// sets takes its declared default.
     pub labeled_resources: Vec<LabeledResource>,
+    /// API keys the control plane issued and has not revoked, sorted by id. A key removed
+    /// from the next snapshot stops working on every node that applies it.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// An API key: a principal's credential for clients that cannot obtain OIDC tokens (scripts,
+/// CI jobs, service accounts). The key's text is `pcul_<id>_<secret>`; only the SHA-256 of the
+/// whole text travels (the secret is 256 random bits, so a plain hash cannot be reversed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// The key's public id (16 hex digits), the part of the text between `pcul_` and `_`.
+    pub id: String,
+    /// SHA-256 of the key's whole text.
+    pub hash: crate::Hash32,
+    /// The principal the key stands for: a user (or service account) of the snapshot.
+    pub source: String,
+    pub user_id: String,
+    /// From this instant on (Unix milliseconds) nodes refuse the key on their own.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl ApiKey {
+    /// The prefix every key's text starts with.
+    pub const PREFIX: &'static str = "pcul_";
+
+    /// The id a key's text claims, if it has the key's shape.
+    pub fn id_of(text: &str) -> Option<&str> {
+        let (id, secret) = text.strip_prefix(Self::PREFIX)?.split_once('_')?;
+        (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+            .then_some(id)
+    }
 }
 
 /// A partner tenant whose users are principals without being provisioned: each verified
@@ -272,6 +303,8 @@ pub enum PrincipalClaim {
     EmailToUserName,
     /// The `sub` claim matches `externalId` (exactly).
     SubToExternalId,
+    /// The value is the user's SCIM id: what an API key names.
+    ScimId,
 }
 
 /// An IdP group.
@@ -583,6 +616,7 @@ impl Snapshot {
             resource_labels: Vec::new(),
             partners: Vec::new(),
             labeled_resources: Vec::new(),
+            api_keys: Vec::new(),
         }
     }
 }
