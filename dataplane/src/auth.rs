@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use portcullis_shared::snapshot::{
-    AttrValue, AttributeDecl, Issuer, Jwk, JwtAlgorithm, PrincipalClaim,
+    ApiKey, AttrValue, AttributeDecl, Issuer, Jwk, JwtAlgorithm, PrincipalClaim,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -46,6 +46,10 @@ pub enum AuthError {
     EmailNotVerified,
     #[error("token is invalid: {0}")]
     Invalid(String),
+    #[error("API key is not valid (never issued, or revoked)")]
+    UnknownApiKey,
+    #[error("API key has expired")]
+    ApiKeyExpired,
 }
 
 impl AuthError {
@@ -66,6 +70,8 @@ impl AuthError {
             Self::MissingPrincipalClaim(_) => "missing_principal_claim",
             Self::EmailNotVerified => "email_not_verified",
             Self::Invalid(_) => "invalid_token",
+            Self::UnknownApiKey => "unknown_api_key",
+            Self::ApiKeyExpired => "api_key_expired",
         }
     }
 }
@@ -87,6 +93,38 @@ pub struct Verified {
     pub audiences: Vec<String>,
     /// The token's scopes (`scope`, space-separated, or `scp`, a list or a string).
     pub scopes: Vec<String>,
+    /// The id of the API key presented instead of a token (then `principal` is a SCIM id).
+    pub api_key: Option<String>,
+}
+
+/// Verifies an API key's text (`pcul_<id>_<secret>`) against the keys of the snapshot: the id
+/// must name a live key, the text must hash to its hash, and the key must not have expired.
+/// A wrong secret and an unknown id get the same answer.
+pub fn verify_api_key(
+    engine: &portcullis_shared::engine::Engine,
+    text: &str,
+    now_ms: u64,
+) -> Result<Arc<Verified>, AuthError> {
+    let id = ApiKey::id_of(text).ok_or(AuthError::Malformed(
+        "an API key reads pcul_<16 hex digits>_<secret>",
+    ))?;
+    let key = engine.api_key(id).ok_or(AuthError::UnknownApiKey)?;
+    if portcullis_shared::Hash32::of(text.as_bytes()) != key.hash {
+        return Err(AuthError::UnknownApiKey);
+    }
+    if key.expires_at_ms.is_some_and(|at| now_ms >= at) {
+        return Err(AuthError::ApiKeyExpired);
+    }
+    Ok(Arc::new(Verified {
+        source: key.source.clone(),
+        claim: PrincipalClaim::ScimId,
+        principal: key.user_id.clone(),
+        claims: Vec::new(),
+        tenant: None,
+        audiences: Vec::new(),
+        scopes: Vec::new(),
+        api_key: Some(key.id.clone()),
+    }))
 }
 
 /// Strings from a claim that is a string or a list of strings; a string is split on spaces
@@ -405,6 +443,7 @@ fn principal(issuer: &Issuer, claims: &Value) -> Result<Verified, AuthError> {
             Some(scope) => strings(Some(scope), true),
             None => strings(claims.get("scp"), true),
         },
+        api_key: None,
     })
 }
 

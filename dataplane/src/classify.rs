@@ -378,18 +378,78 @@ fn rpc_error(code: i64, message: impl Into<String>, id: Option<&Value>) -> Class
     }
 }
 
+/// The most messages one JSON-RPC batch may carry.
+pub const MAX_BATCH: usize = 256;
+
+/// A classified JSON-RPC batch: each message with its classification or the error its answer
+/// carries; or the error for the whole batch.
+pub type Batch = Result<Vec<(Value, Result<Classified, ClassifyError>)>, ClassifyError>;
+
+/// A JSON-RPC batch (a body that is a JSON array), message by message. `None` when the body
+/// is not an array (one message, see [`request`]). An empty or oversized batch is an error for
+/// the whole batch.
+pub fn mcp_batch(route: &Route, body: &[u8]) -> Option<Batch> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return None;
+    }
+    let messages = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(messages)) => messages,
+        Ok(_) => return None,
+        Err(e) => {
+            let e = rpc_error(jsonrpc::PARSE_ERROR, format!("parse error: {e}"), None);
+            return Some(Err(e));
+        }
+    };
+    if messages.is_empty() || messages.len() > MAX_BATCH {
+        let e = rpc_error(
+            jsonrpc::INVALID_REQUEST,
+            format!(
+                "a batch carries 1 to {MAX_BATCH} messages, this one {}",
+                messages.len()
+            ),
+            None,
+        );
+        return Some(Err(e));
+    }
+    let context = RequestContext {
+        route: route.prefix.clone(),
+        stream: false,
+        now_ms: portcullis_shared::request::now_ms(),
+        environment: route.environment.clone(),
+        tenant: route.tenant.clone(),
+        claims: Vec::new(),
+    };
+    Some(Ok(messages
+        .into_iter()
+        .map(|m| {
+            let classified = mcp_message(route, &m, context.clone());
+            (m, classified)
+        })
+        .collect()))
+}
+
 fn mcp(route: &Route, body: &[u8], context: RequestContext) -> Result<Classified, ClassifyError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| rpc_error(jsonrpc::PARSE_ERROR, format!("parse error: {e}"), None))?;
-    let msg = match &v {
+    if v.is_array() {
+        // Batches are classified message by message (see [`mcp_batch`]).
+        return Err(rpc_error(
+            jsonrpc::INVALID_REQUEST,
+            "a JSON-RPC batch must be classified as one",
+            None,
+        ));
+    }
+    mcp_message(route, &v, context)
+}
+
+/// Classifies one JSON-RPC message.
+fn mcp_message(
+    route: &Route,
+    v: &Value,
+    context: RequestContext,
+) -> Result<Classified, ClassifyError> {
+    let msg = match v {
         Value::Object(m) => m,
-        Value::Array(_) => {
-            return Err(rpc_error(
-                jsonrpc::INVALID_REQUEST,
-                "JSON-RPC batches are not accepted by this gateway; send one message per request",
-                None,
-            ));
-        }
         _ => {
             return Err(rpc_error(
                 jsonrpc::INVALID_REQUEST,

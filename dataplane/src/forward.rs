@@ -168,13 +168,23 @@ pub async fn forward(
         let body = match filter.rewrite(&whole, event_stream) {
             Some((rewritten, hidden)) => {
                 if hidden > 0 {
-                    metrics::counter!("portcullis_mcp_list_items_hidden_total", "list" => filter.field)
+                    metrics::counter!("portcullis_mcp_list_items_hidden_total", "list" => filter.label())
                         .increment(hidden as u64);
                 }
                 rewritten
             }
             None => whole,
         };
+        if status == 202 && !filter.extra.is_empty() {
+            // The upstream had nothing to answer; the edge's messages are the answer.
+            response
+                .set_status(200)
+                .map_err(|e| before(format!("building the response: {e}")))?;
+            response
+                .insert_header(http::header::CONTENT_TYPE, "application/json")
+                .map_err(|e| before(format!("building the response: {e}")))?;
+        }
+        let status = response.status.as_u16();
         response.remove_header(&http::header::TRANSFER_ENCODING);
         response
             .insert_header(http::header::CONTENT_LENGTH, body.len().to_string())

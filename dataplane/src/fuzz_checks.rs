@@ -89,7 +89,23 @@ pub fn jsonrpc(data: &[u8]) {
     let route = route(RouteKind::Mcp);
     let result = classify::request(&route, Operation::McpMessage, "", data);
     let parsed: Option<Value> = serde_json::from_slice(data).ok();
-    let msg = parsed.as_ref().and_then(Value::as_object);
+    one_message(data, parsed.as_ref(), result);
+    // A batch: each of its messages is classified as it would be alone.
+    if let Some(Ok(items)) = classify::mcp_batch(&route, data) {
+        assert!(parsed.as_ref().is_some_and(Value::is_array), "{data:?}");
+        for (msg, result) in items {
+            one_message(data, Some(&msg), result);
+        }
+    }
+}
+
+/// The properties of one message's classification (`parsed`: the message, if it is JSON).
+fn one_message(
+    data: &[u8],
+    parsed: Option<&Value>,
+    result: Result<classify::Classified, ClassifyError>,
+) {
+    let msg = parsed.and_then(Value::as_object);
     let id = msg.and_then(|m| m.get("id")).filter(|i| !i.is_null());
     match result {
         Ok(c) => {

@@ -4,6 +4,9 @@
 //! snapshot as the list request). JSON and server-sent-event bodies are both rewritten; an
 //! item without its name (or URI) is dropped.
 //!
+//! The same rewrite answers a JSON-RPC batch: each list in it is filtered by its request's
+//! id, and the edge's refusals of the batch's other messages are added to the answer.
+//!
 //! The response is read whole before anything reaches the client (list answers are small and
 //! end; the bound is [`MAX_LIST_BYTES`]), and the upstream is asked not to compress it.
 
@@ -12,51 +15,102 @@ use serde_json::Value;
 /// Largest list response rewritten; a larger one is refused rather than passed unfiltered.
 pub const MAX_LIST_BYTES: usize = 16 << 20;
 
-/// What to keep in a list response.
+/// Whether the principal may use an item of the list in a field (`tools`, `resources`,
+/// `prompts`).
+pub type Keep<'a> = &'a (dyn Fn(&'static str, &Value) -> bool + Send + Sync);
+
+/// How to rewrite an MCP answer.
 pub struct ListFilter<'a> {
-    /// The field of `result` holding the items (`tools`, `resources`, `prompts`).
-    pub field: &'static str,
-    /// Whether the principal may use an item.
-    pub keep: &'a (dyn Fn(&Value) -> bool + Send + Sync),
+    /// The lists the answer carries: the id of the request that asked for each (`None`: the
+    /// answer to the one request sent), and the field of `result` holding its items.
+    pub lists: Vec<(Option<Value>, &'static str)>,
+    pub keep: Keep<'a>,
+    /// JSON-RPC messages the edge adds to the answer (refusals of a batch's other messages).
+    pub extra: Vec<Value>,
 }
 
 impl std::fmt::Debug for ListFilter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListFilter")
-            .field("field", &self.field)
+            .field("lists", &self.lists)
+            .field("extra", &self.extra.len())
             .finish_non_exhaustive()
     }
 }
 
 impl ListFilter<'_> {
+    /// A metric label: the list filtered, or `batch`.
+    pub fn label(&self) -> &'static str {
+        match self.lists.as_slice() {
+            [(None, field)] => field,
+            _ => "batch",
+        }
+    }
+
     /// Filters one JSON-RPC message in place; returns how many items it removed.
     fn message(&self, msg: &mut Value) -> usize {
+        let id = msg.get("id").cloned();
+        let Some(field) = self
+            .lists
+            .iter()
+            .find(|(asked, _)| asked.is_none() || *asked == id)
+            .map(|(_, field)| *field)
+        else {
+            return 0;
+        };
         let Some(items) = msg
             .get_mut("result")
-            .and_then(|r| r.get_mut(self.field))
+            .and_then(|r| r.get_mut(field))
             .and_then(Value::as_array_mut)
         else {
             return 0;
         };
         let before = items.len();
-        items.retain(|item| (self.keep)(item));
+        items.retain(|item| (self.keep)(field, item));
         before - items.len()
     }
 
-    /// The body with the items the principal may not use removed, and how many there were.
-    /// `None` when the body is not something this understands (it is then passed on as is:
-    /// an error, or no list at all).
+    /// The body with the items the principal may not use removed and the edge's messages
+    /// added, and how many items were removed. `None` when the body is not something this
+    /// understands (it is then passed on as is: an error, or no list at all).
     pub fn rewrite(&self, body: &[u8], event_stream: bool) -> Option<(Vec<u8>, usize)> {
         if event_stream {
             return self.rewrite_events(body);
         }
-        let mut v: Value = serde_json::from_slice(body).ok()?;
-        let hidden = self.message(&mut v);
+        // An upstream that had nothing to answer (202) leaves only the edge's messages.
+        let mut v: Value = if body.iter().all(u8::is_ascii_whitespace) && !self.extra.is_empty() {
+            Value::Array(Vec::new())
+        } else {
+            serde_json::from_slice(body).ok()?
+        };
+        let mut hidden = 0;
+        match &mut v {
+            Value::Array(messages) => {
+                for m in messages.iter_mut() {
+                    hidden += self.message(m);
+                }
+            }
+            single => hidden += self.message(single),
+        }
+        if !self.extra.is_empty() {
+            v = match v {
+                Value::Array(mut messages) => {
+                    messages.extend(self.extra.iter().cloned());
+                    Value::Array(messages)
+                }
+                single => Value::Array(
+                    std::iter::once(single)
+                        .chain(self.extra.iter().cloned())
+                        .collect(),
+                ),
+            };
+        }
         Some((serde_json::to_vec(&v).ok()?, hidden))
     }
 
-    /// Server-sent events: each event's `data` lines are one JSON-RPC message; other fields
-    /// (`event`, `id`, `retry`, comments) are kept as they were.
+    /// Server-sent events: each event's `data` lines are one JSON-RPC message (or a batch of
+    /// them); other fields (`event`, `id`, `retry`, comments) are kept as they were. The
+    /// edge's messages follow as events of their own.
     fn rewrite_events(&self, body: &[u8]) -> Option<(Vec<u8>, usize)> {
         let text = std::str::from_utf8(body).ok()?;
         let normalized = text.replace("\r\n", "\n");
@@ -77,7 +131,14 @@ impl ListFilter<'_> {
                 .flatten();
             match parsed {
                 Some(mut msg) => {
-                    hidden += self.message(&mut msg);
+                    match &mut msg {
+                        Value::Array(messages) => {
+                            for m in messages.iter_mut() {
+                                hidden += self.message(m);
+                            }
+                        }
+                        single => hidden += self.message(single),
+                    }
                     let mut wrote_data = false;
                     for line in block.lines() {
                         if line.starts_with("data:") {
@@ -99,6 +160,14 @@ impl ListFilter<'_> {
                 None => out.push_str(event),
             }
         }
+        if !self.extra.is_empty() && !out.is_empty() && !out.ends_with("\n\n") {
+            out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
+        }
+        for m in &self.extra {
+            out.push_str("event: message\ndata: ");
+            out.push_str(&m.to_string());
+            out.push_str("\n\n");
+        }
         Some((out.into_bytes(), hidden))
     }
 }
@@ -108,7 +177,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn keep_not_export(item: &Value) -> bool {
+    fn keep_not_export(_field: &'static str, item: &Value) -> bool {
         item["name"]
             .as_str()
             .is_some_and(|n| n != "export_all_contacts")
@@ -116,8 +185,9 @@ mod tests {
 
     fn filter() -> ListFilter<'static> {
         ListFilter {
-            field: "tools",
+            lists: vec![(None, "tools")],
             keep: &keep_not_export,
+            extra: Vec::new(),
         }
     }
 
@@ -165,5 +235,54 @@ mod tests {
         assert_eq!(hidden, 0);
         assert_eq!(serde_json::from_slice::<Value>(&out).expect("json"), error);
         assert!(filter().rewrite(b"not json", false).is_none());
+    }
+
+    #[test]
+    fn batch_answers_are_filtered_by_id_and_get_the_edge_s_refusals() {
+        let keep = |field: &'static str, item: &Value| match field {
+            "tools" => item["name"] != "export_all_contacts",
+            _ => item["name"] != "secret_prompt",
+        };
+        let refusal =
+            json!({"jsonrpc": "2.0", "id": 9, "error": {"code": -32003, "message": "no"}});
+        let filter = ListFilter {
+            lists: vec![(Some(json!(1)), "tools"), (Some(json!("p")), "prompts")],
+            keep: &keep,
+            extra: vec![refusal.clone()],
+        };
+        let answer = json!([
+            {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "export_all_contacts"}, {"name": "search_accounts"}]}},
+            {"jsonrpc": "2.0", "id": "p", "result": {"prompts": [{"name": "secret_prompt"}, {"name": "brief"}]}},
+            // Not a list this batch asked for: untouched, though it looks like one.
+            {"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "export_all_contacts"}]}}
+        ]);
+        let (out, hidden) = filter
+            .rewrite(answer.to_string().as_bytes(), false)
+            .expect("json");
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(hidden, 2);
+        assert_eq!(
+            v[0]["result"]["tools"],
+            json!([{"name": "search_accounts"}])
+        );
+        assert_eq!(v[1]["result"]["prompts"], json!([{"name": "brief"}]));
+        assert_eq!(v[2]["result"]["tools"].as_array().map(Vec::len), Some(1));
+        assert_eq!(v[3], refusal);
+        // Nothing from the upstream (202): only the refusals.
+        let (out, _) = filter.rewrite(b"", false).expect("json");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).expect("json"),
+            json!([refusal])
+        );
+        // An event stream gets them as events of their own.
+        let (out, _) = filter
+            .rewrite(format!("data: {answer}\n\n").as_bytes(), true)
+            .expect("events");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(!text.contains("secret_prompt"), "{text}");
+        assert!(
+            text.ends_with(&format!("event: message\ndata: {refusal}\n\n")),
+            "{text}"
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! is logged as one structured record (see [`crate::decision_log`]). Allowed requests are
 //! forwarded from the same filter (see [`crate::forward`] for why).
 
-use crate::auth::{AuthError, Verified};
+use crate::auth::{self, AuthError, Verified};
 use crate::classify::{self, ClassifyError};
 use crate::config::{Config, Route, RouteKind};
 use crate::decision_log::{self, Outcome};
@@ -29,7 +29,7 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use portcullis_shared::engine::{Decision, Lookup, Reason};
 use portcullis_shared::request::{Action, Request, Resource};
-use portcullis_shared::snapshot::User;
+use portcullis_shared::snapshot::{ApiKey, User};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -252,7 +252,15 @@ impl Edge {
         let decided = Decided {
             snapshot: &snapshot,
         };
-        let verified = match bearer(session, route.kind).map(|t| snapshot.keys.verify(t)) {
+        // An API key the control plane issued, or a token from a trusted issuer.
+        let verify = |t: &str| {
+            if t.starts_with(ApiKey::PREFIX) {
+                auth::verify_api_key(&snapshot.engine, t, now_ms())
+            } else {
+                snapshot.keys.verify(t)
+            }
+        };
+        let verified = match bearer(session, route.kind).map(verify) {
             Some(Ok(v)) => v,
             Some(Err(e)) => return self.unauthenticated(session, ctx, route, &decided, e).await,
             None => {
@@ -311,14 +319,7 @@ impl Edge {
                     Outcome::Refused(label),
                     0,
                 );
-                let r = Refusal::new(
-                    Kind::Denied,
-                    format!(
-                        "{} {why} identity source {}",
-                        verified.principal, verified.source
-                    ),
-                )
-                .with_detail(json!({"reason": label}));
+                let r = Refusal::new(Kind::Denied, why).with_detail(json!({"reason": label}));
                 return self.refuse(session, ctx, kind, None, r).await;
             }
         };
@@ -332,6 +333,16 @@ impl Edge {
         } else {
             Bytes::new()
         };
+
+        if op == classify::Operation::McpMessage
+            && let Some(batch) = classify::mcp_batch(route, &body)
+        {
+            return self
+                .batch(
+                    session, ctx, route, &snapshot, user, &verified, batch, body, rest,
+                )
+                .await;
+        }
 
         let parsed = match op {
             classify::Operation::ModelCall(action)
@@ -393,16 +404,16 @@ impl Edge {
 
         let upstream_path = forward::upstream_path(session, route, rest);
         // An MCP list answer shows only what this principal may use.
-        let listed = list_item_action(classified.request.action);
         let request = &classified.request;
-        let keep = |item: &Value| match listed {
-            Some((field, action)) => {
-                may_use_listed(&snapshot.engine, user, request, field, action, item)
-            }
-            None => true,
+        let keep = |field: &'static str, item: &Value| {
+            may_use_listed(&snapshot.engine, user, request, field, item)
         };
-        let filter = listed.map(|(field, _)| ListFilter { field, keep: &keep });
-        match forward::forward(
+        let filter = list_field(request.action).map(|field| ListFilter {
+            lists: vec![(None, field)],
+            keep: &keep,
+            extra: Vec::new(),
+        });
+        let forwarded = forward::forward(
             session,
             &self.connector,
             route,
@@ -425,8 +436,22 @@ impl Edge {
                 )
             }),
         )
-        .await
-        {
+        .await;
+        self.forwarded(session, ctx, route, mcp_id.as_ref(), forwarded)
+            .await
+    }
+
+    /// Finishes a forwarded request: a 502 in the client's protocol if the upstream failed
+    /// before answering, the connection cut if it failed mid-answer.
+    async fn forwarded(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &Route,
+        mcp_id: Option<&Value>,
+        forwarded: std::result::Result<forward::Forwarded, ForwardError>,
+    ) -> std::result::Result<(), String> {
+        match forwarded {
             Ok(f) => {
                 ctx.status = f.status;
                 Ok(())
@@ -435,13 +460,138 @@ impl Edge {
                 tracing::warn!(request_id = %ctx.request_id, route = %route.prefix, error = %e, "upstream failed");
                 metrics::counter!("portcullis_upstream_errors_total", "route" => route.prefix.clone()).increment(1);
                 let r = Refusal::new(Kind::Upstream, "the upstream service is unavailable");
-                self.refuse(session, ctx, kind, mcp_id.as_ref(), r).await
+                self.refuse(session, ctx, Some(route.kind), mcp_id, r).await
             }
             Err(ForwardError::MidResponse(e)) => {
                 ctx.status = 0;
                 Err(e)
             }
         }
+    }
+
+    /// Answers a JSON-RPC batch: each message is decided as it would be alone (and recorded);
+    /// the allowed ones go upstream as one batch, whose answer gets its lists filtered and the
+    /// edge's refusals of the others added. With nothing allowed, the edge answers alone. A
+    /// batch's answer is not re-decided while it streams.
+    #[allow(clippy::too_many_arguments)]
+    async fn batch(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &Route,
+        snapshot: &NodeSnapshot,
+        user: &User,
+        verified: &Verified,
+        batch: classify::Batch,
+        body: Bytes,
+        rest: &str,
+    ) -> std::result::Result<(), String> {
+        let kind = Some(route.kind);
+        let messages = match batch {
+            Ok(messages) => messages,
+            Err(ClassifyError::JsonRpc { code, message, id }) => {
+                let r = Refusal::new(Kind::BadRequest, message).with_jsonrpc_code(code);
+                return self.refuse(session, ctx, kind, id.as_ref(), r).await;
+            }
+            Err(other) => {
+                let r = Refusal::new(Kind::BadRequest, other.to_string());
+                return self.refuse(session, ctx, kind, None, r).await;
+            }
+        };
+        let sent = messages.len();
+        let error = |r: Refusal, id: Option<&Value>| -> Value {
+            serde_json::from_slice(&r.body(kind, id)).unwrap_or(Value::Null)
+        };
+        let mut allowed = Vec::new();
+        let mut lists = Vec::new();
+        let mut refusals = Vec::new();
+        let mut first: Option<Request> = None;
+        for (message, classified) in messages {
+            let mut c = match classified {
+                Ok(c) => c,
+                Err(ClassifyError::JsonRpc { code, message, id }) => {
+                    let r = Refusal::new(Kind::BadRequest, message).with_jsonrpc_code(code);
+                    refusals.push(error(r, id.as_ref()));
+                    continue;
+                }
+                Err(other) => {
+                    refusals.push(error(
+                        Refusal::new(Kind::BadRequest, other.to_string()),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            c.request.context.claims = verified.claims.clone();
+            let started = Instant::now();
+            let decision = snapshot.engine.decide(user, &c.request);
+            decision_log::record(
+                &self.config.node_id,
+                &ctx.request_id,
+                snapshot,
+                Some(user),
+                Some(&c.request),
+                Outcome::Decided(&decision),
+                started.elapsed().as_micros() as u64,
+            );
+            let id = c.mcp.and_then(|m| m.id);
+            if decision.is_allowed() {
+                if let Some(field) = list_field(c.request.action) {
+                    lists.push((id, field));
+                }
+                first.get_or_insert(c.request);
+                allowed.push(message);
+            } else if let Some(id) = id {
+                // A refused notification gets no answer, as JSON-RPC has it.
+                refusals.push(error(denial(&decision, &c.request), Some(&id)));
+            }
+        }
+        let Some(list_request) = first else {
+            // Nothing to send upstream: the edge answers the batch alone.
+            ctx.status = if refusals.is_empty() { 202 } else { 200 };
+            let body = if refusals.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::from(Value::Array(refusals).to_string())
+            };
+            let mut header =
+                ResponseHeader::build(ctx.status, Some(3)).map_err(|e| e.to_string())?;
+            for (k, v) in [
+                ("content-type", "application/json".to_owned()),
+                ("content-length", body.len().to_string()),
+                ("x-request-id", ctx.request_id.clone()),
+            ] {
+                header.insert_header(k, v).map_err(|e| e.to_string())?;
+            }
+            return send(session, header, body).await;
+        };
+        let body = if allowed.len() == sent {
+            body
+        } else {
+            Bytes::from(Value::Array(allowed).to_string())
+        };
+        let keep = |field: &'static str, item: &Value| {
+            may_use_listed(&snapshot.engine, user, &list_request, field, item)
+        };
+        let filter = (!lists.is_empty() || !refusals.is_empty()).then(|| ListFilter {
+            lists,
+            keep: &keep,
+            extra: refusals,
+        });
+        let upstream_path = forward::upstream_path(session, route, rest);
+        let forwarded = forward::forward(
+            session,
+            &self.connector,
+            route,
+            &self.config.limits,
+            &upstream_path,
+            body,
+            &ctx.request_id,
+            filter.as_ref(),
+            None::<fn() -> Standing>,
+        )
+        .await;
+        self.forwarded(session, ctx, route, None, forwarded).await
     }
 
     /// Decides each tool a model call offers (see [`crate::tools`]): the body to forward, with
@@ -634,27 +784,31 @@ async fn send(
         .map_err(|e| e.to_string())
 }
 
-/// For an MCP list request, the result field it lists and the action each item is used by.
-fn list_item_action(list: Action) -> Option<(&'static str, Action)> {
+/// For an MCP list request, the result field it lists.
+fn list_field(list: Action) -> Option<&'static str> {
     match list {
-        Action::McpToolsList => Some(("tools", Action::McpToolsCall)),
-        Action::McpResourcesList => Some(("resources", Action::McpResourcesRead)),
-        Action::McpPromptsList => Some(("prompts", Action::McpPromptsGet)),
+        Action::McpToolsList => Some("tools"),
+        Action::McpResourcesList => Some("resources"),
+        Action::McpPromptsList => Some("prompts"),
         _ => None,
     }
 }
 
-/// Whether `user` may use one listed item (a tool by `name`, a resource by `uri`, a prompt
-/// by `name`), decided like the call would be. An item without its name is not shown.
+/// Whether `user` may use one item listed in `field` (a tool by `name`, a resource by `uri`,
+/// a prompt by `name`), decided like the call would be. An item without its name is not
+/// shown.
 fn may_use_listed(
     engine: &portcullis_shared::engine::Engine,
     user: &User,
     list: &Request,
     field: &str,
-    action: Action,
     item: &Value,
 ) -> bool {
-    let key = if field == "resources" { "uri" } else { "name" };
+    let (key, action) = match field {
+        "tools" => ("name", Action::McpToolsCall),
+        "resources" => ("uri", Action::McpResourcesRead),
+        _ => ("name", Action::McpPromptsGet),
+    };
     let Some(id) = item
         .get(key)
         .and_then(Value::as_str)
@@ -708,29 +862,43 @@ impl std::ops::Deref for Who {
 }
 
 /// Looks the token's principal up: a provisioned user, or (for a federated issuer's token
-/// naming no one provisioned) a guest of a partner whose tenant the bindings admit. Else the
-/// refusal's label and the reason, to follow the principal's name.
+/// naming no one provisioned) a guest of a partner whose tenant the bindings admit. An API
+/// key must still be live in `engine` (a snapshot that revokes it ends what it opened). Else
+/// the refusal's label and message.
 pub(crate) fn resolve(
     engine: &portcullis_shared::engine::Engine,
     verified: &Verified,
 ) -> std::result::Result<Who, (&'static str, String)> {
+    if let Some(id) = &verified.api_key
+        && engine
+            .api_key(id)
+            .is_none_or(|k| k.expires_at_ms.is_some_and(|at| now_ms() >= at))
+    {
+        return Err((
+            "api_key_revoked",
+            format!("API key {id} has been revoked or has expired"),
+        ));
+    }
     let lookup = engine.find_user(&verified.source, verified.claim, &verified.principal);
+    let (principal, source) = (&verified.principal, &verified.source);
     match (lookup, &verified.tenant) {
         (Lookup::Found(u), _) => Ok(Who::User(u)),
         (Lookup::Ambiguous, _) => Err((
             "ambiguous_principal",
-            "names more than one user of".to_owned(),
+            format!("{principal} names more than one user of identity source {source}"),
         )),
-        (Lookup::Missing, Some(tenant)) => match engine.find_partner(&verified.source, tenant) {
-            Some(p) => Ok(Who::Guest(Box::new(engine.guest(p, &verified.principal)))),
+        (Lookup::Missing, Some(tenant)) => match engine.find_partner(source, tenant) {
+            Some(p) => Ok(Who::Guest(Box::new(engine.guest(p, principal)))),
             None => Err((
                 "tenant_not_admitted",
-                format!("is from tenant {tenant}, which is not an admitted partner of"),
+                format!(
+                    "{principal} is from tenant {tenant}, which is not an admitted partner of identity source {source}"
+                ),
             )),
         },
         (Lookup::Missing, None) => Err((
             "unknown_principal",
-            "is not provisioned for this gateway by".to_owned(),
+            format!("{principal} is not provisioned for this gateway by identity source {source}"),
         )),
     }
 }

@@ -819,7 +819,9 @@ mod tests {
             max_bytes: 1 << 30,
         };
         write(dir.path(), &config, 0..2000, |_| {});
-        assert!(segments(dir.path()).expect("list").len() > 5);
+        // Each written batch (at most 512 records) fills a segment: how many batches the
+        // writer makes depends on scheduling, but 2,000 records always take several.
+        assert!(segments(dir.path()).expect("list").len() > 2);
         assert_eq!(shipped(dir.path(), 0, 4096), (0..2000).collect::<Vec<_>>());
         assert_eq!(
             shipped(dir.path(), 1234, 100_000),

@@ -125,7 +125,7 @@ impl Standing {
         let snapshot = &self.snapshot;
         let who = match resolve(&snapshot.engine, &self.verified) {
             Ok(who) => who,
-            Err((label, why)) => {
+            Err((label, message)) => {
                 decision_log::record(
                     &self.node,
                     &self.request_id,
@@ -137,14 +137,7 @@ impl Standing {
                 );
                 metrics::counter!("portcullis_streams_revoked_total").increment(1);
                 return Verdict::Revoked(
-                    Refusal::new(
-                        Kind::Denied,
-                        format!(
-                            "{} {why} identity source {}",
-                            self.verified.principal, self.verified.source
-                        ),
-                    )
-                    .with_detail(json!({ "reason": label })),
+                    Refusal::new(Kind::Denied, message).with_detail(json!({ "reason": label })),
                 );
             }
         };

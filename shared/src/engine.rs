@@ -15,8 +15,8 @@ use crate::request::{Action, Request, Resource};
 use crate::schema::entity;
 use crate::sharded::ShardedMap;
 use crate::snapshot::{
-    ApiKey, AttrValue, AttributeDecl, Group, Issuer, PolicyVersion, PrincipalClaim, ResourceKind, Snapshot,
-    User,
+    ApiKey, AttrValue, AttributeDecl, Group, Issuer, PolicyVersion, PrincipalClaim, ResourceKind,
+    Snapshot, User,
 };
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,

@@ -312,6 +312,7 @@ fn the_cache_stays_bounded() {
         tenant: None,
         audiences: Vec::new(),
         scopes: Vec::new(),
+        api_key: None,
     });
     for i in 0..(CACHE_SHARDS * CACHE_PER_SHARD * 3) {
         cache.put(&format!("token-{i}"), &v, (0, u64::MAX), 1);
@@ -324,4 +325,60 @@ fn the_cache_stays_bounded() {
     assert!(total <= CACHE_SHARDS * CACHE_PER_SHARD, "{total}");
     let last = format!("token-{}", CACHE_SHARDS * CACHE_PER_SHARD * 3 - 1);
     assert_eq!(cache.get(&last, 1), Some(v), "the newest token is kept");
+}
+
+#[test]
+fn api_keys_are_checked_by_id_hash_and_expiry() {
+    use portcullis_shared::Hash32;
+    use portcullis_shared::engine::Engine;
+    use portcullis_shared::snapshot::{ApiKey, Snapshot};
+    let text = "pcul_0123456789abcdef_c2VjcmV0LXNlY3JldC1zZWNyZXQ";
+    let expired = "pcul_fedcba9876543210_b2xkLW9sZC1vbGQ";
+    let mut s = Snapshot::empty(1);
+    s.api_keys = vec![
+        ApiKey {
+            id: "0123456789abcdef".into(),
+            hash: Hash32::of(text.as_bytes()),
+            source: "service-accounts".into(),
+            user_id: "sa-1".into(),
+            expires_at_ms: None,
+        },
+        ApiKey {
+            id: "fedcba9876543210".into(),
+            hash: Hash32::of(expired.as_bytes()),
+            source: "service-accounts".into(),
+            user_id: "sa-1".into(),
+            expires_at_ms: Some(1_000),
+        },
+    ];
+    let engine = Engine::new(s).expect("engine");
+    let v = verify_api_key(&engine, text, 5_000).expect("valid");
+    assert_eq!(
+        (v.source.as_str(), v.principal.as_str(), v.claim),
+        ("service-accounts", "sa-1", PrincipalClaim::ScimId)
+    );
+    assert_eq!(v.api_key.as_deref(), Some("0123456789abcdef"));
+    // Another secret under a real id, an unknown id: the same refusal.
+    let forged = "pcul_0123456789abcdef_Zm9yZ2Vk";
+    assert_eq!(
+        verify_api_key(&engine, forged, 5_000),
+        Err(AuthError::UnknownApiKey)
+    );
+    let unknown = "pcul_1111111111111111_c2VjcmV0";
+    assert_eq!(
+        verify_api_key(&engine, unknown, 5_000),
+        Err(AuthError::UnknownApiKey)
+    );
+    assert!(
+        verify_api_key(&engine, expired, 999).is_ok(),
+        "live until it expires"
+    );
+    assert_eq!(
+        verify_api_key(&engine, expired, 1_000),
+        Err(AuthError::ApiKeyExpired)
+    );
+    assert!(matches!(
+        verify_api_key(&engine, "pcul_short_x", 0),
+        Err(AuthError::Malformed(_))
+    ));
 }

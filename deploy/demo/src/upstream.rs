@@ -8,7 +8,7 @@
 //! - a Gemini-shaped API: `POST /v1beta/models/{model}:generateContent` and
 //!   `:streamGenerateContent` (SSE);
 //! - an MCP server (streamable HTTP; JSON responses, or an event stream for a client whose
-//!   `Accept` lists `text/event-stream` first) at `/mcp`: a small CRM with the tools
+//!   `Accept` lists `text/event-stream` first; JSON-RPC batches too) at `/mcp`: a small CRM with the tools
 //!   `search_accounts`, `update_opportunity` and `export_all_contacts`, one resource and one
 //!   prompt; `GET /mcp` opens the session's (quiet) server-to-client event stream;
 //! - `GET /_demo/requests`: the headers of the last requests received, so tests can check what
@@ -421,7 +421,7 @@ fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
 
 async fn mcp(State(state): State<AppState>, req: Request) -> Response {
     remember(&state, &req);
-    let (headers, msg) = match read_json(req).await {
+    let (headers, body) = match read_json(req).await {
         Ok(x) => x,
         Err(_) => {
             return axum::Json(rpc_error(&Value::Null, -32700, "parse error")).into_response();
@@ -432,16 +432,50 @@ async fn mcp(State(state): State<AppState>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let id = msg.get("id").cloned().unwrap_or(Value::Null);
-    let Some(method) = msg.get("method").and_then(Value::as_str) else {
-        // A client response or malformed message: accept it.
-        return StatusCode::ACCEPTED.into_response();
+    // One message, or a batch of them (JSON-RPC 2.0; MCP revision 2025-03-26).
+    let batch = body.is_array();
+    let messages = match body {
+        Value::Array(messages) => messages,
+        one => vec![one],
     };
-    if msg.get("id").is_none() {
+    let initialize = messages.iter().any(|m| m["method"] == "initialize");
+    let replies: Vec<Value> = messages.iter().filter_map(answer).collect();
+    if replies.is_empty() {
+        // Notifications and client responses only.
         return StatusCode::ACCEPTED.into_response();
     }
+    // A client that prefers an event stream (lists it first in Accept) gets the answers as
+    // one, an event each.
+    let prefers_sse = accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.trim().starts_with("text/event-stream"));
+    let mut resp = if prefers_sse {
+        sse(replies
+            .iter()
+            .map(|r| format!("event: message\ndata: {r}\n\n"))
+            .collect())
+    } else if batch {
+        axum::Json(Value::Array(replies)).into_response()
+    } else {
+        axum::Json(replies.into_iter().next().unwrap_or_default()).into_response()
+    };
+    if initialize {
+        resp.headers_mut()
+            .insert("mcp-session-id", HeaderValue::from_static("demo-session-1"));
+    }
+    resp
+}
+
+/// The answer to one JSON-RPC message; `None` for notifications and client responses.
+fn answer(msg: &Value) -> Option<Value> {
+    let id = msg.get("id").filter(|i| !i.is_null())?.clone();
+    let Some(method) = msg.get("method").and_then(Value::as_str) else {
+        // A client's response to a server request: nothing to answer.
+        return None;
+    };
     let params = msg.get("params").cloned().unwrap_or(json!({}));
-    let reply = match method {
+    Some(match method {
         "initialize" => rpc_result(
             &id,
             json!({
@@ -461,10 +495,7 @@ async fn mcp(State(state): State<AppState>, req: Request) -> Response {
                 ),
                 "update_opportunity" => "Opportunity updated.".to_owned(),
                 "export_all_contacts" => "name,email\nAna,ana@acme.example\n".to_owned(),
-                other => {
-                    return axum::Json(rpc_error(&id, -32602, &format!("unknown tool {other}")))
-                        .into_response();
-                }
+                other => return Some(rpc_error(&id, -32602, &format!("unknown tool {other}"))),
             };
             rpc_result(
                 &id,
@@ -488,22 +519,7 @@ async fn mcp(State(state): State<AppState>, req: Request) -> Response {
             json!({"messages": [{"role": "user", "content": {"type": "text", "text": "Summarise the account."}}]}),
         ),
         other => rpc_error(&id, -32601, &format!("method not found: {other}")),
-    };
-    // A client that prefers an event stream (lists it first in Accept) gets the answer as one.
-    let prefers_sse = accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.trim().starts_with("text/event-stream"));
-    let mut resp = if prefers_sse {
-        sse(vec![format!("event: message\ndata: {reply}\n\n")])
-    } else {
-        axum::Json(reply).into_response()
-    };
-    if method == "initialize" {
-        resp.headers_mut()
-            .insert("mcp-session-id", HeaderValue::from_static("demo-session-1"));
-    }
-    resp
+    })
 }
 
 /// The session's server-to-client stream (`GET`): this server sends no requests of its own,
