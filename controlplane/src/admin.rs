@@ -13,17 +13,20 @@
 //! | GET | `/admin/v1/events?after=N&limit=M` | identity events after sequence N |
 //!
 //! The identity model's endpoints (bindings, compile report, break-glass) are listed in
-//! [`identity`].
+//! [`identity`]; API keys and service accounts in [`credentials`].
 //!
 //! With `admin.token_sha256` configured, `/admin/v1/*` requires `Authorization: Bearer`.
 
+mod credentials;
 mod identity;
 
+use crate::apikeys::ApiKeys;
 use crate::bindings::BindingStore;
 use crate::breakglass::BreakGlass;
 use crate::nodes::NodeRegistry;
 use crate::policies::{PolicyStore, ReloadOutcome};
 use crate::publisher::Publisher;
+use crate::service_accounts::ServiceAccounts;
 use crate::store::{self, Store};
 use axum::Json;
 use axum::Router;
@@ -49,6 +52,8 @@ pub struct AdminState {
     pub policies: PolicyStore,
     pub bindings: BindingStore,
     pub break_glass: BreakGlass,
+    pub api_keys: ApiKeys,
+    pub service_accounts: ServiceAccounts,
     pub prometheus: Option<PrometheusHandle>,
     pub token_sha256: Option<Hash32>,
     /// Past and present snapshots' engines, for explain and replay.
@@ -75,6 +80,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/decisions/replay", post(crate::audit::replay))
         .route("/admin/v1/entitlements", post(crate::audit::entitlements))
         .merge(identity::routes())
+        .merge(credentials::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

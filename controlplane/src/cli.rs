@@ -1,6 +1,7 @@
 //! The `portcullis-cp` command line.
 
 mod audit;
+pub mod credentials;
 mod evidence;
 mod identity;
 
@@ -84,6 +85,12 @@ pub enum Command {
     /// Time-boxed emergency access.
     #[command(subcommand)]
     BreakGlass(identity::BreakGlassCommand),
+    /// API keys for users and service accounts: issued once, stored hashed, revocable.
+    #[command(subcommand)]
+    ApiKeys(credentials::ApiKeysCommand),
+    /// Service accounts: principals for programs, in groups the bindings bind.
+    #[command(subcommand)]
+    ServiceAccounts(credentials::ServiceAccountsCommand),
     /// Evidence for auditors: chained, signed exports of the identity event log.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
@@ -332,6 +339,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::ScimToken(t) => token(t)?,
         Command::Bindings(c) => return identity::bindings(c).await,
         Command::BreakGlass(c) => return identity::break_glass(c).await,
+        Command::ApiKeys(c) => return credentials::api_keys(c).await,
+        Command::ServiceAccounts(c) => return credentials::service_accounts(c).await,
         Command::Evidence(c) => return evidence::run(c).await,
         Command::IdentityReport { admin } => return identity::report(admin).await,
         Command::Decisions(c) => return audit::decisions(c).await,

@@ -15,6 +15,8 @@
 //!   or dynamic), each grant with its condition (environment, tenant, time window) for nodes to
 //!   decide per request, plus live break-glass activations with their expiry.
 //! - **Planned end dates** become an instant nodes enforce on their own.
+//! - **API keys** ([`Compiler::set_api_keys`]) are carried by id with their hash, principal and
+//!   expiry; a snapshot leaves out those expired when it is made and those whose user is gone.
 //!
 //! A [`Compiler`] keeps the directory it compiled with the indexes that connect a change to
 //! what it affects, so that later identity changes are [applied](Compiler::apply) in time
@@ -30,9 +32,9 @@ use crate::attributes::PrincipalAttributes;
 use crate::bindings::{self, Bindings, DYNAMIC_SOURCE, NewGroupMode, PARTNER_SOURCE, ScimPath};
 use crate::policies::LivePolicy;
 use crate::rules::{self, Catalog, Expr};
-use crate::store::{ActivationRow, GroupRow, Member, MemberKind, UserRow};
+use crate::store::{ActivationRow, ApiKeyRow, GroupRow, Member, MemberKind, UserRow};
 use portcullis_shared::snapshot::{
-    Condition, Group, Issuer, LabeledResource, Partner, RoleGrant, Snapshot, User,
+    ApiKey, Condition, Group, Issuer, LabeledResource, Partner, RoleGrant, Snapshot, User,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -173,6 +175,8 @@ pub struct Compiler {
     users: Vec<Arc<User>>,
     user_source: Map<String, String>,
     glass: Map<String, Vec<ActivationRow>>,
+    /// The live API keys, sorted by id (see [`Compiler::set_api_keys`]).
+    api_keys: Vec<ApiKey>,
     cyclic: Vec<bool>,
     dynamic_counts: Vec<usize>,
     unreadable_end_dates: BTreeSet<(String, String)>,
@@ -350,6 +354,7 @@ impl Compiler {
             users: Vec::new(),
             user_source: Map::default(),
             glass: activations_by_user(&activations),
+            api_keys: Vec::new(),
             cyclic,
             dynamic_counts: vec![0; n_dynamic],
             unreadable_end_dates: BTreeSet::new(),
@@ -459,8 +464,31 @@ impl Compiler {
             resource_labels: self.policy.labels.clone(),
             partners: self.partners.clone(),
             labeled_resources: self.labeled_resources.clone(),
-            api_keys: Vec::new(),
+            api_keys: self
+                .api_keys
+                .iter()
+                .filter(|k| {
+                    k.expires_at_ms.is_none_or(|t| t > created_at_ms)
+                        && self.user_source.get(&k.user_id) == Some(&k.source)
+                })
+                .cloned()
+                .collect(),
         }
+    }
+
+    /// Replaces the API keys snapshots carry with `keys` (the live ones as the store has
+    /// them, read with the directory). Keys are not part of the [`Directory`]: they change
+    /// nothing else in the compiled state, so both [`Compiler::build`] and
+    /// [`Compiler::apply`] are followed by this call.
+    pub fn set_api_keys(&mut self, keys: &[ApiKeyRow]) {
+        let mut keys: Vec<ApiKey> = keys
+            .iter()
+            .filter(|k| k.revoked_ms.is_none())
+            .map(crate::apikeys::to_snapshot)
+            .collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys.dedup_by(|a, b| a.id == b.id);
+        self.api_keys = keys;
     }
 
     /// What the compiled state holds that needs an operator's attention.
@@ -1453,6 +1481,50 @@ type = "integer"
                 .iter()
                 .any(|u| names(&s, &u.groups).contains(&"cleared-legal".to_owned()))
         );
+    }
+
+    #[test]
+    fn snapshots_carry_the_keys_live_when_made_whose_users_exist() {
+        let dir = Directory {
+            revision: 1,
+            users: vec![user("u-sam", json!({"userName": "sam@x"}))],
+            ..Default::default()
+        };
+        let key =
+            |id: &str, user: &str, expires_ms: Option<u64>, revoked_ms: Option<u64>| ApiKeyRow {
+                id: id.into(),
+                name: "k".into(),
+                source: "okta".into(),
+                user_id: user.into(),
+                user_name: String::new(),
+                hash: portcullis_shared::Hash32::of(id.as_bytes()),
+                created_ms: 0,
+                expires_ms,
+                revoked_ms,
+                author: "a".into(),
+            };
+        let mut c = Compiler::build(
+            dir,
+            &policy(),
+            &PrincipalAttributes::default(),
+            &Bindings::default(),
+            vec![],
+        );
+        c.set_api_keys(&[
+            key("f0", "u-sam", Some(2_000), None),
+            key("a0", "u-sam", None, None),
+            key("b0", "u-gone", None, None),
+            key("c0", "u-sam", None, Some(5)),
+            key("d0", "u-sam", Some(1_000), None),
+        ]);
+        let ids = |s: Snapshot| s.api_keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+        assert_eq!(ids(c.snapshot(1, 999)), ["a0", "d0", "f0"]);
+        assert_eq!(ids(c.snapshot(2, 1_000)), ["a0", "f0"], "expired when made");
+        let mut other = c.snapshot(3, 0).api_keys;
+        other.retain(|k| k.id == "a0");
+        assert_eq!(other[0].user_id, "u-sam");
+        assert_eq!(other[0].source, "okta");
+        assert_eq!(other[0].expires_at_ms, None);
     }
 }
 

@@ -514,9 +514,10 @@ impl Config {
         for s in &mut sources {
             if s.name == crate::bindings::DYNAMIC_SOURCE
                 || s.name == crate::bindings::PARTNER_SOURCE
+                || s.name == crate::service_accounts::SOURCE
             {
                 return Err(invalid(format!(
-                    "source name {:?} is reserved for dynamic and partner groups",
+                    "source name {:?} is reserved for dynamic and partner groups and service accounts",
                     s.name
                 )));
             }
@@ -866,6 +867,14 @@ jwks_file = "keys/okta.json"
                 .to_string()
                 .contains("nodes.token_sha256")
         );
+        for reserved in ["dynamic", "partner", "service-accounts"] {
+            let e = Config::parse(
+                p,
+                &GOOD.replace("name = \"okta\"", &format!("name = \"{reserved}\"")),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("reserved"), "{reserved}: {e}");
+        }
         let twice = format!("{GOOD}\n[[sources]]\nname = \"okta\"\n");
         assert!(
             Config::parse(p, &twice)

@@ -8,9 +8,11 @@
 //! dynamic groups ([`rules`]), conditions, planned end dates and [`breakglass`] access, and
 //! link one person's accounts across sources ([`merge`]). Nodes ship their decision records
 //! back over the same stream; the [`audit`] API queries and replays them against past
-//! snapshots ([`history`]). Operators use the [`admin`] API and the [`cli`].
+//! snapshots ([`history`]). Programs authenticate with [`apikeys`], as users or as
+//! [`service_accounts`]. Operators use the [`admin`] API and the [`cli`].
 
 pub mod admin;
+pub mod apikeys;
 pub mod attributes;
 pub mod audit;
 pub mod bindings;
@@ -32,6 +34,7 @@ pub mod receipts;
 pub mod rules;
 pub mod scim;
 pub mod server;
+pub mod service_accounts;
 pub mod siem;
 pub mod signing;
 pub mod store;

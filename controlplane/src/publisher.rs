@@ -363,7 +363,14 @@ impl Publisher {
                 .store
                 .read(move |conn| read_changes(conn, since, limit))
                 .await?;
-            match changes.map(|ch| c.compiler.apply(ch)) {
+            let applied = changes.map(|(ch, keys)| {
+                let applied = c.compiler.apply(ch);
+                if applied.is_ok() {
+                    c.compiler.set_api_keys(&keys);
+                }
+                applied
+            });
+            match applied {
                 Some(Ok(())) => how = "incremental",
                 Some(Err(reason)) => {
                     tracing::debug!(%reason, "identity change needs a full compile")
@@ -372,18 +379,20 @@ impl Publisher {
             }
         }
         if how == "full" {
-            let directory = self
+            let (directory, api_keys) = self
                 .store
                 .read(|c| {
                     let tx = c.transaction()?;
+                    let now = store::now_ms();
                     let d = Directory {
                         revision: store::identity_revision(&tx)?,
                         users: store::list_users(&tx, None)?,
                         groups: store::list_groups(&tx, None)?,
-                        activations: store::live_activations(&tx, store::now_ms())?,
+                        activations: store::live_activations(&tx, now)?,
                     };
+                    let keys = store::live_api_keys(&tx, now)?;
                     tx.commit()?;
-                    Ok::<_, StoreError>(d)
+                    Ok::<_, StoreError>((d, keys))
                 })
                 .await?;
             let (p, attributes, b) = (
@@ -393,7 +402,9 @@ impl Publisher {
             );
             // Compiling a large directory takes a while: off the async workers.
             let compiler = tokio::task::spawn_blocking(move || {
-                Compiler::build(directory, &p, &attributes, &b, issuers)
+                let mut c = Compiler::build(directory, &p, &attributes, &b, issuers);
+                c.set_api_keys(&api_keys);
+                c
             })
             .await
             .map_err(|e| PublishError::Compiler(e.to_string()))?;
@@ -605,13 +616,14 @@ impl Publisher {
     }
 }
 
-/// The changes since revision `since`, as the compiler takes them; `None` when more than
-/// `limit` resources changed (or an event of a kind it cannot place), so a full read is due.
+/// The changes since revision `since`, as the compiler takes them, with the API keys live now
+/// (read whole: a key change touches nothing else); `None` when more than `limit` resources
+/// changed (or an event of a kind it cannot place), so a full read is due.
 fn read_changes(
     c: &mut rusqlite::Connection,
     since: u64,
     limit: usize,
-) -> Result<Option<DirectoryChanges>, StoreError> {
+) -> Result<Option<(DirectoryChanges, Vec<store::ApiKeyRow>)>, StoreError> {
     let tx = c.transaction()?;
     let revision = store::identity_revision(&tx)?;
     let changed = store::changed_since(&tx, since)?;
@@ -633,12 +645,16 @@ fn read_changes(
                 let row = store::group_by_id(&tx, &ch.resource_id)?;
                 changes.groups.push((ch.resource_id, row));
             }
+            // Issued or revoked: the keys below are read whole.
+            "ApiKey" => {}
             _ => return Ok(None),
         }
     }
-    changes.activations = store::live_activations(&tx, store::now_ms())?;
+    let now = store::now_ms();
+    changes.activations = store::live_activations(&tx, now)?;
+    let keys = store::live_api_keys(&tx, now)?;
     tx.commit()?;
-    Ok(Some(changes))
+    Ok(Some((changes, keys)))
 }
 
 /// Frames and signs a full snapshot.

@@ -224,6 +224,8 @@ pub async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Resul
         policies: policies.clone(),
         bindings: bindings.clone(),
         break_glass,
+        api_keys: crate::apikeys::ApiKeys::new(store.clone()),
+        service_accounts: crate::service_accounts::ServiceAccounts::new(store.clone()),
         prometheus,
         history: crate::history::History::new(store.clone(), publisher.clone()),
         decisions: decisions.clone(),

@@ -49,6 +49,11 @@ def run_openai():
     embedding = engineer.embeddings.create(model="text-embedding-3-small", input="hello")
     emit("embeddings", dimensions=len(embedding.data[0].embedding))
 
+    # An API key the control plane issued works as the SDK's key.
+    keyed = openai.OpenAI(base_url=f"{edge}/openai/v1", api_key=os.environ["API_KEY"], max_retries=0)
+    chat = keyed.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
+    emit("api_key_chat", text=chat.choices[0].message.content)
+
     try:
         denied.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
         emit("chat_denied", error_type=None)

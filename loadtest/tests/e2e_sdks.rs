@@ -8,10 +8,12 @@
 //! `PORTCULLIS_PYTHON` to another interpreter that has them. Without one the test is skipped
 //! with a message, except under CI, where that is a failure.
 
+use portcullis_loadtest::http::chat;
 use portcullis_loadtest::{Cluster, ClusterOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("PORTCULLIS_PYTHON")
@@ -69,7 +71,32 @@ async fn the_official_sdks_work_through_the_edge_and_see_denials_in_their_own_ty
         ..Default::default()
     })
     .await?;
+    // An API key the control plane issues, used by the SDK as its key.
+    let issued: Value = c
+        .http
+        .post(format!("http://{}/admin/v1/api-keys", c.cp_addrs.admin))
+        .json(
+            &serde_json::json!({"source": "demo", "user": "carol@example.com",
+                                  "name": "sdk test", "author": "e2e"}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+    let api_key = issued["key"].as_str().unwrap_or_default().to_owned();
+    portcullis_loadtest::cluster::eventually("the key is live", Duration::from_secs(15), || {
+        let key = api_key.clone();
+        let c = &c;
+        async move {
+            Ok(chat(&c.http, c.nodes[0].proxy, &key, "gpt-4o")
+                .await?
+                .status
+                == 200)
+        }
+    })
+    .await?;
     let env = vec![
+        ("API_KEY", api_key.clone()),
         ("EDGE", format!("http://{}", c.nodes[0].proxy)),
         ("SALES_TOKEN", c.token("alice@example.com")),
         ("LEGAL_TOKEN", c.token("bob@example.com")),
@@ -100,6 +127,13 @@ async fn the_official_sdks_work_through_the_edge_and_see_denials_in_their_own_ty
         "{openai:?}"
     );
     assert_eq!(openai["embeddings"]["dimensions"], 3);
+    assert!(
+        openai["api_key_chat"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("demo OpenAI upstream (gpt-4o)"),
+        "{openai:?}"
+    );
     let denied = &openai["chat_denied"];
     assert_eq!(denied["error_type"], "PermissionDeniedError", "{denied}");
     assert_eq!(denied["status"], 403);

@@ -85,7 +85,10 @@ pub enum BreakGlassCommand {
 }
 
 /// Sends a request; returns whether it succeeded and the JSON answer.
-async fn call(admin: &AdminArgs, req: reqwest::RequestBuilder) -> anyhow::Result<(bool, Value)> {
+pub(super) async fn call(
+    admin: &AdminArgs,
+    req: reqwest::RequestBuilder,
+) -> anyhow::Result<(bool, Value)> {
     let resp = req
         .send()
         .await
@@ -98,12 +101,12 @@ async fn call(admin: &AdminArgs, req: reqwest::RequestBuilder) -> anyhow::Result
     Ok((ok, v))
 }
 
-fn url(admin: &AdminArgs, path: &str) -> String {
+pub(super) fn url(admin: &AdminArgs, path: &str) -> String {
     format!("{}{path}", admin.admin_url.trim_end_matches('/'))
 }
 
 /// Prints the answer; a refusal prints its error and problems and fails the command.
-fn finish(ok: bool, v: &Value) -> anyhow::Result<ExitCode> {
+pub(super) fn finish(ok: bool, v: &Value) -> anyhow::Result<ExitCode> {
     if ok {
         println!("{}", serde_json::to_string_pretty(v)?);
         Ok(ExitCode::SUCCESS)

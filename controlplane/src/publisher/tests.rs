@@ -7,6 +7,7 @@ use crate::bindings::Bindings;
 use crate::compiler;
 use crate::compiler::tests::group;
 use crate::store::{EventOutcome, IdentityEvent, MemberKind, UserRow};
+use portcullis_shared::snapshot::ApiKey;
 use portcullis_shared::snapshot::Snapshot;
 use rusqlite::Transaction;
 use serde_json::json;
@@ -173,27 +174,31 @@ async fn publish_and_check(f: &Fixture, mode: &str) -> Snapshot {
         assert_eq!(d.base_version, before.version);
         assert_eq!(d.apply_to(&before.snapshot).expect("applies"), got);
     }
-    let directory = f
+    let (directory, keys) = f
         .store
         .read(|c| {
-            Ok::<_, StoreError>(Directory {
+            let d = Directory {
                 revision: store::identity_revision(c)?,
                 users: store::list_users(c, None)?,
                 groups: store::list_groups(c, None)?,
                 activations: store::live_activations(c, store::now_ms())?,
-            })
+            };
+            Ok::<_, StoreError>((d, store::live_api_keys(c, store::now_ms())?))
         })
         .await
         .expect("read");
     let policy = f.policies.live().expect("policy");
-    let (mut want, report) = compiler::compile(
-        &directory,
+    let mut fresh = Compiler::build(
+        directory,
         &policy,
         &PrincipalAttributes::default(),
         &f.bindings.live().bindings,
         vec![],
-        got.version,
-        got.created_at_ms,
+    );
+    fresh.set_api_keys(&keys);
+    let (mut want, report) = (
+        fresh.snapshot(got.version, got.created_at_ms),
+        fresh.report(),
     );
     assert_ne!(got.id, 0, "every version gets an id");
     assert_ne!(got.id, before.snapshot.id);
@@ -417,4 +422,162 @@ async fn a_restore_that_cannot_reach_the_last_version_publishes_afresh() {
     let restored = again.latest().expect("published");
     assert!(restored.version > latest.version, "compiled afresh");
     assert_eq!(roles_of(&restored.snapshot, "u1"), ["engineer", "legal"]);
+}
+
+#[tokio::test]
+async fn snapshots_carry_exactly_the_live_api_keys_and_service_accounts_as_users() {
+    use crate::apikeys::{ApiKeys, IssueRequest};
+    use crate::service_accounts::{self as sa, CreateServiceAccount, ServiceAccounts};
+    let f = fixture().await;
+    let more =
+        format!("{BINDINGS}\n[[bindings]]\ngroup = \"service-accounts/ci\"\nrole = \"engineer\"\n");
+    f.bindings
+        .apply(
+            Bindings::from_toml(&more).expect("toml"),
+            "test",
+            None,
+            &f.policies,
+        )
+        .await
+        .expect("bindings apply");
+    change(&f.store, "User", "u1", "create", |tx| {
+        store::put_user(tx, &user("u1", "Sales"))
+    })
+    .await;
+    let (keys, accounts) = (
+        ApiKeys::new(f.store.clone()),
+        ServiceAccounts::new(f.store.clone()),
+    );
+
+    // A service account in a new group: a user of source `service-accounts`, bound through
+    // its group like any IdP user.
+    let bot = accounts
+        .create(CreateServiceAccount {
+            name: "ci-bot".into(),
+            display_name: Some("CI".into()),
+            groups: vec!["ci".into()],
+            author: "alice".into(),
+        })
+        .await
+        .expect("created");
+    let s = publish_and_check(&f, "full").await;
+    let u = s.users.iter().find(|u| u.id == bot.id).expect("compiled");
+    assert_eq!(
+        (
+            u.source.as_str(),
+            u.user_name.as_str(),
+            u.display_name.as_str()
+        ),
+        (sa::SOURCE, "ci-bot", "CI")
+    );
+    assert!(u.active);
+    let groups: Vec<String> = u
+        .groups
+        .iter()
+        .map(|&g| {
+            let g = &s.groups[g as usize];
+            format!("{}/{}", g.source, g.display_name)
+        })
+        .collect();
+    assert_eq!(groups, ["service-accounts/ci"]);
+    assert_eq!(roles_of(&s, &bot.id), ["engineer"]);
+    assert!(s.api_keys.is_empty());
+
+    // Issued keys are carried by id with the hash of their text, in order of id; a key
+    // change is applied in place.
+    let issue = |source: &str, user: &str, days: Option<u32>| IssueRequest {
+        source: source.into(),
+        user: user.into(),
+        name: "deploy".into(),
+        expires_days: days,
+        author: "alice".into(),
+    };
+    let (bot_key, bot_text) = keys
+        .issue(issue(sa::SOURCE, "ci-bot", None))
+        .await
+        .expect("issued");
+    let (u1_key, u1_text) = keys
+        .issue(issue("okta", "u1@example.com", Some(30)))
+        .await
+        .expect("issued");
+    let s = publish_and_check(&f, "incremental").await;
+    let mut want = vec![
+        ApiKey {
+            id: bot_key.id.clone(),
+            hash: Hash32::of(bot_text.as_bytes()),
+            source: sa::SOURCE.into(),
+            user_id: bot.id.clone(),
+            expires_at_ms: None,
+        },
+        ApiKey {
+            id: u1_key.id.clone(),
+            hash: Hash32::of(u1_text.as_bytes()),
+            source: "okta".into(),
+            user_id: "u1".into(),
+            expires_at_ms: u1_key.expires_ms,
+        },
+    ];
+    want.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(s.api_keys, want);
+    let days = (u1_key.expires_ms.expect("expiry") - u1_key.created_ms) / (24 * 3600 * 1000);
+    assert_eq!(days, 30);
+
+    // A key that has expired by the time it is compiled is left out.
+    change(
+        &f.store,
+        "ApiKey",
+        "00000000000000aa",
+        "api_key.issue",
+        |tx| {
+            store::insert_api_key(
+                tx,
+                &store::ApiKeyRow {
+                    id: "00000000000000aa".into(),
+                    name: "old".into(),
+                    source: "okta".into(),
+                    user_id: "u1".into(),
+                    user_name: "u1@example.com".into(),
+                    hash: Hash32::of(b"pcul_00000000000000aa_x"),
+                    created_ms: 1,
+                    expires_ms: Some(store::now_ms() - 1),
+                    revoked_ms: None,
+                    author: "alice".into(),
+                },
+            )
+        },
+    )
+    .await;
+    let s = publish_and_check(&f, "incremental").await;
+    assert_eq!(s.api_keys, want);
+
+    // Revoked: gone from the next snapshot.
+    keys.revoke(&bot_key.id, "bob").await.expect("revoked");
+    let s = publish_and_check(&f, "incremental").await;
+    want.retain(|k| k.id != bot_key.id);
+    assert_eq!(s.api_keys, want);
+
+    // A key whose user is gone is left out too (nodes would not find the user anyway).
+    change(&f.store, "User", "u1", "delete", |tx| {
+        store::delete_user(tx, "okta", "u1").map(|_| ())
+    })
+    .await;
+    let s = publish_and_check(&f, "incremental").await;
+    assert!(s.api_keys.is_empty(), "{:?}", s.api_keys);
+
+    // Deleting the service account takes it out of the snapshot and revokes its keys.
+    let (again, _) = keys
+        .issue(issue(sa::SOURCE, "ci-bot", None))
+        .await
+        .expect("issued");
+    let deleted = accounts.delete("ci-bot", "bob").await.expect("deleted");
+    assert_eq!(deleted.revoked_api_keys, std::slice::from_ref(&again.id));
+    let s = publish_and_check(&f, "incremental").await;
+    assert!(s.users.iter().all(|u| u.id != bot.id));
+    assert!(s.api_keys.is_empty());
+    let live = f
+        .store
+        .read(|c| store::live_api_keys(c, store::now_ms()))
+        .await
+        .expect("read");
+    assert!(live.iter().all(|k| k.source != sa::SOURCE), "{live:?}");
 }

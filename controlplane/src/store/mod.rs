@@ -5,11 +5,13 @@
 //! the control plane is not on any request path. Async callers use [`Store::run`], which moves
 //! the work to the blocking pool; the CLI uses [`Store::blocking`].
 
+mod api_keys;
 mod bindings;
 mod decisions;
 mod identity;
 mod records;
 
+pub use api_keys::*;
 pub use bindings::*;
 pub use decisions::*;
 pub use identity::*;
@@ -51,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_snapshot_deltas.sql"),
     include_str!("migrations/0011_receipts.sql"),
     include_str!("migrations/0012_siem_cursors.sql"),
+    include_str!("migrations/0013_api_keys.sql"),
 ];
 
 /// How many read-only connections serve long reads (snapshot compilation, SCIM queries)
