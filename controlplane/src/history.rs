@@ -150,7 +150,7 @@ impl History {
             }
             let steps = deltas
                 .iter()
-                .map(|d| codec::decode_delta(&d.payload).map(|(_, d)| d))
+                .map(|d| codec::decode_stored_delta(&d.payload).map(|(_, d)| d))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| why(&e))?;
             if steps.last().map(|d| d.version) != Some(version) {

@@ -698,7 +698,7 @@ fn restore(
     };
     let mut steps: Vec<Arc<DeltaStep>> = Vec::new();
     for r in rows {
-        let d = match codec::decode_delta(&r.payload) {
+        let d = match codec::decode_stored_delta(&r.payload) {
             Ok((_, d)) => d,
             Err(e) => {
                 tracing::warn!(error = %e, version = r.version, "stored delta does not decode; history restarts after it");

@@ -173,7 +173,19 @@ pub async fn forward(
                 }
                 rewritten
             }
-            None => whole,
+            // A list that cannot be read cannot be filtered: it is not passed on.
+            None if !filter.lists.is_empty() => {
+                return Err(before(
+                    "the list answer could not be read to filter it".to_owned(),
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    request_id,
+                    "a batch answer could not be read; the edge's refusals are not added"
+                );
+                whole
+            }
         };
         if status == 202 && !filter.extra.is_empty() {
             // The upstream had nothing to answer; the edge's messages are the answer.
@@ -228,9 +240,9 @@ pub async fn forward(
             let Some(s) = standing.as_mut() else {
                 break (&mut read).await;
             };
+            // The snapshot first: an upstream with data always ready must not starve it.
             tokio::select! {
                 biased;
-                r = &mut read => break r,
                 () = s.changed() => match s.check() {
                     Verdict::Keep => {}
                     Verdict::Notify(notes) => {
@@ -262,6 +274,7 @@ pub async fn forward(
                         });
                     }
                 },
+                r = &mut read => break r,
             }
         };
         match next {

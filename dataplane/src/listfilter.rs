@@ -4,8 +4,10 @@
 //! snapshot as the list request). JSON and server-sent-event bodies are both rewritten; an
 //! item without its name (or URI) is dropped.
 //!
-//! The same rewrite answers a JSON-RPC batch: each list in it is filtered by its request's
-//! id, and the edge's refusals of the batch's other messages are added to the answer.
+//! The same rewrite answers a JSON-RPC batch: every message of the answer has each kind of
+//! list the batch asked for filtered (whatever its id: ids are the client's to choose, and a
+//! server may echo `1.0` as `1`), and the edge's refusals of the batch's other messages are
+//! added to the answer.
 //!
 //! The response is read whole before anything reaches the client (list answers are small and
 //! end; the bound is [`MAX_LIST_BYTES`]), and the upstream is asked not to compress it.
@@ -21,9 +23,8 @@ pub type Keep<'a> = &'a (dyn Fn(&'static str, &Value) -> bool + Send + Sync);
 
 /// How to rewrite an MCP answer.
 pub struct ListFilter<'a> {
-    /// The lists the answer carries: the id of the request that asked for each (`None`: the
-    /// answer to the one request sent), and the field of `result` holding its items.
-    pub lists: Vec<(Option<Value>, &'static str)>,
+    /// The kinds of list the request asked for: the fields of `result` holding their items.
+    pub lists: Vec<&'static str>,
     pub keep: Keep<'a>,
     /// JSON-RPC messages the edge adds to the answer (refusals of a batch's other messages).
     pub extra: Vec<Value>,
@@ -41,33 +42,26 @@ impl std::fmt::Debug for ListFilter<'_> {
 impl ListFilter<'_> {
     /// A metric label: the list filtered, or `batch`.
     pub fn label(&self) -> &'static str {
-        match self.lists.as_slice() {
-            [(None, field)] => field,
+        match (self.lists.as_slice(), self.extra.is_empty()) {
+            ([field], true) => field,
             _ => "batch",
         }
     }
 
     /// Filters one JSON-RPC message in place; returns how many items it removed.
     fn message(&self, msg: &mut Value) -> usize {
-        let id = msg.get("id").cloned();
-        let Some(field) = self
-            .lists
-            .iter()
-            .find(|(asked, _)| asked.is_none() || *asked == id)
-            .map(|(_, field)| *field)
-        else {
+        let Some(result) = msg.get_mut("result") else {
             return 0;
         };
-        let Some(items) = msg
-            .get_mut("result")
-            .and_then(|r| r.get_mut(field))
-            .and_then(Value::as_array_mut)
-        else {
-            return 0;
-        };
-        let before = items.len();
-        items.retain(|item| (self.keep)(field, item));
-        before - items.len()
+        let mut hidden = 0;
+        for &field in &self.lists {
+            if let Some(items) = result.get_mut(field).and_then(Value::as_array_mut) {
+                let before = items.len();
+                items.retain(|item| (self.keep)(field, item));
+                hidden += before - items.len();
+            }
+        }
+        hidden
     }
 
     /// The body with the items the principal may not use removed and the edge's messages
@@ -185,7 +179,7 @@ mod tests {
 
     fn filter() -> ListFilter<'static> {
         ListFilter {
-            lists: vec![(None, "tools")],
+            lists: vec!["tools"],
             keep: &keep_not_export,
             extra: Vec::new(),
         }
@@ -238,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn batch_answers_are_filtered_by_id_and_get_the_edge_s_refusals() {
+    fn batch_answers_have_every_asked_list_filtered_and_get_the_edge_s_refusals() {
         let keep = |field: &'static str, item: &Value| match field {
             "tools" => item["name"] != "export_all_contacts",
             _ => item["name"] != "secret_prompt",
@@ -246,28 +240,35 @@ mod tests {
         let refusal =
             json!({"jsonrpc": "2.0", "id": 9, "error": {"code": -32003, "message": "no"}});
         let filter = ListFilter {
-            lists: vec![(Some(json!(1)), "tools"), (Some(json!("p")), "prompts")],
+            lists: vec!["tools", "prompts"],
             keep: &keep,
             extra: vec![refusal.clone()],
         };
         let answer = json!([
             {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "export_all_contacts"}, {"name": "search_accounts"}]}},
             {"jsonrpc": "2.0", "id": "p", "result": {"prompts": [{"name": "secret_prompt"}, {"name": "brief"}]}},
-            // Not a list this batch asked for: untouched, though it looks like one.
-            {"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "export_all_contacts"}]}}
+            // Whatever the id says (a server may echo 1.0 as 1, a client may reuse ids), every
+            // list of an asked-for kind is filtered.
+            {"jsonrpc": "2.0", "id": 1.0, "result": {"tools": [{"name": "export_all_contacts"}]}},
+            {"jsonrpc": "2.0", "id": 5, "result": {"resources": [{"uri": "x"}]}}
         ]);
         let (out, hidden) = filter
             .rewrite(answer.to_string().as_bytes(), false)
             .expect("json");
         let v: Value = serde_json::from_slice(&out).expect("json");
-        assert_eq!(hidden, 2);
+        assert_eq!(hidden, 3);
         assert_eq!(
             v[0]["result"]["tools"],
             json!([{"name": "search_accounts"}])
         );
         assert_eq!(v[1]["result"]["prompts"], json!([{"name": "brief"}]));
-        assert_eq!(v[2]["result"]["tools"].as_array().map(Vec::len), Some(1));
-        assert_eq!(v[3], refusal);
+        assert_eq!(v[2]["result"]["tools"], json!([]));
+        assert_eq!(
+            v[3]["result"]["resources"],
+            json!([{"uri": "x"}]),
+            "not asked for"
+        );
+        assert_eq!(v[4], refusal);
         // Nothing from the upstream (202): only the refusals.
         let (out, _) = filter.rewrite(b"", false).expect("json");
         assert_eq!(

@@ -339,7 +339,7 @@ impl Edge {
         {
             return self
                 .batch(
-                    session, ctx, route, &snapshot, user, &verified, batch, body, rest,
+                    session, ctx, route, &snapshot, &who, &verified, batch, body, rest,
                 )
                 .await;
         }
@@ -388,18 +388,27 @@ impl Edge {
             let r = denial(&decision, &classified.request);
             return self.refuse(session, ctx, kind, mcp_id.as_ref(), r).await;
         }
-        let offers_tools = matches!(classified.request.action, Action::Chat | Action::Responses)
-            && matches!(
-                route.kind,
-                RouteKind::Openai | RouteKind::Azure | RouteKind::Anthropic
-            );
-        let body = if offers_tools && snapshot.engine.governs_tools() {
-            match self.decide_tools(&snapshot, &ctx.request_id, user, &classified.request, body) {
+        let dialect = match route.kind {
+            RouteKind::Openai | RouteKind::Azure | RouteKind::Anthropic => {
+                Some(tools::Dialect::Messages)
+            }
+            RouteKind::Gemini => Some(tools::Dialect::Gemini),
+            RouteKind::Mcp => None,
+        }
+        .filter(|_| matches!(classified.request.action, Action::Chat | Action::Responses));
+        let body = match dialect.filter(|_| snapshot.engine.governs_tools()) {
+            Some(dialect) => match self.decide_tools(
+                &snapshot,
+                &ctx.request_id,
+                user,
+                &classified.request,
+                dialect,
+                body,
+            ) {
                 Ok(body) => body,
                 Err(r) => return self.refuse(session, ctx, kind, None, r).await,
-            }
-        } else {
-            body
+            },
+            None => body,
         };
 
         let upstream_path = forward::upstream_path(session, route, rest);
@@ -409,7 +418,7 @@ impl Edge {
             may_use_listed(&snapshot.engine, user, request, field, item)
         };
         let filter = list_field(request.action).map(|field| ListFilter {
-            lists: vec![(None, field)],
+            lists: vec![field],
             keep: &keep,
             extra: Vec::new(),
         });
@@ -428,7 +437,7 @@ impl Edge {
                     snapshot.clone(),
                     who.clone(),
                     verified.clone(),
-                    classified.request.clone(),
+                    vec![classified.request.clone()],
                     &self.config.node_id,
                     &ctx.request_id,
                     route.kind,
@@ -472,16 +481,16 @@ impl Edge {
     /// Answers a JSON-RPC batch: each message is decided as it would be alone (and recorded);
     /// the allowed ones go upstream as one batch, whose answer gets its lists filtered and the
     /// edge's refusals of the others added. With nothing allowed, the edge answers alone. A
-    /// batch's answer is not re-decided while it streams.
+    /// streamed answer is re-decided, every allowed message of it, on each new snapshot.
     #[allow(clippy::too_many_arguments)]
     async fn batch(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         route: &Route,
-        snapshot: &NodeSnapshot,
-        user: &User,
-        verified: &Verified,
+        snapshot: &Arc<NodeSnapshot>,
+        who: &Who,
+        verified: &Arc<Verified>,
         batch: classify::Batch,
         body: Bytes,
         rest: &str,
@@ -502,7 +511,9 @@ impl Edge {
         let error = |r: Refusal, id: Option<&Value>| -> Value {
             serde_json::from_slice(&r.body(kind, id)).unwrap_or(Value::Null)
         };
+        let user: &User = who;
         let mut allowed = Vec::new();
+        let mut allowed_requests = Vec::new();
         let mut lists = Vec::new();
         let mut refusals = Vec::new();
         let mut first: Option<Request> = None;
@@ -536,9 +547,12 @@ impl Edge {
             );
             let id = c.mcp.and_then(|m| m.id);
             if decision.is_allowed() {
-                if let Some(field) = list_field(c.request.action) {
-                    lists.push((id, field));
+                if let Some(field) = list_field(c.request.action)
+                    && !lists.contains(&field)
+                {
+                    lists.push(field);
                 }
+                allowed_requests.push(c.request.clone());
                 first.get_or_insert(c.request);
                 allowed.push(message);
             } else if let Some(id) = id {
@@ -588,7 +602,19 @@ impl Edge {
             body,
             &ctx.request_id,
             filter.as_ref(),
-            None::<fn() -> Standing>,
+            Some(|| {
+                Standing::new(
+                    self.state.clone(),
+                    snapshot.clone(),
+                    who.clone(),
+                    verified.clone(),
+                    allowed_requests,
+                    &self.config.node_id,
+                    &ctx.request_id,
+                    route.kind,
+                    None,
+                )
+            }),
         )
         .await;
         self.forwarded(session, ctx, route, None, forwarded).await
@@ -603,12 +629,14 @@ impl Edge {
         request_id: &str,
         user: &User,
         request: &Request,
+        dialect: tools::Dialect,
         body: Bytes,
     ) -> std::result::Result<Bytes, Refusal> {
         let Resource::Model { provider, kind, .. } = &request.resource else {
             return Ok(body);
         };
-        let mut names = tools::offered(&body).map_err(|e| Refusal::new(Kind::BadRequest, e))?;
+        let mut names =
+            tools::offered(dialect, &body).map_err(|e| Refusal::new(Kind::BadRequest, e))?;
         names.sort_unstable();
         names.dedup();
         let mut stripped = Vec::new();
@@ -646,7 +674,7 @@ impl Edge {
             return Ok(body);
         }
         metrics::counter!("portcullis_llm_tools_stripped_total").increment(stripped.len() as u64);
-        tools::strip(&body, &stripped)
+        tools::strip(dialect, &body, &stripped)
             .map(Bytes::from)
             .map_err(|e| Refusal::new(Kind::BadRequest, e))
     }

@@ -59,7 +59,8 @@ pub struct Standing {
     snapshot: Arc<NodeSnapshot>,
     who: Who,
     verified: Arc<Verified>,
-    request: Request,
+    /// What the response answers: one request, or each allowed message of a JSON-RPC batch.
+    requests: Vec<Request>,
     node: String,
     request_id: String,
     kind: RouteKind,
@@ -76,7 +77,7 @@ impl Standing {
         snapshot: Arc<NodeSnapshot>,
         who: Who,
         verified: Arc<Verified>,
-        request: Request,
+        requests: Vec<Request>,
         node: &str,
         request_id: &str,
         kind: RouteKind,
@@ -88,7 +89,7 @@ impl Standing {
             snapshot,
             who,
             verified,
-            request,
+            requests,
             node: node.to_owned(),
             request_id: request_id.to_owned(),
             kind,
@@ -131,7 +132,7 @@ impl Standing {
                     &self.request_id,
                     snapshot,
                     None,
-                    Some(&self.request),
+                    self.requests.first(),
                     Outcome::Refused(label),
                     0,
                 );
@@ -141,24 +142,31 @@ impl Standing {
                 );
             }
         };
-        let decision = snapshot.engine.decide(&who, &self.request);
-        if !decision.is_allowed() {
-            decision_log::record(
-                &self.node,
-                &self.request_id,
-                snapshot,
-                Some(&who),
-                Some(&self.request),
-                Outcome::Decided(&decision),
-                0,
-            );
-            metrics::counter!("portcullis_streams_revoked_total").increment(1);
-            return Verdict::Revoked(denial(&decision, &self.request));
+        for request in &self.requests {
+            let decision = snapshot.engine.decide(&who, request);
+            if !decision.is_allowed() {
+                decision_log::record(
+                    &self.node,
+                    &self.request_id,
+                    snapshot,
+                    Some(&who),
+                    Some(request),
+                    Outcome::Decided(&decision),
+                    0,
+                );
+                metrics::counter!("portcullis_streams_revoked_total").increment(1);
+                return Verdict::Revoked(denial(&decision, request));
+            }
         }
         let may_differ = !snapshot.engine.shares_policies_with(&previous.engine)
             || !same_principal(&previous.engine, &self.who, &snapshot.engine, &who);
         self.who = who;
-        if may_differ && self.request.action == Action::McpNotification {
+        // The session's GET stream (not a notification inside a batch).
+        let session_stream = self
+            .requests
+            .iter()
+            .any(|r| r.action == Action::McpNotification && r.context.stream);
+        if may_differ && session_stream {
             metrics::counter!("portcullis_mcp_list_changed_sent_total").increment(1);
             Verdict::Notify(Bytes::from_static(LISTS_CHANGED.as_bytes()))
         } else {

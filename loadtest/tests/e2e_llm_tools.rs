@@ -16,6 +16,10 @@ permit (principal, action == Action::"llm:tool", resource);
 @tool("strip")
 forbid (principal in Role::"sales", action == Action::"llm:tool", resource == LlmTool::"Bash");
 
+@id("no-code-execution-on-gemini")
+forbid (principal, action == Action::"llm:tool", resource == LlmTool::"codeExecution")
+  when { resource.provider == "gemini" };
+
 @id("legal-no-webfetch")
 forbid (principal in Role::"legal", action == Action::"llm:tool", resource == LlmTool::"WebFetch")
   when { resource.provider == "anthropic" };
@@ -147,6 +151,33 @@ async fn tool_policies_refuse_or_strip_as_they_say() -> anyhow::Result<()> {
             .is_some_and(|t| t.ends_with("Tools offered: Bash, Read.")),
         "{v}"
     );
+
+    // Gemini names its tools its own way: declared functions by name, built-in tools by key.
+    let gemini = |tools: Value| {
+        c.http
+            .post(format!(
+                "http://{}/gemini/v1beta/models/gemini-2.0-flash:generateContent",
+                c.nodes[0].proxy
+            ))
+            .header("x-goog-api-key", c.token("carol@example.com"))
+            .json(
+                &json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "tools": tools}),
+            )
+            .send()
+    };
+    let r = gemini(json!([{"functionDeclarations": [{"name": "Read"}]}, {"code_execution": {}}]))
+        .await?;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await?;
+    assert_eq!(v["error"]["status"], "PERMISSION_DENIED", "{v}");
+    assert!(
+        v["error"]["message"].as_str().is_some_and(
+            |m| m.contains("codeExecution") && m.contains("no-code-execution-on-gemini")
+        ),
+        "{v}"
+    );
+    let r = gemini(json!([{"functionDeclarations": [{"name": "Read"}]}])).await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
 
     // Malformed tools are refused before anything reaches the model.
     let r = c

@@ -37,8 +37,10 @@ use crate::snapshot::Snapshot;
 pub const MAGIC: [u8; 4] = *b"PCSN";
 /// The format this build writes and reads.
 pub const FORMAT_VERSION: u16 = 5;
-/// The format before it, which this build still reads (stored history, last-known-good
-/// files): format 4 snapshots carry no API keys; deltas are the same in both.
+/// The format before it, which this build still reads where old frames are kept (stored
+/// history, last-known-good files): format 4 snapshots carry no API keys. Format 4 deltas are
+/// format 5's, so on the wire a delta must say 5 (a header flipped to 4 is corruption), and
+/// only [`decode_stored_delta`] reads 4.
 pub const PREVIOUS_FORMAT: u16 = 4;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 56;
@@ -95,9 +97,9 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn check_format(bytes: &[u8]) -> Result<u16, CodecError> {
+fn check_format(bytes: &[u8], previous: bool) -> Result<u16, CodecError> {
     let format = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if format != FORMAT_VERSION && format != PREVIOUS_FORMAT {
+    if format != FORMAT_VERSION && !(previous && format == PREVIOUS_FORMAT) {
         return Err(CodecError::UnsupportedFormat {
             found: format,
             supported: FORMAT_VERSION,
@@ -138,13 +140,17 @@ pub fn encode_delta(delta: &Delta) -> Vec<u8> {
 
 /// Reads and checks a delta's header only.
 pub fn peek_delta_header(bytes: &[u8]) -> Result<DeltaHeader, CodecError> {
+    delta_header(bytes, false)
+}
+
+fn delta_header(bytes: &[u8], previous: bool) -> Result<DeltaHeader, CodecError> {
     if bytes.len() < DELTA_HEADER_LEN {
         return Err(CodecError::Truncated(bytes.len()));
     }
     if bytes[0..4] != DELTA_MAGIC {
         return Err(CodecError::BadMagic);
     }
-    let format = check_format(bytes)?;
+    let format = check_format(bytes, previous)?;
     let body_len = u64_at(bytes, 24);
     let actual = (bytes.len() - DELTA_HEADER_LEN) as u64;
     if actual != body_len {
@@ -166,7 +172,16 @@ pub fn peek_delta_header(bytes: &[u8]) -> Result<DeltaHeader, CodecError> {
 
 /// Checks a delta's header and content hash, then decodes it.
 pub fn decode_delta(bytes: &[u8]) -> Result<(DeltaHeader, Delta), CodecError> {
-    let header = peek_delta_header(bytes)?;
+    decode_delta_of(bytes, false)
+}
+
+/// [`decode_delta`] for a delta kept by an earlier build (stored history): format 4 too.
+pub fn decode_stored_delta(bytes: &[u8]) -> Result<(DeltaHeader, Delta), CodecError> {
+    decode_delta_of(bytes, true)
+}
+
+fn decode_delta_of(bytes: &[u8], previous: bool) -> Result<(DeltaHeader, Delta), CodecError> {
+    let header = delta_header(bytes, previous)?;
     let body = &bytes[DELTA_HEADER_LEN..];
     check_body(body, &header.content_hash)?;
     let delta: Delta = postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?;
@@ -209,7 +224,7 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, CodecError> {
     if bytes[0..4] != MAGIC {
         return Err(CodecError::BadMagic);
     }
-    let format = check_format(bytes)?;
+    let format = check_format(bytes, true)?;
     let version = u64_at(bytes, 8);
     let body_len = u64_at(bytes, 16);
     let mut hash = [0u8; 32];
@@ -235,9 +250,16 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), CodecError> {
     let body = &bytes[HEADER_LEN..];
     check_body(body, &header.content_hash)?;
     let snapshot: Snapshot = if header.format == PREVIOUS_FORMAT {
-        postcard::from_bytes::<v4::Snapshot>(body)
-            .map_err(|e| CodecError::Body(e.to_string()))?
-            .into()
+        // The whole body, so a format 5 body relabelled 4 is refused, not read short.
+        let (old, rest) = postcard::take_from_bytes::<v4::Snapshot>(body)
+            .map_err(|e| CodecError::Body(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CodecError::Body(format!(
+                "{} bytes after a format {PREVIOUS_FORMAT} snapshot",
+                rest.len()
+            )));
+        }
+        old.into()
     } else {
         postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?
     };
@@ -406,6 +428,10 @@ mod tests {
         let (header, decoded) = decode(&old).expect("format 4 decodes");
         assert_eq!(header.format, PREVIOUS_FORMAT);
         assert_eq!(decoded, s);
+        // A format 5 snapshot relabelled 4 is refused (its key list is left over).
+        let mut relabelled = framed.clone();
+        relabelled[4..6].copy_from_slice(&PREVIOUS_FORMAT.to_le_bytes());
+        assert!(matches!(decode(&relabelled), Err(CodecError::Body(_))));
         // Format 3 is refused.
         old[4..6].copy_from_slice(&3u16.to_le_bytes());
         assert!(matches!(

@@ -474,11 +474,21 @@ impl Engine {
         let mut governs_tools = false;
         let mut strip_tools = Vec::new();
         for p in policies.set.policies() {
-            governs_tools |= match p.action_constraint() {
-                cedar_policy::ActionConstraint::Eq(a) => a == tool,
-                cedar_policy::ActionConstraint::In(list) => list.contains(&tool),
-                cedar_policy::ActionConstraint::Any => false,
+            use cedar_policy::{ActionConstraint, ResourceConstraint};
+            let names_tools = match p.action_constraint() {
+                ActionConstraint::Eq(a) => a == tool,
+                ActionConstraint::In(list) => list.contains(&tool),
+                ActionConstraint::Any => false,
             };
+            // `resource is LlmTool` or `resource == LlmTool::"Bash"` under `action` speaks of
+            // tools as surely.
+            let llm_tool = |ty: &EntityTypeName| ty.to_string() == entity::LLM_TOOL;
+            let names_tool_resources = match p.resource_constraint() {
+                ResourceConstraint::Eq(r) | ResourceConstraint::In(r) => llm_tool(r.type_name()),
+                ResourceConstraint::Is(ty) | ResourceConstraint::IsIn(ty, _) => llm_tool(&ty),
+                ResourceConstraint::Any => false,
+            };
+            governs_tools |= names_tools || names_tool_resources;
             if p.annotation(policy::TOOL_ANNOTATION) == Some("strip") {
                 strip_tools.push(p.id().to_string());
             }
@@ -823,8 +833,9 @@ impl Engine {
 
     /// Whether the tools an LLM request offers the model are decided (`llm:tool`, one
     /// decision per tool). Opt-in: only when some policy names `Action::"llm:tool"` in its
-    /// action scope, so a policy set that says nothing of tools is not made to deny every
-    /// request that carries some. Once one does, tools are default-deny like everything else.
+    /// action scope, or `LlmTool` in its resource scope, so a policy set that says nothing of
+    /// tools is not made to deny every request that carries some. Once one does, tools are
+    /// default-deny like everything else.
     pub fn governs_tools(&self) -> bool {
         self.fixed.governs_tools
     }

@@ -766,6 +766,11 @@ fn tools_are_decided_only_when_a_policy_names_the_tool_action() {
     assert!(!engine().governs_tools());
     // `action` unscoped does not count: it is not a statement about tools.
     assert!(!engine_with("permit(principal, action, resource);").governs_tools());
+    // A tool resource does, whatever the action scope says.
+    assert!(
+        engine_with("forbid(principal, action, resource == LlmTool::\"Bash\");").governs_tools()
+    );
+    assert!(engine_with("forbid(principal, action, resource is LlmTool);").governs_tools());
 
     let e = engine_with(
         r#"
