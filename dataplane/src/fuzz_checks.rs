@@ -77,6 +77,35 @@ pub fn llm_body(data: &[u8]) {
             }
         }
     }
+    tools(data);
+}
+
+/// The tools of a model call: naming them never panics; stripping every tool named leaves a
+/// body that names none, and stripping one leaves exactly the others.
+fn tools(data: &[u8]) {
+    use crate::tools::{Dialect, offered, strip};
+    for dialect in [Dialect::Messages, Dialect::Gemini] {
+        let Ok(names) = offered(dialect, data) else {
+            continue;
+        };
+        if names.is_empty() {
+            continue;
+        }
+        let none = strip(dialect, data, &names).expect("a body whose tools were named strips");
+        assert_eq!(
+            offered(dialect, &none),
+            Ok(Vec::new()),
+            "{dialect:?} {data:?}: tools left after stripping them all"
+        );
+        let first = names[0].clone();
+        let rest = strip(dialect, data, std::slice::from_ref(&first)).expect("strips");
+        let expected: Vec<String> = names.iter().filter(|n| **n != first).cloned().collect();
+        assert_eq!(
+            offered(dialect, &rest),
+            Ok(expected),
+            "{dialect:?} {data:?}: stripping {first} changed the others"
+        );
+    }
 }
 
 /// An MCP message: classification never panics and agrees with the JSON-RPC 2.0 rules read
