@@ -50,6 +50,10 @@ struct ToolsPeek {
 /// The names of the tools `body` offers, in order (duplicates kept); empty when it offers
 /// none. An error (for a 400) when they cannot be named without doubt.
 pub fn offered(dialect: Dialect, body: &[u8]) -> Result<Vec<String>, String> {
+    // The peek skips fields unchecked: what is forwarded must be UTF-8 throughout (fuzzing
+    // found a body that named its tools yet could not be rewritten).
+    std::str::from_utf8(body)
+        .map_err(|e| format!("the request is not UTF-8 (at byte {})", e.valid_up_to()))?;
     let peek: ToolsPeek = serde_json::from_slice(body)
         .map_err(|e| format!("cannot read the request's tools: {e}"))?;
     if peek.tool_config_camel.is_some() && peek.tool_config_snake.is_some() {
