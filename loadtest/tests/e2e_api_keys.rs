@@ -188,6 +188,9 @@ async fn keys_are_issued_enforced_and_revoked_with_the_next_snapshot() -> anyhow
     })
     .await?;
     eprintln!("the revoked key was refused {refused_within:?} after the stream closed");
+    // The revocation reached the node as a delta, not a full snapshot.
+    let status = c.node_status(0).await?;
+    assert_eq!(status["snapshot"]["via"], "delta", "{status}");
     // Alice's key is untouched.
     assert_eq!(chat(&c, &alice_key, "gpt-4o-mini").await?.0, 200);
 

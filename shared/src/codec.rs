@@ -38,9 +38,8 @@ pub const MAGIC: [u8; 4] = *b"PCSN";
 /// The format this build writes and reads.
 pub const FORMAT_VERSION: u16 = 5;
 /// The format before it, which this build still reads where old frames are kept (stored
-/// history, last-known-good files): format 4 snapshots carry no API keys. Format 4 deltas are
-/// format 5's, so on the wire a delta must say 5 (a header flipped to 4 is corruption), and
-/// only [`decode_stored_delta`] reads 4.
+/// history, last-known-good files): format 4 snapshots and deltas carry no API keys. On the
+/// wire a delta must say 5; only [`decode_stored_delta`] reads 4.
 pub const PREVIOUS_FORMAT: u16 = 4;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 56;
@@ -184,7 +183,11 @@ fn decode_delta_of(bytes: &[u8], previous: bool) -> Result<(DeltaHeader, Delta),
     let header = delta_header(bytes, previous)?;
     let body = &bytes[DELTA_HEADER_LEN..];
     check_body(body, &header.content_hash)?;
-    let delta: Delta = postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?;
+    let delta: Delta = if header.format == PREVIOUS_FORMAT {
+        whole::<v4::Delta>(body)?.into()
+    } else {
+        postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?
+    };
     if delta.version != header.version {
         return Err(CodecError::VersionMismatch {
             header: header.version,
@@ -250,16 +253,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), CodecError> {
     let body = &bytes[HEADER_LEN..];
     check_body(body, &header.content_hash)?;
     let snapshot: Snapshot = if header.format == PREVIOUS_FORMAT {
-        // The whole body, so a format 5 body relabelled 4 is refused, not read short.
-        let (old, rest) = postcard::take_from_bytes::<v4::Snapshot>(body)
-            .map_err(|e| CodecError::Body(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(CodecError::Body(format!(
-                "{} bytes after a format {PREVIOUS_FORMAT} snapshot",
-                rest.len()
-            )));
-        }
-        old.into()
+        whole::<v4::Snapshot>(body)?.into()
     } else {
         postcard::from_bytes(body).map_err(|e| CodecError::Body(e.to_string()))?
     };
@@ -272,7 +266,21 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Snapshot), CodecError> {
     Ok((header, snapshot))
 }
 
-/// Format 4: the snapshot before API keys.
+/// Decodes a format 4 body, all of it: a format 5 body relabelled 4 is refused, not read
+/// short.
+fn whole<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|e| CodecError::Body(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CodecError::Body(format!(
+            "{} bytes after a format {PREVIOUS_FORMAT} body",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Format 4: snapshots and deltas before API keys.
 mod v4 {
     use crate::snapshot::{
         AttributeDecl, Condition, Group, Issuer, LabeledResource, Partner, PolicyFile,
@@ -298,6 +306,36 @@ mod v4 {
         resource_labels: Vec<AttributeDecl>,
         partners: Vec<Partner>,
         labeled_resources: Vec<LabeledResource>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    pub struct Delta {
+        base_version: u64,
+        base_id: u64,
+        version: u64,
+        id: u64,
+        identity_revision: u64,
+        created_at_ms: u64,
+        groups: Vec<(u32, Arc<Group>)>,
+        users: Vec<Arc<User>>,
+        removed: Vec<(String, String)>,
+    }
+
+    impl From<Delta> for crate::delta::Delta {
+        fn from(d: Delta) -> Self {
+            Self {
+                base_version: d.base_version,
+                base_id: d.base_id,
+                version: d.version,
+                id: d.id,
+                identity_revision: d.identity_revision,
+                created_at_ms: d.created_at_ms,
+                groups: d.groups,
+                users: d.users,
+                removed: d.removed,
+                api_keys: None,
+            }
+        }
     }
 
     impl From<Snapshot> for crate::snapshot::Snapshot {

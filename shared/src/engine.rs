@@ -280,6 +280,8 @@ pub struct Engine {
     users: ShardedMap<UserKey, Arc<User>>,
     by_user_name: LookupIndex,
     by_external_id: LookupIndex,
+    /// Live API keys, sorted by id (deltas replace the list whole).
+    api_keys: Arc<[ApiKey]>,
 }
 
 /// What stays the same while only the directory changes.
@@ -519,6 +521,7 @@ impl Engine {
         let users = std::mem::take(&mut snapshot.users);
         let groups = std::mem::take(&mut snapshot.groups);
         snapshot.api_keys.sort_by(|a, b| a.id.cmp(&b.id));
+        let api_keys: Arc<[ApiKey]> = std::mem::take(&mut snapshot.api_keys).into();
         let mut engine = Self {
             version: snapshot.version,
             id: snapshot.id,
@@ -528,6 +531,7 @@ impl Engine {
             users: ShardedMap::with_capacity(users.len()),
             by_user_name: ShardedMap::with_capacity(users.len()),
             by_external_id: ShardedMap::with_capacity(users.len() / 2),
+            api_keys,
             fixed: Arc::new(Fixed {
                 by_partner,
                 labels,
@@ -604,6 +608,9 @@ impl Engine {
         for u in &delta.users {
             next.upsert(u.clone())?;
         }
+        if let Some(keys) = &delta.api_keys {
+            next.api_keys = keys.as_slice().into();
+        }
         Ok(next)
     }
 
@@ -668,6 +675,7 @@ impl Engine {
         s.users = self.users.values().cloned().collect();
         s.users
             .sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+        s.api_keys = self.api_keys.to_vec();
         s
     }
 
@@ -749,7 +757,7 @@ impl Engine {
 
     /// The live API key with this id.
     pub fn api_key(&self, id: &str) -> Option<&ApiKey> {
-        let keys = &self.fixed.rest.api_keys;
+        let keys = &self.api_keys;
         keys.binary_search_by(|k| k.id.as_str().cmp(id))
             .ok()
             .map(|i| &keys[i])

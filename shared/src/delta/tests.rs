@@ -1,6 +1,7 @@
 use super::*;
 use crate::codec;
 use crate::engine::Engine;
+use crate::snapshot::ApiKey;
 use crate::snapshot::PolicyFile;
 use crate::snapshot::PrincipalClaim;
 use proptest::prelude::*;
@@ -152,6 +153,73 @@ proptest! {
             prop_assert!(!s1.users.contains(u), "unchanged user {} carried", u.id);
         }
     }
+}
+
+fn key(id: &str, user: u32) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        hash: crate::Hash32::of(id.as_bytes()),
+        source: "entra".into(),
+        user_id: format!("u{user:03}"),
+        expires_at_ms: None,
+    }
+}
+
+#[test]
+fn api_key_changes_travel_in_deltas_whole() {
+    let dir: Dir = [((false, 1), (true, vec![0]))].into_iter().collect();
+    let anc = vec![Vec::new(); GROUPS as usize];
+    let mut a = snapshot(1, &dir, &anc);
+    a.api_keys = vec![key("00000000000000aa", 1)];
+    // A key issued: the delta carries the whole list and nothing else.
+    let mut b = share_with(snapshot(2, &dir, &anc), &a);
+    b.api_keys = vec![key("00000000000000aa", 1), key("00000000000000bb", 1)];
+    let d = diff(&a, &b).expect("a delta");
+    assert_eq!(d.api_keys.as_ref(), Some(&b.api_keys));
+    assert!(d.users.is_empty() && d.removed.is_empty());
+    assert_eq!(d.len(), 1, "not an empty delta");
+    assert_eq!(d.apply_to(&a).expect("applies"), b);
+    // Both revoked: the list is empty, and says so.
+    let mut c = share_with(snapshot(3, &dir, &anc), &b);
+    c.api_keys = Vec::new();
+    let d2 = diff(&b, &c).expect("a delta");
+    assert_eq!(d2.api_keys, Some(Vec::new()));
+    // No key change: no list.
+    let e = share_with(snapshot(4, &dir, &anc), &c);
+    assert_eq!(diff(&c, &e).expect("a delta").api_keys, None);
+    // Composed: the last list wins.
+    let composed = compose([&d, &d2]).expect("composes");
+    assert_eq!(composed.api_keys, Some(Vec::new()));
+    assert_eq!(composed.apply_to(&a).expect("applies"), c);
+    // A node's engine follows.
+    let engine = Engine::new(a.clone()).expect("engine");
+    assert!(engine.api_key("00000000000000bb").is_none());
+    let next = engine.apply(&d).expect("applies");
+    assert!(next.api_key("00000000000000bb").is_some());
+    assert_eq!(next.to_snapshot().api_keys, b.api_keys);
+    assert!(
+        next.apply(&d2)
+            .expect("applies")
+            .api_key("00000000000000aa")
+            .is_none()
+    );
+    // Unsorted keys are a bad shape.
+    let mut bad = d.clone();
+    bad.api_keys = Some(vec![key("00000000000000bb", 1), key("00000000000000aa", 1)]);
+    assert_eq!(bad.check_shape(), Err(ApplyError::Unsorted));
+    // A format 4 delta (kept by an earlier build) is read where history is kept, and
+    // refused on the wire.
+    let mut no_keys = d.clone();
+    no_keys.api_keys = None;
+    let framed = codec::encode_delta(&no_keys);
+    let body = &framed[codec::DELTA_HEADER_LEN..framed.len() - 1];
+    let mut old = framed[..codec::DELTA_HEADER_LEN].to_vec();
+    old[4..6].copy_from_slice(&codec::PREVIOUS_FORMAT.to_le_bytes());
+    old[24..32].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    old[32..64].copy_from_slice(&crate::Hash32::of(body).0);
+    old.extend_from_slice(body);
+    assert_eq!(codec::decode_stored_delta(&old).expect("stored").1, no_keys);
+    assert!(codec::decode_delta(&old).is_err());
 }
 
 #[test]
