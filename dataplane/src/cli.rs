@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::headers::Guarded;
 use crate::lkg::LastKnownGood;
 use crate::proxy::Edge;
 use crate::state::NodeState;
@@ -154,10 +155,16 @@ fn run(config: Arc<Config>) -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Edge::new(config.clone(), state.clone()),
-        "portcullis-edge",
+    // Every connection is held to the header deadline before Pingora parses it.
+    let mut proxy = Service::new(
+        "portcullis-edge".to_owned(),
+        Guarded::new(
+            pingora::proxy::http_proxy(
+                &server.configuration,
+                Edge::new(config.clone(), state.clone()),
+            ),
+            std::time::Duration::from_secs(config.limits.header_read_secs.max(1)),
+        ),
     );
     proxy.add_tcp(&config.listen.proxy.to_string());
 

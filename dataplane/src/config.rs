@@ -23,6 +23,8 @@
 //! [limits]
 //! max_body_bytes = 4194304                 # larger bodies: 413
 //! body_read_secs = 30                      # the whole body within this (else 408)
+//! header_read_secs = 10                    # a request's headers within this of its first
+//!                                          # byte (else the connection is closed)
 //!
 //! [records]                                # decision records under <state_dir>/records
 //! queue = 1024                             # records waiting for the writer (then: spill)
@@ -137,6 +139,10 @@ pub struct Limits {
     /// trickling it byte by byte gets 408 and the connection closed).
     #[serde(default = "default_body_read")]
     pub body_read_secs: u64,
+    /// A request's header block must arrive within this many seconds of its first byte, else
+    /// the connection is closed (see [`crate::headers`]).
+    #[serde(default = "default_header_read")]
+    pub header_read_secs: u64,
 }
 
 fn default_max_body() -> usize {
@@ -151,12 +157,16 @@ fn default_idle() -> u64 {
 fn default_body_read() -> u64 {
     30
 }
+fn default_header_read() -> u64 {
+    10
+}
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body(),
             body_read_secs: default_body_read(),
+            header_read_secs: default_header_read(),
             upstream_connect_secs: default_connect(),
             upstream_idle_secs: default_idle(),
         }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod decision_log;
 pub mod forward;
 pub mod fuzz_checks;
+pub mod headers;
 pub mod listfilter;
 pub mod lkg;
 pub mod logwriter;

@@ -375,17 +375,82 @@ async fn read_response(mut stream: tokio::net::tcp::OwnedReadHalf) -> anyhow::Re
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Reads one response with a `content-length` from a kept-alive connection.
+async fn read_one(stream: &mut tokio::net::TcpStream) -> anyhow::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if out.len() >= end + 4 + length {
+                return Ok(text);
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await??;
+        anyhow::ensure!(n > 0, "closed after {} bytes: {text}", out.len());
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trickled_body_times_out_and_invalid_utf8_is_refused() -> anyhow::Result<()> {
+async fn trickled_headers_and_bodies_time_out_and_invalid_utf8_is_refused() -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt;
     let c = Cluster::start(ClusterOptions {
         nodes: 1,
-        node_limits: Some("body_read_secs = 1".into()),
+        node_limits: Some("body_read_secs = 1\nheader_read_secs = 1".into()),
         ..Default::default()
     })
     .await?;
     let edge = c.nodes[0].proxy;
     let bearer = format!("Bearer {}", c.token("alice@example.com"));
+
+    // Headers trickled a byte at a time (they would take 10 s): the connection is closed
+    // once the second after the first byte is up, with nothing answered (there is no request
+    // yet to answer).
+    let stream = tokio::net::TcpStream::connect(edge).await?;
+    let (read, mut write) = stream.into_split();
+    let started = std::time::Instant::now();
+    write
+        .write_all(b"GET /openai/v1/models HTTP/1.1\r\nhost: edge\r\n")
+        .await?;
+    let trickle = tokio::spawn(async move {
+        for b in b"x-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n" {
+            if write.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let response = read_response(read).await?;
+    let closed_after = started.elapsed();
+    trickle.abort();
+    assert_eq!(response, "", "nothing is answered");
+    assert!(
+        closed_after < Duration::from_secs(6),
+        "closed {closed_after:?} after the first byte, before the header could end"
+    );
+
+    // The clock starts at a request's first byte: a kept-alive connection idle for longer
+    // than the deadline still serves its next request.
+    let mut stream = tokio::net::TcpStream::connect(edge).await?;
+    let request =
+        format!("GET /openai/v1/models HTTP/1.1\r\nhost: edge\r\nauthorization: {bearer}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let first = read_one(&mut stream).await?;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(request.as_bytes()).await?;
+    let second = read_one(&mut stream).await?;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 
     // A body trickled a byte at a time: 408 in the client's format once the second is up.
     for (path, body) in [
