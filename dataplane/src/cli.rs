@@ -155,16 +155,16 @@ fn run(config: Arc<Config>) -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    // Every connection is held to the header deadline before Pingora parses it.
+    // Every connection is held to the header deadline before Pingora parses it (0: off, for
+    // an edge behind a load balancer that already enforces one).
+    let edge = pingora::proxy::http_proxy(
+        &server.configuration,
+        Edge::new(config.clone(), state.clone()),
+    );
+    let limit = std::time::Duration::from_secs(config.limits.header_read_secs);
     let mut proxy = Service::new(
         "portcullis-edge".to_owned(),
-        Guarded::new(
-            pingora::proxy::http_proxy(
-                &server.configuration,
-                Edge::new(config.clone(), state.clone()),
-            ),
-            std::time::Duration::from_secs(config.limits.header_read_secs.max(1)),
-        ),
+        Guarded::new(edge, (!limit.is_zero()).then_some(limit)),
     );
     proxy.add_tcp(&config.listen.proxy.to_string());
 

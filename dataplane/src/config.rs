@@ -24,7 +24,7 @@
 //! max_body_bytes = 4194304                 # larger bodies: 413
 //! body_read_secs = 30                      # the whole body within this (else 408)
 //! header_read_secs = 10                    # a request's headers within this of its first
-//!                                          # byte (else the connection is closed)
+//!                                          # byte (else the connection is closed; 0: off)
 //!
 //! [records]                                # decision records under <state_dir>/records
 //! queue = 1024                             # records waiting for the writer (then: spill)

@@ -98,23 +98,36 @@ impl HeaderDeadline {
     }
 }
 
-/// Where the header is after `bytes` more of it.
+/// Where the header is after `bytes` more of it. Looks only at line ends (a header is a
+/// dozen lines; the scan is the common path's only cost).
 fn step(phase: Phase, bytes: &[u8]) -> Phase {
     if bytes.is_empty() {
         return phase;
     }
-    let mut tail = match phase {
+    let tail = match phase {
         Phase::Done => return Phase::Done,
         Phase::Waiting => [0; 3],
         Phase::Header { tail } => tail,
     };
-    for &b in bytes {
-        let blank_line = b == b'\n' && (tail[2] == b'\n' || (tail[2] == b'\r' && tail[1] == b'\n'));
-        if blank_line {
+    // The byte `back` places before `i`, reaching into the previous read's tail.
+    let before = |i: usize, back: usize| -> u8 {
+        if i >= back {
+            bytes[i - back]
+        } else {
+            tail[3 + i - back]
+        }
+    };
+    let mut from = 0;
+    while let Some(off) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let i = from + off;
+        let (b1, b2) = (before(i, 1), before(i, 2));
+        if b1 == b'\n' || (b1 == b'\r' && b2 == b'\n') {
             return Phase::Done;
         }
-        tail = [tail[1], tail[2], b];
+        from = i + 1;
     }
+    let n = bytes.len();
+    let tail = [before(n, 3), before(n, 2), before(n, 1)];
     Phase::Header { tail }
 }
 
@@ -245,14 +258,14 @@ impl Peek for HeaderDeadline {
     }
 }
 
-/// A server app whose connections carry a [`HeaderDeadline`].
+/// A server app whose connections carry a [`HeaderDeadline`] (none when `limit` is `None`).
 pub struct Guarded<A> {
     inner: Arc<A>,
-    limit: Duration,
+    limit: Option<Duration>,
 }
 
 impl<A> Guarded<A> {
-    pub fn new(inner: A, limit: Duration) -> Self {
+    pub fn new(inner: A, limit: Option<Duration>) -> Self {
         Self {
             inner: Arc::new(inner),
             limit,
@@ -276,12 +289,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // A connection kept alive comes back already wrapped: re-armed, not wrapped again.
-        let stream: Stream = if stream.as_any().is::<HeaderDeadline>() {
-            let mut guarded = stream.into_any().downcast::<HeaderDeadline>().ok()?;
-            guarded.rearm();
-            guarded
-        } else {
-            Box::new(HeaderDeadline::new(stream, self.limit))
+        let stream: Stream = match self.limit {
+            None => stream,
+            Some(_) if stream.as_any().is::<HeaderDeadline>() => {
+                let mut guarded = stream.into_any().downcast::<HeaderDeadline>().ok()?;
+                guarded.rearm();
+                guarded
+            }
+            Some(limit) => Box::new(HeaderDeadline::new(stream, limit)),
         };
         self.inner.process_new(stream, shutdown).await
     }

@@ -82,6 +82,8 @@ async fn listening(addr: std::net::SocketAddr, proc: &mut Proc) -> anyhow::Resul
 pub async fn measure(options: &Options) -> anyhow::Result<Report> {
     let cluster = Cluster::start(ClusterOptions {
         nodes: 1,
+        // `[limits]` settings for the node, to compare (e.g. "header_read_secs = 0").
+        node_limits: std::env::var("PORTCULLIS_LOAD_NODE_LIMITS").ok(),
         ..Default::default()
     })
     .await?;
