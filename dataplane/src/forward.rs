@@ -76,8 +76,6 @@ const DROP_RESPONSE: &[&str] = &[
 pub struct Forwarded {
     pub status: u16,
     pub bytes: usize,
-    /// The response was ended early: a new snapshot no longer allows it.
-    pub revoked: bool,
 }
 
 /// The most of one server-sent event held back waiting for its end (see [`Events`]).
@@ -216,11 +214,7 @@ pub async fn forward(
                 .release_http_session(up, &peer, Some(Duration::from_secs(60)))
                 .await;
         }
-        return Ok(Forwarded {
-            status,
-            bytes,
-            revoked: false,
-        });
+        return Ok(Forwarded { status, bytes });
     }
     let mid = ForwardError::MidResponse;
     let streamed = !response.headers.contains_key(http::header::CONTENT_LENGTH);
@@ -267,11 +261,7 @@ pub async fn forward(
                             .write_response_body(Some(last), true)
                             .await
                             .map_err(|e| mid(format!("client went away: {e}")))?;
-                        return Ok(Forwarded {
-                            status,
-                            bytes,
-                            revoked: true,
-                        });
+                        return Ok(Forwarded { status, bytes });
                     }
                 },
                 r = &mut read => break r,
@@ -309,11 +299,7 @@ pub async fn forward(
             .release_http_session(up, &peer, Some(Duration::from_secs(60)))
             .await;
     }
-    Ok(Forwarded {
-        status,
-        bytes,
-        revoked: false,
-    })
+    Ok(Forwarded { status, bytes })
 }
 
 /// Passes an event stream on in whole events, so that the edge can put events of its own

@@ -135,6 +135,17 @@ impl ProxyHttp for Edge {
     }
 }
 
+/// What an allowed request's streamed answer is re-decided with (see [`Standing`]).
+#[derive(Clone, Copy)]
+struct Allowed<'a> {
+    snapshot: &'a Arc<NodeSnapshot>,
+    who: &'a Who,
+    verified: &'a Arc<Verified>,
+    /// The request, or each allowed message of a batch.
+    requests: &'a [Request],
+    mcp_id: Option<&'a Value>,
+}
+
 /// What the handler needs to log a decision.
 struct Decided<'a> {
     snapshot: &'a NodeSnapshot,
@@ -411,7 +422,6 @@ impl Edge {
             None => body,
         };
 
-        let upstream_path = forward::upstream_path(session, route, rest);
         // An MCP list answer shows only what this principal may use.
         let request = &classified.request;
         let keep = |field: &'static str, item: &Value| {
@@ -422,6 +432,32 @@ impl Edge {
             keep: &keep,
             extra: Vec::new(),
         });
+        let allowed = Allowed {
+            snapshot: &snapshot,
+            who: &who,
+            verified: &verified,
+            requests: std::slice::from_ref(request),
+            mcp_id: mcp_id.as_ref(),
+        };
+        self.send_on(session, ctx, route, rest, body, filter.as_ref(), allowed)
+            .await
+    }
+
+    /// Forwards an allowed request (see [`forward::forward`]), its streamed answer held to
+    /// what `allowed` may still do; a 502 in the client's protocol if the upstream failed
+    /// before answering, the connection cut if it failed mid-answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_on(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &Route,
+        rest: &str,
+        body: Bytes,
+        filter: Option<&ListFilter<'_>>,
+        allowed: Allowed<'_>,
+    ) -> std::result::Result<(), String> {
+        let upstream_path = forward::upstream_path(session, route, rest);
         let forwarded = forward::forward(
             session,
             &self.connector,
@@ -430,36 +466,23 @@ impl Edge {
             &upstream_path,
             body,
             &ctx.request_id,
-            filter.as_ref(),
+            filter,
             Some(|| {
                 Standing::new(
                     self.state.clone(),
-                    snapshot.clone(),
-                    who.clone(),
-                    verified.clone(),
-                    vec![classified.request.clone()],
+                    allowed.snapshot.clone(),
+                    allowed.who.clone(),
+                    allowed.verified.clone(),
+                    allowed.requests.to_vec(),
                     &self.config.node_id,
                     &ctx.request_id,
                     route.kind,
-                    mcp_id.clone(),
+                    allowed.mcp_id.cloned(),
                 )
             }),
         )
         .await;
-        self.forwarded(session, ctx, route, mcp_id.as_ref(), forwarded)
-            .await
-    }
-
-    /// Finishes a forwarded request: a 502 in the client's protocol if the upstream failed
-    /// before answering, the connection cut if it failed mid-answer.
-    async fn forwarded(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        route: &Route,
-        mcp_id: Option<&Value>,
-        forwarded: std::result::Result<forward::Forwarded, ForwardError>,
-    ) -> std::result::Result<(), String> {
+        let mcp_id = allowed.mcp_id;
         match forwarded {
             Ok(f) => {
                 ctx.status = f.status;
@@ -516,7 +539,6 @@ impl Edge {
         let mut allowed_requests = Vec::new();
         let mut lists = Vec::new();
         let mut refusals = Vec::new();
-        let mut first: Option<Request> = None;
         for (message, classified) in messages {
             let mut c = match classified {
                 Ok(c) => c,
@@ -552,15 +574,14 @@ impl Edge {
                 {
                     lists.push(field);
                 }
-                allowed_requests.push(c.request.clone());
-                first.get_or_insert(c.request);
+                allowed_requests.push(c.request);
                 allowed.push(message);
             } else if let Some(id) = id {
                 // A refused notification gets no answer, as JSON-RPC has it.
                 refusals.push(error(denial(&decision, &c.request), Some(&id)));
             }
         }
-        let Some(list_request) = first else {
+        let Some(list_request) = allowed_requests.first() else {
             // Nothing to send upstream: the edge answers the batch alone.
             ctx.status = if refusals.is_empty() { 202 } else { 200 };
             let body = if refusals.is_empty() {
@@ -585,39 +606,22 @@ impl Edge {
             Bytes::from(Value::Array(allowed).to_string())
         };
         let keep = |field: &'static str, item: &Value| {
-            may_use_listed(&snapshot.engine, user, &list_request, field, item)
+            may_use_listed(&snapshot.engine, user, list_request, field, item)
         };
         let filter = (!lists.is_empty() || !refusals.is_empty()).then(|| ListFilter {
             lists,
             keep: &keep,
             extra: refusals,
         });
-        let upstream_path = forward::upstream_path(session, route, rest);
-        let forwarded = forward::forward(
-            session,
-            &self.connector,
-            route,
-            &self.config.limits,
-            &upstream_path,
-            body,
-            &ctx.request_id,
-            filter.as_ref(),
-            Some(|| {
-                Standing::new(
-                    self.state.clone(),
-                    snapshot.clone(),
-                    who.clone(),
-                    verified.clone(),
-                    allowed_requests,
-                    &self.config.node_id,
-                    &ctx.request_id,
-                    route.kind,
-                    None,
-                )
-            }),
-        )
-        .await;
-        self.forwarded(session, ctx, route, None, forwarded).await
+        let allowed = Allowed {
+            snapshot,
+            who,
+            verified,
+            requests: &allowed_requests,
+            mcp_id: None,
+        };
+        self.send_on(session, ctx, route, rest, body, filter.as_ref(), allowed)
+            .await
     }
 
     /// Decides each tool a model call offers (see [`crate::tools`]): the body to forward, with
